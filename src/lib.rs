@@ -1,0 +1,18 @@
+//! wsvault keeps WebSocket subscriptions to real-time event APIs alive and records
+//! every event they deliver in SQLite or PostgreSQL.
+//!
+//! A supervisor keeps one session per configured source; each session turns frames
+//! into [`record::Record`]s through a pure [`protocol`] state machine; one writer
+//! ([`store`]) commits records in batches. See DESIGN.md for the contracts.
+
+pub mod cli;
+pub mod config;
+pub mod ids;
+pub mod protocol;
+pub mod record;
+pub mod redact;
+pub mod session;
+pub mod sim;
+pub mod store;
+pub mod supervisor;
+pub mod telemetry;
