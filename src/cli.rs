@@ -1,1 +1,121 @@
-//! (in progress)
+//! Command-line interface: parses arguments and calls into the library. The only
+//! place besides `main.rs` that uses `anyhow`: errors here are for humans.
+
+use crate::config::{self, Config};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Keeps WebSocket subscriptions alive and records every event in SQL.
+#[derive(Debug, Parser)]
+#[command(name = "wsvault", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the daemon: migrate, connect every source, record until SIGTERM.
+    Run(ConfigArg),
+    /// Validate a config file and print what it configures.
+    CheckConfig(ConfigArg),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(ConfigArg),
+}
+
+/// `--config PATH`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Config file (TOML); WSVAULT__SECTION__KEY variables override its keys.
+    #[arg(long, short, default_value_os_t = config::default_config_path())]
+    pub config: PathBuf,
+}
+
+/// Exit code for a configuration the daemon refuses (EX_CONFIG from sysexits.h).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Loads the config, or prints why not; config errors get their own exit code so
+/// systemd's `RestartPreventExitStatus=78` stops a restart loop on a broken file.
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// Runs the parsed command.
+pub fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Cmd::CheckConfig(a) => match load(&a.config) {
+            Ok(cfg) => {
+                println!("{}: OK", a.config.display());
+                println!(
+                    "storage: {} (batch_size {}, flush_interval {:?}, queue_capacity {})",
+                    crate::redact::redact_url_str(&cfg.storage.url),
+                    cfg.storage.batch_size,
+                    cfg.storage.flush_interval,
+                    cfg.storage.queue_capacity
+                );
+                for s in &cfg.sources {
+                    println!("source {} ({}): {}", s.name, s.kind.name(), crate::redact::redact_url(&s.url));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Cmd::Run(a) => {
+            let cfg = match load(&a.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            crate::telemetry::init(&cfg.log);
+            report(runtime().and_then(|rt| rt.block_on(run(cfg, a.config))))
+        }
+        Cmd::Migrate(a) => {
+            let cfg = match load(&a.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            crate::telemetry::init(&cfg.log);
+            report(runtime().and_then(|rt| rt.block_on(migrate(cfg))))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
+    let sup = crate::supervisor::Supervisor::start(cfg, Some(path)).await?;
+    let report = sup.run_until_signal(std::future::pending()).await?;
+    if report.lost > 0 {
+        anyhow::bail!("{} records could not be written before exit", report.lost);
+    }
+    Ok(())
+}
+
+async fn migrate(cfg: Config) -> anyhow::Result<()> {
+    let store = crate::store::Store::connect(&cfg.storage).await?;
+    store.migrate().await?;
+    store.close().await;
+    println!("migrations applied to {}", crate::redact::redact_url_str(&cfg.storage.url));
+    Ok(())
+}

@@ -1,1 +1,244 @@
-//! (in progress)
+//! The daemon's top: sessions from config, signals, reload, shutdown order, systemd
+//! notifications.
+//!
+//! Shutdown order matters for "nothing lost": sessions stop first (unsubscribe, close
+//! 1000, `closed` rows), then the last record sink is dropped so the writer drains its
+//! queue and commits, then the pool closes. A second TERM/INT makes the writer stop
+//! retrying and sessions stop waiting, so the process exits quickly while still
+//! flushing what the database accepts at once; anything it could not write is
+//! counted and logged by the writer.
+
+use crate::config::{self, Config, SourceConfig};
+use crate::session::{self, Command, SessionHandle};
+use crate::store::{RecordSink, Store, StoreError, Writer, WriterHandle, WriterReport};
+use futures_util::StreamExt;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Why the daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// A running daemon: the writer, its sink, and one session per source.
+pub struct Supervisor {
+    config: Config,
+    config_path: Option<PathBuf>,
+    store: Store,
+    sink: RecordSink,
+    writer: WriterHandle,
+    sessions: BTreeMap<String, SessionHandle>,
+    suspended: bool,
+}
+
+impl Supervisor {
+    /// Connects the store, runs migrations, starts the writer and every source.
+    /// `config_path` is re-read on SIGHUP; `None` disables reload.
+    pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Self, SupervisorError> {
+        let store = Store::connect(&config.storage).await?;
+        notify(&[sd_notify::NotifyState::Status("running migrations")]);
+        store.migrate().await?;
+        let (sink, writer) = Writer::spawn(store.clone(), &config.storage);
+        let mut sup = Supervisor {
+            config,
+            config_path,
+            store,
+            sink,
+            writer,
+            sessions: BTreeMap::new(),
+            suspended: false,
+        };
+        for source in sup.config.sources.clone() {
+            sup.start_source(source).await;
+        }
+        tracing::info!(sources = sup.sessions.len(), "wsvault running");
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("running"),
+        ]);
+        Ok(sup)
+    }
+
+    /// Live status of every source, for health, metrics and `status`.
+    pub fn sources(&self) -> impl Iterator<Item = (&str, &Arc<session::SourceStatus>)> {
+        self.sessions.iter().map(|(k, v)| (k.as_str(), &v.status))
+    }
+
+    /// The writer's counters.
+    pub fn writer_stats(&self) -> Arc<crate::store::WriterStats> {
+        self.writer.stats()
+    }
+
+    async fn start_source(&mut self, source: SourceConfig) {
+        if source.url.scheme() == "ws" && !is_loopback(&source.url) {
+            tracing::warn!(
+                source = %source.name,
+                "url uses unencrypted ws:// to a non-loopback host; use wss:// in production"
+            );
+        }
+        let initial = if self.suspended { Command::Suspend } else { Command::Run };
+        let name = source.name.clone();
+        let handle = session::spawn(
+            source,
+            &self.config.storage,
+            Some(&self.store),
+            self.sink.clone(),
+            initial,
+        )
+        .await;
+        self.sessions.insert(name, handle);
+    }
+
+    /// Runs until SIGTERM/SIGINT (or `stop` resolves), handling HUP/USR1/USR2, then
+    /// shuts down in order and returns the writer's report.
+    pub async fn run_until_signal(
+        mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<WriterReport, SupervisorError> {
+        let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
+            .map_err(SupervisorError::Signals)?;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                sig = signals.next() => match sig {
+                    Some(SIGTERM) | Some(SIGINT) | None => {
+                        tracing::info!("shutdown requested");
+                        break;
+                    }
+                    Some(SIGHUP) => self.reload().await,
+                    Some(SIGUSR1) => self.suspend_all(true),
+                    Some(SIGUSR2) => self.suspend_all(false),
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(self.shutdown(signals).await)
+    }
+
+    fn suspend_all(&mut self, suspend: bool) {
+        self.suspended = suspend;
+        let cmd = if suspend { Command::Suspend } else { Command::Run };
+        tracing::info!("{} every source", if suspend { "suspending" } else { "resuming" });
+        for s in self.sessions.values() {
+            s.command(cmd);
+        }
+    }
+
+    /// SIGHUP: re-read the file; start added sources, stop removed ones, restart changed
+    /// ones, leave unchanged ones connected. An invalid file changes nothing.
+    pub async fn reload(&mut self) {
+        let Some(path) = self.config_path.clone() else {
+            tracing::warn!("SIGHUP ignored: no config file to reload");
+            return;
+        };
+        let new = match config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("reload refused, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        if new.storage != self.config.storage {
+            tracing::warn!("[storage] changes take effect only after a restart");
+        }
+        let mut wanted: BTreeMap<String, SourceConfig> =
+            new.sources.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        let names: Vec<String> = self.sessions.keys().cloned().collect();
+        for name in names {
+            match wanted.remove(&name) {
+                Some(cfg) if self.sessions.get(&name).is_some_and(|h| h.config == cfg) => {}
+                Some(cfg) => {
+                    tracing::info!(source = %name, "reload: source changed, restarting it");
+                    if let Some(h) = self.sessions.remove(&name) {
+                        h.stop().await;
+                    }
+                    self.start_source(cfg).await;
+                }
+                None => {
+                    tracing::info!(source = %name, "reload: source removed, closing it");
+                    if let Some(h) = self.sessions.remove(&name) {
+                        h.stop().await;
+                    }
+                }
+            }
+        }
+        for (name, cfg) in wanted {
+            tracing::info!(source = %name, "reload: source added");
+            self.start_source(cfg).await;
+        }
+        self.config.sources = new.sources;
+        tracing::info!(sources = self.sessions.len(), "configuration reloaded");
+    }
+
+    async fn shutdown(self, mut signals: signal_hook_tokio::Signals) -> WriterReport {
+        notify(&[sd_notify::NotifyState::Stopping]);
+        let Supervisor {
+            store,
+            sink,
+            writer,
+            sessions,
+            ..
+        } = self;
+        let (force_tx, mut force_rx) = tokio::sync::watch::channel(false);
+        let force = writer.force_handle();
+        let watcher = tokio::spawn(async move {
+            while let Some(sig) = signals.next().await {
+                if sig == SIGTERM || sig == SIGINT {
+                    tracing::warn!("second signal: exiting quickly, flushing what the database accepts now");
+                    force.force_stop();
+                    let _ = force_tx.send(true);
+                    break;
+                }
+            }
+        });
+        let mut sessions: Vec<SessionHandle> = sessions.into_values().collect();
+        for s in &sessions {
+            s.command(Command::Stop);
+        }
+        let all_stopped = futures_util::future::join_all(sessions.iter_mut().map(|s| s.join()));
+        tokio::select! {
+            _ = all_stopped => {}
+            _ = force_rx.wait_for(|f| *f) => {}
+        }
+        // Sessions still running after a forced exit are cut off so their record
+        // sinks drop and the writer can finish.
+        for s in &sessions {
+            s.abort();
+        }
+        drop(sessions);
+        drop(sink);
+        let report = writer.join().await;
+        watcher.abort();
+        store.close().await;
+        tracing::info!(
+            written = report.written,
+            rejected = report.rejected,
+            lost = report.lost,
+            "wsvault stopped"
+        );
+        report
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// systemd notification; a no-op outside systemd (no NOTIFY_SOCKET).
+pub fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}

@@ -1,8 +1,13 @@
 //! Configuration: TOML file layered with `WSVAULT__SECTION__KEY` environment
 //! overrides, validated into typed values with one clear message per mistake.
 
+mod build;
 mod load;
+mod sources;
 mod types;
+mod value;
 
+pub use build::{DEFAULT_TIMING, RETENTION_TABLES, default_user_agent};
 pub use load::*;
+pub use sources::derive_auth_url;
 pub use types::*;

@@ -1,1 +1,131 @@
-//! (in progress)
+//! One upstream source kept alive: connect, authenticate, subscribe, survive every
+//! fault, and record each lifecycle step.
+//!
+//! A session owns the I/O around a pure [`crate::protocol::Protocol`]: the socket,
+//! timers, backoff, the Navixy login call and the hand-off of records to the writer.
+//! It never parses protocol messages itself and never talks to the database except
+//! through the writer's queue (and one read at start: the Tradernet active set).
+
+pub mod auth;
+pub mod backoff;
+mod connection;
+mod lifecycle;
+mod runner;
+pub mod status;
+
+use crate::config::{SourceConfig, SourceKind, StorageConfig};
+use crate::protocol::{CommonOptions, Protocol};
+use crate::store::{RecordSink, Store};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use status::{SourceStatus, State};
+
+/// What the supervisor wants a session to do; sessions watch it and react at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Stay connected and subscribed (and resume if suspended).
+    Run,
+    /// Manual suspension: close with 4000, keep the subscription set, do not reconnect.
+    Suspend,
+    /// Close for good: unsubscribe, close 1000, emit `closed`, end the task.
+    Stop,
+}
+
+/// The supervisor's grip on a running session.
+pub struct SessionHandle {
+    /// The configuration the session runs with (reload compares against it).
+    pub config: SourceConfig,
+    /// Live state and counters.
+    pub status: Arc<SourceStatus>,
+    commands: watch::Sender<Command>,
+    task: JoinHandle<()>,
+}
+
+impl SessionHandle {
+    /// Sends a command; a finished session ignores it.
+    pub fn command(&self, c: Command) {
+        let _ = self.commands.send(c);
+    }
+
+    /// Asks the session to close and waits until it has.
+    pub async fn stop(self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Err(e) = self.task.await {
+            tracing::error!(source = %self.config.name, "session task failed: {e}");
+        }
+    }
+
+    /// Waits for the session task to end (after a [`Command::Stop`]).
+    pub async fn join(&mut self) {
+        if let Err(e) = (&mut self.task).await
+            && !e.is_cancelled()
+        {
+            tracing::error!(source = %self.config.name, "session task failed: {e}");
+        }
+    }
+
+    /// Cuts the session off without a clean close (forced exit only).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+
+    /// True once the session task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Builds the protocol for a source. Tradernet's is seeded with the stored active
+/// security sessions so the first push after a restart closes sessions that ended
+/// while the daemon was down.
+pub async fn build_protocol(
+    source: &SourceConfig,
+    storage: &StorageConfig,
+    store: Option<&Store>,
+) -> Box<dyn Protocol> {
+    let opts = CommonOptions {
+        raw_events: storage.raw_events,
+        timezone: source.timezone,
+    };
+    match &source.kind {
+        SourceKind::Navixy(n) => Box::new(crate::protocol::navixy::NavixyProtocol::new(source, n, opts)),
+        SourceKind::Tradernet(t) => {
+            let mut p = crate::protocol::tradernet::TradernetProtocol::new(source, t, opts);
+            if let Some(store) = store {
+                match store.active_security_sessions(&source.name).await {
+                    Ok(active) => p.seed_active(active),
+                    Err(e) => tracing::warn!(
+                        source = %source.name,
+                        "cannot read stored security sessions ({e}); sessions that ended while wsvault was down will not be closed"
+                    ),
+                }
+            }
+            Box::new(p)
+        }
+        SourceKind::JsonRpc(j) => Box::new(crate::protocol::jsonrpc::JsonRpcProtocol::new(source, j, opts)),
+    }
+}
+
+/// Starts a session task for `source`, sending its records into `sink`.
+pub async fn spawn(
+    source: SourceConfig,
+    storage: &StorageConfig,
+    store: Option<&Store>,
+    sink: RecordSink,
+    initial: Command,
+) -> SessionHandle {
+    let protocol = build_protocol(&source, storage, store).await;
+    let status = Arc::new(SourceStatus::default());
+    let (tx, rx) = watch::channel(initial);
+    let runner = runner::Runner::new(source.clone(), protocol, sink, rx, status.clone());
+    let span = tracing::info_span!("source", source = %source.name);
+    let task = tokio::spawn(tracing::Instrument::instrument(runner.run(), span));
+    SessionHandle {
+        config: source,
+        status,
+        commands: tx,
+        task,
+    }
+}

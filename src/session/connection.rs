@@ -1,0 +1,261 @@
+//! One open WebSocket: pump frames through the protocol until something ends it.
+//!
+//! The loop reads with an idle deadline that restarts after every inbound frame has
+//! been fully handled, so time spent waiting on a full writer queue (back-pressure)
+//! never counts as upstream silence. It returns *why* the connection ended; the
+//! runner turns that into lifecycle rows and decides what happens next.
+
+use super::Command;
+use super::runner::Runner;
+use crate::protocol::{Ctx, Output};
+use crate::record::{Record, Traffic};
+use chrono::Utc;
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The socket type every source uses.
+pub(super) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Ending {
+    /// Stop requested; closed with 1000 after unsubscribing.
+    Stopped,
+    /// Manual suspension; closed with 4000.
+    Suspended,
+    /// Lost: transport error, server close (any code, 1000 included), idle deadline,
+    /// or the protocol asked to reconnect.
+    Network { code: Option<i64>, reason: String },
+    /// The credential is dead.
+    CredentialDead { reason: String },
+    /// The writer is gone (daemon shutting down under us).
+    WriterClosed,
+}
+
+const FAR: Duration = Duration::from_secs(3600 * 24 * 365);
+
+impl Runner {
+    fn ctx(&self, connection_id: i64) -> Ctx {
+        Ctx {
+            source: self.source.clone(),
+            connection_id,
+            now: Utc::now(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// Drives `ws` until it ends; returns the ending and, for the `connections` row,
+    /// the close code we or the server used.
+    pub(super) async fn drive(&mut self, ws: Socket, connection_id: i64) -> Ending {
+        let (mut tx, mut rx) = ws.split();
+        let idle = self.config.timing.idle_timeout;
+        let ctx = self.ctx(connection_id);
+        let outputs = self.protocol.on_open(&ctx);
+        if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
+            return end;
+        }
+        let mut idle_deadline = tokio::time::Instant::now() + idle;
+        loop {
+            let tick_at = self
+                .protocol
+                .next_deadline()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + FAR);
+            tokio::select! {
+                biased;
+                changed = self.commands.changed() => {
+                    let cmd = if changed.is_ok() { *self.commands.borrow_and_update() } else { Command::Stop };
+                    match cmd {
+                        Command::Run => {}
+                        Command::Suspend => {
+                            self.close(&mut tx, &mut rx, 4000, "suspended by operator").await;
+                            return Ending::Suspended;
+                        }
+                        Command::Stop => {
+                            let ctx = self.ctx(connection_id);
+                            let outputs = self.protocol.on_close(&ctx);
+                            let _ = self.handle(&mut tx, connection_id, outputs).await;
+                            self.close(&mut tx, &mut rx, 1000, "wsvault closing").await;
+                            return Ending::Stopped;
+                        }
+                    }
+                }
+                msg = rx.next() => {
+                    let text = match msg {
+                        Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
+                        Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                            self.status.frame(Utc::now().timestamp_millis());
+                            idle_deadline = tokio::time::Instant::now() + idle;
+                            continue;
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            let (code, reason) = describe_close(frame.as_ref());
+                            return Ending::Network { code: Some(code), reason };
+                        }
+                        Some(Err(e)) => return Ending::Network { code: None, reason: describe_error(&e) },
+                        None => return Ending::Network {
+                            code: None,
+                            reason: "connection closed without a close frame".into(),
+                        },
+                    };
+                    self.status.frame(Utc::now().timestamp_millis());
+                    if self.config.traffic {
+                        let rec = self.traffic(connection_id, crate::record::RECEIVED, &text);
+                        if self.sink.send(rec).await.is_err() {
+                            return Ending::WriterClosed;
+                        }
+                    }
+                    let ctx = self.ctx(connection_id);
+                    let outputs = self.protocol.on_text(&ctx, &text);
+                    if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
+                        return end;
+                    }
+                    idle_deadline = tokio::time::Instant::now() + idle;
+                }
+                _ = tokio::time::sleep_until(tick_at) => {
+                    let ctx = self.ctx(connection_id);
+                    let outputs = self.protocol.on_tick(&ctx);
+                    if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
+                        return end;
+                    }
+                }
+                _ = tokio::time::sleep_until(idle_deadline) => {
+                    return Ending::Network {
+                        code: None,
+                        reason: format!("no frame for {} (idle deadline)", humantime::format_duration(idle)),
+                    };
+                }
+            }
+        }
+    }
+
+    fn traffic(&self, connection_id: i64, direction: &str, text: &str) -> Record {
+        Record::Traffic(Traffic {
+            id: crate::ids::next_id(),
+            source: self.source.clone(),
+            connection_id: Some(connection_id),
+            at: Utc::now(),
+            direction: direction.to_string(),
+            payload: self.redactor.redact(text),
+        })
+    }
+
+    /// Carries out protocol outputs; returns an ending when one of them ends the
+    /// connection.
+    async fn handle<S>(&mut self, tx: &mut S, connection_id: i64, outputs: Vec<Output>) -> Option<Ending>
+    where
+        S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+    {
+        for out in outputs {
+            match out {
+                Output::Send(text) => {
+                    if self.config.traffic {
+                        let rec = self.traffic(connection_id, crate::record::SENT, &text);
+                        if self.sink.send(rec).await.is_err() {
+                            return Some(Ending::WriterClosed);
+                        }
+                    }
+                    if let Err(e) = tx.send(Message::text(text)).await {
+                        return Some(Ending::Network {
+                            code: None,
+                            reason: format!("send failed: {}", describe_error(&e)),
+                        });
+                    }
+                }
+                Output::Ping => {
+                    if let Err(e) = tx.send(Message::Ping(Vec::new().into())).await {
+                        return Some(Ending::Network {
+                            code: None,
+                            reason: format!("ping failed: {}", describe_error(&e)),
+                        });
+                    }
+                }
+                Output::Record(r) => {
+                    self.note_record(&r);
+                    if self.sink.send(r).await.is_err() {
+                        return Some(Ending::WriterClosed);
+                    }
+                }
+                Output::Subscribed => {
+                    if let Err(()) = self.subscribed(connection_id).await {
+                        return Some(Ending::WriterClosed);
+                    }
+                }
+                Output::CredentialDead { reason } => return Some(Ending::CredentialDead { reason }),
+                Output::Reconnect { reason } => return Some(Ending::Network { code: None, reason }),
+                Output::Warning(w) => tracing::warn!("{}", self.redactor.redact(&w)),
+            }
+        }
+        None
+    }
+
+    /// Sends a close frame and waits briefly for the server's answer, so a clean
+    /// close is seen as clean upstream; never waits longer than a second.
+    async fn close<S, R>(&self, tx: &mut S, rx: &mut R, code: u16, reason: &str)
+    where
+        S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+        R: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_string().into(),
+        };
+        if tx.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(m)) = rx.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+fn describe_close(frame: Option<&CloseFrame>) -> (i64, String) {
+    match frame {
+        None => (1005, "server closed without a status code".into()),
+        Some(f) => {
+            let code = u16::from(f.code) as i64;
+            let reason = if code == 1000 {
+                format!("server closed normally (1000{}); treated as a drop", suffix(&f.reason))
+            } else {
+                format!("server closed with {code}{}", suffix(&f.reason))
+            };
+            (code, reason)
+        }
+    }
+}
+
+fn suffix(reason: &str) -> String {
+    if reason.is_empty() { String::new() } else { format!(": {reason}") }
+}
+
+/// Transport errors in words an operator can act on.
+pub(super) fn describe_error(e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error as E;
+    match e {
+        E::Capacity(c) => format!("message too large ({c}); raise max_message_bytes if it is legitimate"),
+        E::Protocol(p) => format!("WebSocket protocol error: {p}"),
+        E::Io(io) => format!("I/O error: {io}"),
+        E::Http(resp) => {
+            let status = resp.status();
+            let hint = resp
+                .headers()
+                .get("X-Atmosphere-error")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| format!(" (X-Atmosphere-error: {v})"))
+                .unwrap_or_default();
+            format!("upgrade refused with HTTP {status}{hint}")
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,402 @@
+//! The outer life of a session: authenticate, connect, drive, classify the ending,
+//! record the transition, back off, resume — until told to stop.
+
+use super::auth::{AuthError, Authenticator};
+use super::backoff::Backoff;
+use super::connection::{Ending, Socket, describe_error};
+use super::lifecycle::{Detail, Lifecycle};
+use super::{Command, SourceStatus, State};
+use crate::config::{NavixyAuth, SourceConfig, SourceKind};
+use crate::protocol::Protocol;
+use crate::record::{Record, SourceName};
+use crate::redact::{Redactor, redact_url};
+use crate::store::RecordSink;
+use chrono::Utc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// State of one source across its connections.
+pub(super) struct Runner {
+    pub(super) config: SourceConfig,
+    pub(super) source: SourceName,
+    pub(super) protocol: Box<dyn Protocol>,
+    pub(super) sink: RecordSink,
+    pub(super) commands: watch::Receiver<Command>,
+    pub(super) status: Arc<SourceStatus>,
+    pub(super) redactor: Redactor,
+    life: Lifecycle,
+    backoff: Backoff,
+    auth: Option<Authenticator>,
+    /// A hash is needed before the next connect (Navixy login).
+    need_login: bool,
+    /// A suspension happened and no subscription confirmed it is over yet.
+    pending_resume: bool,
+    subscribed_at: Option<Instant>,
+    opened_once: bool,
+}
+
+/// What the outer loop does after a wait.
+enum Next {
+    Continue,
+    Stop,
+}
+
+impl Runner {
+    pub(super) fn new(
+        config: SourceConfig,
+        protocol: Box<dyn Protocol>,
+        sink: RecordSink,
+        commands: watch::Receiver<Command>,
+        status: Arc<SourceStatus>,
+    ) -> Self {
+        let source: SourceName = config.name.as_str().into();
+        let mut redactor = Redactor::new(protocol.secrets());
+        let auth = match &config.kind {
+            SourceKind::Navixy(n) => match &n.auth {
+                NavixyAuth::Login { login, password } => {
+                    redactor.add(password.expose());
+                    Some(Authenticator::new(
+                        n.auth_url.clone(),
+                        login.clone(),
+                        password.clone(),
+                        n.max_logins_per_10min,
+                        config.timing.connect_timeout,
+                    ))
+                }
+                NavixyAuth::ApiKeyHash(h) => {
+                    redactor.add(h.expose());
+                    None
+                }
+            },
+            _ => None,
+        };
+        let backoff = Backoff::new(config.timing.backoff_initial, config.timing.backoff_max);
+        Runner {
+            life: Lifecycle {
+                source: source.clone(),
+            },
+            need_login: auth.is_some(),
+            source,
+            protocol,
+            sink,
+            commands,
+            status,
+            redactor,
+            backoff,
+            auth,
+            pending_resume: false,
+            subscribed_at: None,
+            opened_once: false,
+            config,
+        }
+    }
+
+    async fn emit(&self, r: Record) -> Result<(), ()> {
+        self.sink.send(r).await.map_err(|_| ())
+    }
+
+    pub(super) fn note_record(&self, r: &Record) {
+        self.status.records.fetch_add(1, Ordering::Relaxed);
+        if matches!(
+            r,
+            Record::TrackerState(_)
+                | Record::TrackerReading(_)
+                | Record::SecuritySession(_)
+                | Record::Notification(_)
+                | Record::Event(_)
+        ) {
+            self.status
+                .last_event_ms
+                .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        }
+    }
+
+    /// The protocol confirmed the subscription.
+    pub(super) async fn subscribed(&mut self, connection_id: i64) -> Result<(), ()> {
+        self.status.set_state(State::Subscribed);
+        self.subscribed_at = Some(Instant::now());
+        tracing::info!("subscribed");
+        self.emit(self.life.event(Some(connection_id), "subscribed", Detail::default()))
+            .await?;
+        if self.pending_resume {
+            self.pending_resume = false;
+            self.emit(self.life.event(Some(connection_id), "resumed", Detail::default()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The session's whole life.
+    pub(super) async fn run(mut self) {
+        loop {
+            let cmd = *self.commands.borrow_and_update();
+            match cmd {
+                Command::Stop => break,
+                Command::Suspend => {
+                    self.status.set_state(State::Suspended);
+                    if self.commands.changed().await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Command::Run => {}
+            }
+            if self.status.state() == State::Failed {
+                // Only an operator (reload, SIGUSR2 after a fix) gets us out of here.
+                if self.commands.changed().await.is_err() {
+                    break;
+                }
+                self.status.set_state(State::Connecting);
+                continue;
+            }
+            if self.need_login {
+                match self.login().await {
+                    Next::Continue => {}
+                    Next::Stop => break,
+                }
+                if self.need_login {
+                    continue;
+                }
+            }
+            match self.connect_and_drive().await {
+                Next::Continue => {}
+                Next::Stop => break,
+            }
+        }
+        self.status.set_state(State::Closed);
+    }
+
+    /// One login attempt for a Navixy login source; on failure waits and returns.
+    async fn login(&mut self) -> Next {
+        let Some(auth) = self.auth.as_mut() else {
+            self.need_login = false;
+            return Next::Continue;
+        };
+        match auth.login().await {
+            Ok(hash) => {
+                self.redactor.add(hash.expose());
+                self.protocol.set_credential(hash);
+                self.need_login = false;
+                tracing::info!("logged in through user/auth");
+                Next::Continue
+            }
+            Err(e) => {
+                let fatal = e.is_fatal();
+                tracing::error!("{}", self.redactor.redact(&e.to_string()));
+                let rec = self.life.event(
+                    None,
+                    "auth_failed",
+                    Detail {
+                        reason: Some(self.redactor.redact(&e.to_string())),
+                        ..Detail::default()
+                    },
+                );
+                if self.emit(rec).await.is_err() {
+                    return Next::Stop;
+                }
+                if fatal {
+                    self.status.set_state(State::Failed);
+                    return Next::Continue;
+                }
+                let wait = match &e {
+                    AuthError::RateLimited { wait, .. } => *wait,
+                    AuthError::Refused { .. } => self.backoff.cap_delay(),
+                    _ => self.backoff.next_delay(),
+                };
+                self.wait(wait).await
+            }
+        }
+    }
+
+    /// Connects once, drives the connection, records how it ended and waits out the
+    /// backoff when a resume must follow.
+    async fn connect_and_drive(&mut self) -> Next {
+        self.status.set_state(if self.opened_once { State::Retrying } else { State::Connecting });
+        let connection_id = crate::ids::next_id();
+        let url = self.protocol.connect_url(Utc::now());
+        for s in self.protocol.secrets() {
+            self.redactor.add(s);
+        }
+        let shown_url = self.redactor.redact(&redact_url(&url));
+        let ws = match self.connect(&url).await {
+            Ok(ws) => ws,
+            Err(_) if *self.commands.borrow() != Command::Run => return Next::Continue,
+            Err(reason) => {
+                let reason = self.redactor.redact(&reason);
+                tracing::warn!(url = %shown_url, "connect failed: {reason}");
+                let rec = self.life.event(
+                    None,
+                    "socket_error",
+                    Detail {
+                        reason: Some(format!("connect failed: {reason}")),
+                        ..Detail::default()
+                    },
+                );
+                if self.emit(rec).await.is_err() {
+                    return Next::Stop;
+                }
+                let d = self.backoff.next_delay();
+                self.status.attempts.store(self.backoff.attempts(), Ordering::Relaxed);
+                return self.wait(d).await;
+            }
+        };
+        let opened_at = Utc::now();
+        if self.opened_once {
+            self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        self.opened_once = true;
+        self.status.set_state(State::Open);
+        tracing::info!(url = %shown_url, connection = connection_id, "connected");
+        if self.emit(self.life.opened(connection_id, shown_url.clone(), opened_at)).await.is_err()
+            || self
+                .emit(self.life.event(Some(connection_id), "opened", Detail::default()))
+                .await
+                .is_err()
+        {
+            return Next::Stop;
+        }
+        self.subscribed_at = None;
+        let ending = self.drive(ws, connection_id).await;
+        self.finish(connection_id, shown_url, opened_at, ending).await
+    }
+
+    async fn finish(&mut self, id: i64, url: String, opened_at: chrono::DateTime<Utc>, ending: Ending) -> Next {
+        let stable = self
+            .subscribed_at
+            .is_some_and(|t| t.elapsed() >= self.config.timing.stable_after);
+        if stable {
+            self.backoff.reset();
+        }
+        let (code, reason, event, detail) = match &ending {
+            Ending::Stopped => (Some(1000), "closed by wsvault".to_string(), "closed", Detail {
+                code: Some(1000),
+                reason: Some("closed by wsvault".into()),
+                ..Detail::default()
+            }),
+            Ending::Suspended => (Some(4000), "suspended by operator".to_string(), "suspended", Detail {
+                initiator: Some("manual"),
+                code: Some(4000),
+                reason: Some("suspended by operator".into()),
+                ..Detail::default()
+            }),
+            Ending::Network { code, reason } => (*code, reason.clone(), "suspended", Detail {
+                initiator: Some("network"),
+                code: *code,
+                reason: Some(reason.clone()),
+                ..Detail::default()
+            }),
+            Ending::CredentialDead { reason } => (Some(1000), format!("credential dead: {reason}"), "auth_failed", Detail {
+                reason: Some(reason.clone()),
+                ..Detail::default()
+            }),
+            Ending::WriterClosed => return Next::Stop,
+        };
+        let reason = self.redactor.redact(&reason);
+        match &ending {
+            Ending::Network { .. } => tracing::warn!(connection = id, "connection lost: {reason}"),
+            _ => tracing::info!(connection = id, "connection ended: {reason}"),
+        }
+        if self.emit(self.life.closed(id, url, opened_at, code, reason)).await.is_err()
+            || self.emit(self.life.event(Some(id), event, detail)).await.is_err()
+        {
+            return Next::Stop;
+        }
+        match ending {
+            Ending::Stopped | Ending::WriterClosed => Next::Stop,
+            Ending::Suspended => {
+                self.pending_resume = true;
+                self.status.set_state(State::Suspended);
+                Next::Continue
+            }
+            Ending::Network { .. } => {
+                self.pending_resume = true;
+                self.status.set_state(State::Retrying);
+                let d = self.backoff.next_delay();
+                self.status.attempts.store(self.backoff.attempts(), Ordering::Relaxed);
+                self.wait(d).await
+            }
+            Ending::CredentialDead { .. } => {
+                self.pending_resume = true;
+                self.status.set_state(State::Retrying);
+                let suspended = self.life.event(
+                    Some(id),
+                    "suspended",
+                    Detail {
+                        initiator: Some("network"),
+                        reason: Some("credential dead".into()),
+                        ..Detail::default()
+                    },
+                );
+                if self.emit(suspended).await.is_err() {
+                    return Next::Stop;
+                }
+                if self.auth.is_some() && !self.config.only_if_attached {
+                    self.need_login = true;
+                    let d = self.backoff.next_delay();
+                    self.wait(d).await
+                } else {
+                    let d = self.backoff.cap_delay();
+                    self.wait(d).await
+                }
+            }
+        }
+    }
+
+    /// Waits `d`, cut short by a command change. Returns Stop when told to stop.
+    async fn wait(&mut self, d: Duration) -> Next {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Next::Continue,
+                changed = self.commands.changed() => {
+                    if changed.is_err() {
+                        return Next::Stop;
+                    }
+                    match *self.commands.borrow() {
+                        Command::Stop => return Next::Stop,
+                        // Suspend: the outer loop parks; Run after Suspend: go now.
+                        Command::Suspend | Command::Run => return Next::Continue,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect(&mut self, url: &url::Url) -> Result<Socket, String> {
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| describe_error(&e))?;
+        let mut has_agent = false;
+        for (k, v) in self.protocol.connect_headers() {
+            let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) else {
+                return Err(format!("header `{k}` is not a valid HTTP header"));
+            };
+            has_agent |= name == tokio_tungstenite::tungstenite::http::header::USER_AGENT;
+            req.headers_mut().insert(name, value);
+        }
+        if !has_agent && let Ok(v) = HeaderValue::try_from(crate::config::default_user_agent()) {
+            req.headers_mut()
+                .insert(tokio_tungstenite::tungstenite::http::header::USER_AGENT, v);
+        }
+        let max = self.config.timing.max_message_bytes;
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        let connect = tokio_tungstenite::connect_async_with_config(req, Some(ws_config), true);
+        let timeout = self.config.timing.connect_timeout;
+        tokio::select! {
+            r = tokio::time::timeout(timeout, connect) => match r {
+                Ok(Ok((ws, _resp))) => Ok(ws),
+                Ok(Err(e)) => Err(describe_error(&e)),
+                Err(_) => Err(format!("no connection within {}", humantime::format_duration(timeout))),
+            },
+            _ = self.commands.changed() => Err("interrupted by a command".into()),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! What a running session publishes about itself, for `/metrics`, `/healthz`, the
+//! systemd watchdog and log lines.
+//!
+//! Plain atomics written by the session task and read by anyone: reading a status
+//! must never wait on the session.
+
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+
+/// The lifecycle states of DESIGN.md, as published numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    Connecting = 0,
+    Open = 1,
+    Subscribed = 2,
+    /// Manual suspension (SIGUSR1): no reconnect until resumed.
+    Suspended = 3,
+    /// Network suspension: waiting out the backoff before resuming.
+    Retrying = 4,
+    Closed = 5,
+    /// Authentication refused for good (wrong password, 2FA): needs an operator.
+    Failed = 6,
+}
+
+impl State {
+    /// Name used in metrics labels, `wsvault status` and health reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::Open => "open",
+            State::Subscribed => "subscribed",
+            State::Suspended => "suspended",
+            State::Retrying => "retrying",
+            State::Closed => "closed",
+            State::Failed => "failed",
+        }
+    }
+
+    fn from_u8(v: u8) -> State {
+        match v {
+            1 => State::Open,
+            2 => State::Subscribed,
+            3 => State::Suspended,
+            4 => State::Retrying,
+            5 => State::Closed,
+            6 => State::Failed,
+            _ => State::Connecting,
+        }
+    }
+}
+
+/// Live counters and state of one source.
+#[derive(Debug, Default)]
+pub struct SourceStatus {
+    state: AtomicU8,
+    /// Unix milliseconds of the last inbound frame (heartbeats included); 0 = never.
+    pub last_frame_ms: AtomicI64,
+    /// Unix milliseconds of the last data record handed to the writer; 0 = never.
+    pub last_event_ms: AtomicI64,
+    /// Inbound frames.
+    pub frames: AtomicU64,
+    /// Records handed to the writer.
+    pub records: AtomicU64,
+    /// Connections opened after the first one.
+    pub reconnects: AtomicU64,
+    /// Consecutive failed attempts since the last stable subscription.
+    pub attempts: AtomicU64,
+}
+
+impl SourceStatus {
+    /// Current lifecycle state.
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Publishes a new lifecycle state.
+    pub fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// Notes an inbound frame at `now_ms`.
+    pub fn frame(&self, now_ms: i64) {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.last_frame_ms.store(now_ms, Ordering::Relaxed);
+    }
+}
