@@ -135,6 +135,10 @@ fn requests_are_framed_and_ids_grow_across_opens() {
     let out = p.on_text(&clock.at(31, 2), r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
     assert!(!out.contains(&Output::Subscribed));
     assert_eq!(events(&out)[0].kind, "response");
+    // Only this connection's ids are awaited: ids 1 and 2 were forgotten at the reopen.
+    p.on_text(&clock.at(32, 2), r#"{"jsonrpc":"2.0","id":3,"result":{}}"#);
+    let out = p.on_text(&clock.at(33, 2), r#"{"jsonrpc":"2.0","id":4,"result":{}}"#);
+    assert!(out.contains(&Output::Subscribed));
 }
 
 #[test]

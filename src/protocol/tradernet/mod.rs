@@ -5,7 +5,8 @@
 //! Pure: no sockets, no tasks, no clock of its own (time comes from [`Ctx`] and the
 //! `now` given to [`Protocol::connect_url`]). It must never put a SID, key or
 //! signature anywhere but the connect URL, and [`Protocol::secrets`] must name every
-//! one of them so the session can redact traffic, stored URLs and logs.
+//! one of them so the session can redact traffic, stored URLs and logs. A secret the
+//! server echoes back (an error quoting the SID) is masked before it is stored.
 //!
 //! Frames are `[event, data, …]` arrays; any array of length ≥ 2 whose first element
 //! is a string is accepted (one SDK reads a third element). Events:
@@ -16,31 +17,40 @@
 //!   `raw_events = "full"`, or the whole frame whenever an item could not be stored).
 //! - `userData`: stored whole; a demo payload means the SID is missing or dead.
 //! - `error`: stored whole and recorded as a `notification` lifecycle row.
-//! - anything else (`q`, `b`, `portfolio`, …): stored whole under its own name.
+//! - anything else (`q`, `b`, `portfolio`, …): stored whole under its own name; a
+//!   name outside the documented channels is also logged, once.
+//! - anything unreadable (not JSON, not an array, shorter than 2, no string event
+//!   name): a `malformed` event (non-JSON text stored as a JSON string) + a warning.
+//!
+//! A `sessions` frame that does not arrive within `sessions_timeout` after the
+//! subscribe gives one warning and one `warning` lifecycle row per connection; the
+//! connection stays. Pings are due every `ping_interval` after the last one; the
+//! idle deadline (no inbound frame) is the session runtime's.
 //!
 //! Tradernet has no unsubscribe for sessions, so [`Protocol::on_close`] sends nothing.
 
+mod auth;
 mod sessions;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_auth;
 #[cfg(test)]
 mod tests_sessions;
 
 pub use sessions::{ENDED, OPENED};
 
-use crate::config::{Secret, SourceConfig, TradernetAuth, TradernetConfig};
+use crate::config::{SourceConfig, TradernetConfig};
 use crate::protocol::{
     CommonOptions, Ctx, Output, Protocol, event_record, session_event, text_as_json,
 };
 use crate::record::SecuritySession;
 use crate::redact::Redactor;
+use auth::UrlAuth;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sessions::ActiveSet;
-use sha2::Sha256;
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -67,10 +77,6 @@ const KNOWN_EVENTS: &[&str] = &[
     "markets",
 ];
 
-/// How many recent signatures [`Protocol::secrets`] keeps: a signature computed for
-/// one connect may still be in flight (or in a log line) after the next one.
-const KEPT_SIGNATURES: usize = 4;
-
 /// At most this many unknown event names are remembered for "log once"; past it
 /// every further unknown name is stored silently rather than growing memory.
 const MAX_WARNED_EVENTS: usize = 64;
@@ -83,16 +89,13 @@ const MAX_REASON_CHARS: usize = 300;
 /// last known state, while per-connection state resets in `on_open`.
 pub struct TradernetProtocol {
     base_url: Url,
-    auth: TradernetAuth,
+    auth: UrlAuth,
     subscribe: String,
     user_agent: String,
     sessions_timeout: Duration,
     ping_interval: Duration,
     opts: CommonOptions,
     active: ActiveSet,
-    /// Latest signatures, newest last. `connect_url` takes `&self`, hence the lock
-    /// (a `Mutex` rather than a `RefCell` keeps the protocol `Sync` as well as `Send`).
-    signatures: Mutex<VecDeque<String>>,
     warned_events: HashSet<String>,
     // Per connection.
     next_ping: Option<Instant>,
@@ -116,14 +119,13 @@ impl TradernetProtocol {
         };
         TradernetProtocol {
             base_url: source.url.clone(),
-            auth: cfg.auth.clone(),
+            auth: UrlAuth::new(cfg.auth.clone()),
             subscribe,
             user_agent,
             sessions_timeout: cfg.sessions_timeout,
             ping_interval: source.timing.ping_interval,
             opts,
             active: ActiveSet::default(),
-            signatures: Mutex::new(VecDeque::new()),
             warned_events: HashSet::new(),
             next_ping: None,
             sessions_deadline: None,
@@ -137,22 +139,6 @@ impl TradernetProtocol {
     /// `on_open`; rows with `ended_at` set are ignored.
     pub fn seed_active(&mut self, sessions: Vec<SecuritySession>) {
         self.active.seed(sessions);
-    }
-
-    fn signatures(&self) -> MutexGuard<'_, VecDeque<String>> {
-        // A poisoned lock only means a panic elsewhere; the list itself is still valid.
-        self.signatures.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn remember_signature(&self, sig: &str) {
-        let mut sigs = self.signatures();
-        if sigs.iter().any(|s| s == sig) {
-            return;
-        }
-        sigs.push_back(sig.to_string());
-        while sigs.len() > KEPT_SIGNATURES {
-            sigs.pop_front();
-        }
     }
 
     /// `text` with every known secret masked: the server may echo a SID or key back
@@ -286,24 +272,7 @@ impl TradernetProtocol {
 impl Protocol for TradernetProtocol {
     fn connect_url(&self, now: DateTime<Utc>) -> Url {
         let mut url = self.base_url.clone();
-        match &self.auth {
-            TradernetAuth::Sid(sid) => {
-                url.query_pairs_mut().append_pair("SID", sid.expose());
-            }
-            TradernetAuth::ApiKey {
-                public_key,
-                private_key,
-            } => {
-                let timestamp = now.timestamp().to_string();
-                let sig = sign(private_key, &timestamp);
-                self.remember_signature(&sig);
-                url.query_pairs_mut()
-                    .append_pair("X-NtApi-PublicKey", public_key.expose())
-                    .append_pair("X-NtApi-Timestamp", &timestamp)
-                    .append_pair("X-NtApi-Sig", &sig);
-            }
-            TradernetAuth::None => {}
-        }
+        self.auth.apply(&mut url, now);
         url
     }
 
@@ -397,35 +366,7 @@ impl Protocol for TradernetProtocol {
     }
 
     fn secrets(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        match &self.auth {
-            TradernetAuth::Sid(sid) => out.push(sid.expose().to_string()),
-            TradernetAuth::ApiKey {
-                public_key,
-                private_key,
-            } => {
-                out.push(public_key.expose().to_string());
-                out.push(private_key.expose().to_string());
-                out.extend(self.signatures().iter().cloned());
-            }
-            TradernetAuth::None => {}
-        }
-        out.retain(|s| !s.is_empty());
-        out
-    }
-}
-
-/// Lowercase hex HMAC-SHA256 of `message` keyed with the private key, as the
-/// signed-query scheme of Tradernet's Python SDK expects.
-fn sign(private_key: &Secret, message: &str) -> String {
-    // HMAC accepts keys of any length, so this never fails in practice; an empty
-    // signature would simply be refused upstream.
-    match Hmac::<Sha256>::new_from_slice(private_key.expose().as_bytes()) {
-        Ok(mut mac) => {
-            mac.update(message.as_bytes());
-            hex::encode(mac.finalize().into_bytes())
-        }
-        Err(_) => String::new(),
+        self.auth.secrets()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::tests::{Clock, T0, build, cfg, events, proto, warnings};
 use super::*;
-use crate::config::RawEvents;
+use crate::config::{RawEvents, TradernetAuth};
 use crate::record::{Record, SecuritySession};
 use chrono::TimeZone;
 
