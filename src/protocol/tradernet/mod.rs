@@ -1,6 +1,6 @@
 //! Tradernet's WebSocket protocol, security sessions channel: authentication in the
 //! connect URL, the subscribe frame, WebSocket ping scheduling, lenient frame parsing,
-//! and the opened/ended diff of session pushes (in [`sessions`]).
+//! and the opened/ended diff of session pushes (in `sessions.rs`).
 //!
 //! Pure: no sockets, no tasks, no clock of its own (time comes from [`Ctx`] and the
 //! `now` given to [`Protocol::connect_url`]). It must never put a SID, key or
