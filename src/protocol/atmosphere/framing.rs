@@ -19,13 +19,21 @@ pub enum FramingError {
         "Atmosphere frame does not start with `length|`: the server may not have \
          TrackMessageSize on; set track_message_size = false for this source"
     )]
+    /// The text where a length should be is not `digits|`.
     InvalidLength,
     #[error(
         "Atmosphere message of {size} (UTF-16 units or bytes) exceeds max_message_bytes = {max}; \
          raise max_message_bytes if such messages are expected"
     )]
-    TooLarge { size: usize, max: usize },
+    /// A declared length, or the bytes received for one message, beyond the bound.
+    TooLarge {
+        /// The declared UTF-16 length, or the bytes buffered, whichever tripped.
+        size: usize,
+        /// The configured `max_message_bytes`.
+        max: usize,
+    },
     #[error("Atmosphere length ends inside a surrogate pair: the server's framing is inconsistent")]
+    /// The declared length cuts a non-BMP character in half.
     SplitsCodePoint,
 }
 
@@ -160,11 +168,18 @@ impl Framer {
 pub enum Piece {
     /// A whole JSON message: its text (kept raw) and its parsed value.
     Message {
+        /// The message exactly as received (frames concatenated).
         text: String,
+        /// The same message parsed, so nobody parses it twice.
         value: serde_json::Value,
     },
     /// Text that is not JSON (a syntax error, not a truncation): report and keep it.
-    Malformed { text: String, error: String },
+    Malformed {
+        /// The offending text, to be stored as a JSON string.
+        text: String,
+        /// serde's description of the syntax error.
+        error: String,
+    },
 }
 
 /// A split message grew beyond the bound; its buffered text was discarded.
@@ -174,7 +189,9 @@ pub enum Piece {
      buffered); raise max_message_bytes if such messages are expected"
 )]
 pub struct OversizeError {
+    /// Bytes the unfinished message had reached.
     pub size: usize,
+    /// The configured `max_message_bytes`.
     pub max: usize,
 }
 
