@@ -1,1 +1,293 @@
-//! (in progress)
+//! Storage: the pool and migrations of each backend, the batching [`Writer`], and
+//! the few reads the daemon itself needs.
+//!
+//! The backend (SQLite or PostgreSQL) is chosen once, from the URL scheme, in
+//! [`Store::connect`]; every table of the storage contract (DESIGN.md) exists with the
+//! same columns on both, created by the embedded migrations of `migrations/sqlite` and
+//! `migrations/postgres`. Records reach the database only through the [`Writer`]
+//! (batches, one transaction each, retry and `rejected` handling). This module must
+//! never drop a record silently, never put a URL's password in an error or log, and
+//! never format a SQLite timestamp other than through [`time`].
+
+mod batch;
+mod classify;
+mod postgres;
+mod read;
+mod sqlite;
+pub mod time;
+mod writer;
+
+pub use classify::{ErrorClass, classify, error_text};
+pub use time::{TimestampError, format_ts, parse_ts};
+pub use writer::{RecordSink, Writer, WriterClosed, WriterHandle, WriterReport, WriterStats};
+
+use crate::config::StorageConfig;
+use crate::record::SecuritySession;
+use batch::Batch;
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+use std::fmt;
+use std::sync::Arc;
+
+/// Every table of the storage contract, in the order `table_counts` reports them.
+pub const TABLES: [&str; 11] = [
+    "connections",
+    "session_events",
+    "events",
+    "tracker_states",
+    "tracker_readings",
+    "tracker_lifecycle",
+    "security_sessions",
+    "security_session_changes",
+    "notifications",
+    "traffic",
+    "rejected",
+];
+
+/// Which database the store talks to; fixed for the life of a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Lower-case name for logs, metrics labels and test labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Failures of the store's own operations (connecting, migrating, reading).
+/// Batch write failures never surface here: the writer handles them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is neither `sqlite:` nor `postgres://`/`postgresql://`.
+    #[error(
+        "storage url {url} has an unsupported scheme: use sqlite://PATH, \
+         postgres://USER@HOST/DB or postgresql://USER@HOST/DB"
+    )]
+    UnsupportedScheme { url: String },
+    /// The database could not be opened or reached; the text has the password removed.
+    #[error("cannot open the {backend} database at {url}: {message}; check [storage] url and that the database is reachable")]
+    Connect {
+        backend: &'static str,
+        url: String,
+        message: String,
+    },
+    /// Applying the embedded migrations failed.
+    #[error("migrating the {backend} database at {url} failed: {source}")]
+    Migrate {
+        backend: &'static str,
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A read the daemon needs failed.
+    #[error("database query failed while {what}: {source}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored time could not be read back.
+    #[error("while {what}: {source}")]
+    Timestamp {
+        what: &'static str,
+        #[source]
+        source: TimestampError,
+    },
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A connection pool to the configured database. Cheap to clone (the pool is shared);
+/// the writer holds one clone, the daemon's status/health code others.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    /// The URL with its password masked: the only form that may appear in messages.
+    shown_url: Arc<str>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .field("url", &self.shown_url)
+            .finish()
+    }
+}
+
+/// Removes the URL's password (raw and percent-decoded) from a driver's error text.
+fn scrub(url: &str, text: String) -> String {
+    let Some(password) = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+    else {
+        return text;
+    };
+    let decoded = url::form_urlencoded::parse(format!("p={password}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let mut out = text;
+    for secret in [password, decoded] {
+        if !secret.is_empty() {
+            out = out.replace(&secret, crate::redact::MASK);
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Opens a pool for `cfg.url`: `sqlite://path` or `sqlite:path` (the file is
+    /// created when missing; WAL, `synchronous=NORMAL`, `busy_timeout`), or
+    /// `postgres://`/`postgresql://` (connected eagerly, so a wrong URL fails here).
+    pub async fn connect(cfg: &StorageConfig) -> Result<Store, StoreError> {
+        let url = cfg.url.trim();
+        let shown: Arc<str> = crate::redact::redact_url_str(url).into();
+        let scheme = url
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        let (backend, pool) = match scheme.as_str() {
+            "sqlite" => (Backend::Sqlite, sqlite::connect(url, cfg).await.map(Pool::Sqlite)),
+            "postgres" | "postgresql" => (
+                Backend::Postgres,
+                postgres::connect(url).await.map(Pool::Postgres),
+            ),
+            _ => {
+                return Err(StoreError::UnsupportedScheme {
+                    url: shown.to_string(),
+                });
+            }
+        };
+        let pool = pool.map_err(|e| StoreError::Connect {
+            backend: backend.name(),
+            url: shown.to_string(),
+            message: scrub(url, e.to_string()),
+        })?;
+        Ok(Store {
+            pool,
+            shown_url: shown,
+        })
+    }
+
+    /// The backend chosen from the URL scheme.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The configured URL with its password masked, for logs and status output.
+    pub fn shown_url(&self) -> &str {
+        &self.shown_url
+    }
+
+    /// Applies the embedded migrations of this backend; already applied ones are
+    /// skipped, so running it at every start is safe.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let result = match &self.pool {
+            Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await,
+            Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await,
+        };
+        result.map_err(|source| StoreError::Migrate {
+            backend: self.backend().name(),
+            url: self.shown_url.to_string(),
+            source,
+        })
+    }
+
+    /// The security sessions of `source` that have not ended (`ended_at IS NULL`),
+    /// fully populated, ordered by `session_id`: the Tradernet diff starts from these
+    /// after a restart so it does not report every live session as newly opened.
+    pub async fn active_security_sessions(
+        &self,
+        source: &str,
+    ) -> Result<Vec<SecuritySession>, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(p) => read::sqlite_active_sessions(p, source).await,
+            Pool::Postgres(p) => read::postgres_active_sessions(p, source).await,
+        }
+    }
+
+    /// Row count of every contract table ([`TABLES`] order), for `status` and tests.
+    pub async fn table_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::with_capacity(TABLES.len());
+        for table in TABLES {
+            let n = match &self.pool {
+                Pool::Sqlite(p) => read::count(p, table).await,
+                Pool::Postgres(p) => read::count(p, table).await,
+            };
+            let n = n.map_err(|source| StoreError::Query {
+                what: "counting rows",
+                source,
+            })?;
+            out.push((table.to_string(), n));
+        }
+        Ok(out)
+    }
+
+    /// Closes every pooled connection; waits for checked-out ones to come back.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// The SQLite pool, for backend-specific tools (backup, retention, tests).
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.pool {
+            Pool::Sqlite(p) => Some(p),
+            Pool::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool, for backend-specific tools (retention, tests).
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Sqlite(_) => None,
+            Pool::Postgres(p) => Some(p),
+        }
+    }
+
+    /// One transaction with every live record of the batch.
+    pub(crate) async fn write_bulk(&self, batch: &Batch) -> Result<(), sqlx::Error> {
+        match &self.pool {
+            Pool::Sqlite(p) => sqlite::write_bulk(p, batch).await,
+            Pool::Postgres(p) => postgres::write_bulk(p, batch).await,
+        }
+    }
+
+    /// One transaction, a savepoint per record, refused records swapped for `rejected` rows.
+    pub(crate) async fn write_each(&self, batch: &mut Batch) -> Result<(), sqlx::Error> {
+        match &self.pool {
+            Pool::Sqlite(p) => sqlite::write_each(p, batch).await,
+            Pool::Postgres(p) => postgres::write_each(p, batch).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub;
+
+    #[test]
+    fn scrub_removes_raw_and_decoded_password() {
+        let url = "postgres://u:p%40ssw0rd@h/db";
+        let text = "failed for p%40ssw0rd and p@ssw0rd".to_string();
+        let out = scrub(url, text);
+        assert!(!out.contains("ssw0rd"), "{out}");
+    }
+}

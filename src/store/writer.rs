@@ -1,0 +1,366 @@
+//! The batching writer: the only path from records to the database.
+//!
+//! Sessions push [`Record`]s into a bounded queue through a [`RecordSink`]; a full
+//! queue makes `send` wait, which is the back-pressure DESIGN principle 5 relies on.
+//! One task takes records off the queue and commits them in batches, one transaction
+//! each, when a batch reaches `batch_size` records or `flush_interval` after its
+//! first record. A retriable failure retries the *same* batch with capped
+//! exponential backoff while the queue absorbs new records; a permanent failure
+//! rewrites the batch record by record so only the refused records go to `rejected`.
+//! On shutdown (every sink dropped) the queue is drained before the task ends.
+//! This module must never drop a record silently: whatever cannot be written is
+//! counted in [`WriterStats::lost`] and logged with the count.
+
+use super::Store;
+use super::batch::{Batch, Fate};
+use super::classify::{ErrorClass, classify};
+use crate::config::StorageConfig;
+use crate::record::Record;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+
+/// First retry delay; doubles per failed attempt up to `retry_max`.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+/// After `force_stop`, one attempt per batch, and no longer than this.
+const QUICK_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// Starts the writer task.
+pub struct Writer;
+
+impl Writer {
+    /// Spawns the writer on the current tokio runtime and returns the sending half
+    /// (clone it per session) and the handle to watch, force-stop and join it.
+    pub fn spawn(store: Store, cfg: &StorageConfig) -> (RecordSink, WriterHandle) {
+        let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
+        let (force_tx, force_rx) = watch::channel(false);
+        let stats = Arc::new(WriterStats::new(tx.downgrade()));
+        let settings = Settings {
+            batch_size: cfg.batch_size.max(1),
+            flush_interval: cfg.flush_interval,
+            retry_max: cfg.retry_max.max(Duration::from_millis(1)),
+        };
+        let task = tokio::spawn(run(store, rx, settings, stats.clone(), force_rx));
+        (
+            RecordSink { tx },
+            WriterHandle {
+                task,
+                stats,
+                force: force_tx,
+            },
+        )
+    }
+}
+
+/// `send` failed: the writer has stopped (force-stopped or ended); the record was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the storage writer has stopped; the record was not queued")]
+pub struct WriterClosed;
+
+/// The sending half of the writer's queue. Cloned into every session; the writer
+/// finishes once every clone is dropped and the queue is drained.
+#[derive(Clone, Debug)]
+pub struct RecordSink {
+    tx: mpsc::Sender<Record>,
+}
+
+impl RecordSink {
+    /// Queues one record, waiting while the queue is full (back-pressure: the caller
+    /// stops reading its socket meanwhile). Fails only when the writer has stopped.
+    pub async fn send(&self, r: Record) -> Result<(), WriterClosed> {
+        self.tx.send(r).await.map_err(|_| WriterClosed)
+    }
+
+    /// Records queued and not yet taken by the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Counters shared between the writer task and whoever reports on it (metrics,
+/// `/healthz`, the watchdog). Updated by the writer only.
+#[derive(Debug)]
+pub struct WriterStats {
+    /// Records committed to their own table (duplicates ignored by the database count too).
+    pub written: AtomicU64,
+    /// Committed transactions.
+    pub batches: AtomicU64,
+    /// Failed attempts that were retried.
+    pub retries: AtomicU64,
+    /// Records the database refused, stored in `rejected` instead.
+    pub rejected: AtomicU64,
+    /// Records that could not be written at all (force-stop, or a refused `rejected` row).
+    pub lost: AtomicU64,
+    /// Unix milliseconds of the last commit; 0 before the first.
+    pub last_commit: AtomicI64,
+    /// Text of the last failed attempt (never cleared, see `healthy`).
+    pub last_error: Mutex<Option<String>>,
+    /// False while a batch is being retried.
+    pub healthy: AtomicBool,
+    queue: mpsc::WeakSender<Record>,
+}
+
+impl WriterStats {
+    fn new(queue: mpsc::WeakSender<Record>) -> Self {
+        WriterStats {
+            written: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            last_commit: AtomicI64::new(0),
+            last_error: Mutex::new(None),
+            healthy: AtomicBool::new(true),
+            queue,
+        }
+    }
+
+    /// Records waiting in the queue now (0 once every sink is gone).
+    pub fn queue_depth(&self) -> usize {
+        self.queue
+            .upgrade()
+            .map(|tx| tx.max_capacity() - tx.capacity())
+            .unwrap_or(0)
+    }
+
+    /// Whether the last attempt succeeded (false while a batch is being retried).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The last failure's text, if any attempt ever failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
+    }
+
+    /// Unix milliseconds of the last commit, `None` before the first.
+    pub fn last_commit_unix_ms(&self) -> Option<i64> {
+        Some(self.last_commit.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// A snapshot of the counters.
+    pub fn report(&self) -> WriterReport {
+        WriterReport {
+            written: self.written.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set_error(&self, text: String) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(text);
+        }
+    }
+}
+
+/// What the writer did over its life, returned by [`WriterHandle::join`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterReport {
+    pub written: u64,
+    pub batches: u64,
+    pub retries: u64,
+    pub rejected: u64,
+    pub lost: u64,
+}
+
+/// Controls a running writer.
+#[derive(Debug)]
+pub struct WriterHandle {
+    task: JoinHandle<WriterReport>,
+    stats: Arc<WriterStats>,
+    force: watch::Sender<bool>,
+}
+
+impl WriterHandle {
+    /// The live counters.
+    pub fn stats(&self) -> Arc<WriterStats> {
+        self.stats.clone()
+    }
+
+    /// The second shutdown signal: stop retrying, refuse new records, give every
+    /// queued batch at most one quick attempt, count the rest as lost, and exit.
+    pub fn force_stop(&self) {
+        self.force.send_replace(true);
+    }
+
+    /// Waits until the writer has finished: after every [`RecordSink`] is dropped
+    /// and the queue is drained (or after `force_stop`).
+    pub async fn join(self) -> WriterReport {
+        match self.task.await {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::error!(error = %e, "storage writer task failed");
+                self.stats.report()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    batch_size: usize,
+    flush_interval: Duration,
+    retry_max: Duration,
+}
+
+/// Resolves once `force_stop` was called; never when the handle is gone without it.
+async fn forced(force: &mut watch::Receiver<bool>) {
+    if force.wait_for(|f| *f).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<Record>,
+    s: Settings,
+    stats: Arc<WriterStats>,
+    mut force: watch::Receiver<bool>,
+) -> WriterReport {
+    let mut batch = Batch::default();
+    let mut gave_up = false;
+    loop {
+        let is_forced = *force.borrow();
+        if is_forced {
+            rx.close();
+        }
+        batch.clear();
+        let got = if is_forced {
+            rx.recv_many(&mut batch.records, s.batch_size).await
+        } else {
+            tokio::select! {
+                n = rx.recv_many(&mut batch.records, s.batch_size) => n,
+                () = forced(&mut force) => continue,
+            }
+        };
+        if got == 0 {
+            break;
+        }
+        let deadline = Instant::now() + s.flush_interval;
+        while batch.records.len() < s.batch_size && !*force.borrow() {
+            let room = s.batch_size - batch.records.len();
+            tokio::select! {
+                n = rx.recv_many(&mut batch.records, room) => if n == 0 { break },
+                () = sleep_until(deadline) => break,
+                () = forced(&mut force) => break,
+            }
+        }
+        if gave_up {
+            stats
+                .lost
+                .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+            continue;
+        }
+        gave_up = !commit(&store, &mut batch, s, &stats, &mut force).await;
+    }
+    let report = stats.report();
+    if report.lost > 0 {
+        tracing::error!(lost = report.lost, "storage writer stopped; records were lost");
+    }
+    tracing::info!(
+        written = report.written,
+        batches = report.batches,
+        retries = report.retries,
+        rejected = report.rejected,
+        lost = report.lost,
+        "storage writer finished"
+    );
+    report
+}
+
+/// Bulk first; on a permanent failure, record by record with `rejected` fallback.
+async fn attempt(store: &Store, batch: &mut Batch) -> Result<(), sqlx::Error> {
+    match store.write_bulk(batch).await {
+        Ok(()) => Ok(()),
+        Err(e) if classify(store.backend(), &e) == ErrorClass::Retriable => Err(e),
+        Err(e) => {
+            tracing::debug!(error = %e, "bulk insert refused; writing record by record");
+            store.write_each(batch).await
+        }
+    }
+}
+
+/// Commits `batch`, retrying until it is stored. Returns `false` only when
+/// force-stopped and the database did not take the batch (it is counted as lost).
+async fn commit(
+    store: &Store,
+    batch: &mut Batch,
+    s: Settings,
+    stats: &WriterStats,
+    force: &mut watch::Receiver<bool>,
+) -> bool {
+    batch.reset_fates();
+    let mut delay = FIRST_RETRY.min(s.retry_max);
+    let mut attempts: u32 = 0;
+    loop {
+        let is_forced = *force.borrow();
+        let result = if is_forced {
+            match timeout(QUICK_ATTEMPT, attempt(store, batch)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("attempt timed out after {QUICK_ATTEMPT:?}")),
+            }
+        } else {
+            attempt(store, batch).await.map_err(|e| e.to_string())
+        };
+        match result {
+            Ok(()) => {
+                account(stats, batch);
+                if attempts > 0 {
+                    tracing::info!(attempts, "database write succeeded after retrying");
+                }
+                return true;
+            }
+            Err(e) if is_forced => {
+                let lost = batch.records.len() as u64;
+                stats.lost.fetch_add(lost, Ordering::Relaxed);
+                tracing::error!(lost, error = %e, "writer force-stopped and the database did not take the batch; records lost");
+                stats.set_error(e);
+                return false;
+            }
+            Err(e) => {
+                attempts += 1;
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                stats.healthy.store(false, Ordering::Relaxed);
+                tracing::warn!(
+                    attempt = attempts,
+                    records = batch.records.len(),
+                    retry_in = ?delay,
+                    queued = stats.queue_depth(),
+                    error = %e,
+                    "database write failed; retrying the same batch"
+                );
+                stats.set_error(e);
+                tokio::select! {
+                    () = sleep(delay) => {}
+                    () = forced(force) => {}
+                }
+                delay = (delay * 2).min(s.retry_max);
+            }
+        }
+    }
+}
+
+fn account(stats: &WriterStats, batch: &Batch) {
+    stats
+        .written
+        .fetch_add(batch.count(Fate::Pending), Ordering::Relaxed);
+    stats
+        .rejected
+        .fetch_add(batch.count(Fate::Substituted), Ordering::Relaxed);
+    stats
+        .lost
+        .fetch_add(batch.count(Fate::Dropped), Ordering::Relaxed);
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    stats.last_commit.store(now, Ordering::Relaxed);
+    stats.healthy.store(true, Ordering::Relaxed);
+}

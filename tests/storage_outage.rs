@@ -1,0 +1,178 @@
+//! The writer through database outages: PostgreSQL behind a [`TcpProxy`] that is cut
+//! for about 3 s, SQLite with its file held by `BEGIN EXCLUSIVE` on another
+//! connection for about 3 s. Every record must arrive exactly once, with retries
+//! counted; a force-stop during an outage must count what it could not write.
+
+mod common;
+
+use common::*;
+use sqlx::Connection as _;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wsvault::record::Record;
+use wsvault::sim::proxy::TcpProxy;
+use wsvault::store::{Store, Writer};
+
+/// A way to make the database unavailable to the writer, and back.
+enum Outage {
+    /// PostgreSQL: the writer's pool goes through this proxy.
+    Proxy(TcpProxy),
+    /// SQLite: another connection takes the write lock.
+    Lock {
+        path: std::path::PathBuf,
+        holder: Option<SqliteConnection>,
+    },
+}
+
+impl Outage {
+    async fn start(&mut self) {
+        match self {
+            Outage::Proxy(p) => p.cut(),
+            Outage::Lock { path, holder } => {
+                let opts = SqliteConnectOptions::new()
+                    .filename(&*path)
+                    .busy_timeout(Duration::from_secs(10));
+                let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
+                sqlx::query("BEGIN EXCLUSIVE").execute(&mut c).await.unwrap();
+                *holder = Some(c);
+            }
+        }
+    }
+
+    async fn end(&mut self) {
+        match self {
+            Outage::Proxy(p) => p.restore(),
+            Outage::Lock { holder, .. } => {
+                let mut c = holder.take().expect("outage started");
+                sqlx::query("COMMIT").execute(&mut c).await.unwrap();
+                c.close().await.unwrap();
+            }
+        }
+    }
+}
+
+/// (store the writer uses, store for checks, the outage switch) for `db`.
+async fn setup(db: &TestDb) -> (Store, Store, Outage, wsvault::config::StorageConfig) {
+    let direct = db.store().await;
+    let cfg = db.config();
+    match db.sqlite_path() {
+        Some(path) => (
+            direct.clone(),
+            direct,
+            Outage::Lock { path, holder: None },
+            cfg,
+        ),
+        None => {
+            let proxy = TcpProxy::start(pg_addr(&cfg.url)).await.unwrap();
+            let mut via = cfg.clone();
+            via.url = url_via(&cfg.url, proxy.addr());
+            let writer_store = store_for(&via).await;
+            (writer_store, direct, Outage::Proxy(proxy), via)
+        }
+    }
+}
+
+#[tokio::test]
+async fn outage_mid_stream_loses_and_duplicates_nothing() {
+    for db in test_databases().await {
+        let (writer_store, check, mut outage, cfg) = setup(&db).await;
+        let (sink, handle) = Writer::spawn(writer_store.clone(), &cfg);
+        let stats = handle.stats();
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..100 {
+                        let r = event("outage", n);
+                        if let Record::Event(e) = &r {
+                            ids.push(e.id);
+                        }
+                        sink.send(r).await.unwrap();
+                        n += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                ids
+            })
+        };
+
+        let s = stats.clone();
+        wait_until(Duration::from_secs(10), "first commits", || {
+            let s = s.clone();
+            async move { s.written.load(Ordering::Relaxed) >= 2_000 }
+        })
+        .await;
+        let cut_at = Instant::now();
+        outage.start().await;
+        let s = stats.clone();
+        wait_until(Duration::from_secs(5), "a failed attempt", || {
+            let s = s.clone();
+            async move { s.retries.load(Ordering::Relaxed) > 0 && !s.is_healthy() }
+        })
+        .await;
+        // The outage itself lasts ~3 s: this is the scenario, not a wait for a condition.
+        tokio::time::sleep_until((cut_at + Duration::from_secs(3)).into()).await;
+        let written_during = stats.written.load(Ordering::Relaxed);
+        outage.end().await;
+        let s = stats.clone();
+        wait_until(Duration::from_secs(10), "recovery", || {
+            let s = s.clone();
+            async move { s.is_healthy() && s.written.load(Ordering::Relaxed) > written_during }
+        })
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        let sent = producer.await.unwrap();
+        let report = tokio::time::timeout(Duration::from_secs(30), handle.join())
+            .await
+            .expect("writer drains after the outage");
+
+        assert!(report.retries > 0, "{}: {report:?}", db.label);
+        assert_eq!(report.lost, 0, "{}: {report:?}", db.label);
+        assert_eq!(report.written, sent.len() as u64, "{}: {report:?}", db.label);
+        let stored = fetch_cells(&check, "SELECT id FROM events").await;
+        let stored: Vec<i64> = stored.iter().map(|r| r[0].i64()).collect();
+        let unique: HashSet<i64> = stored.iter().copied().collect();
+        assert_eq!(unique.len(), stored.len(), "{}: duplicates", db.label);
+        assert_eq!(unique, sent.into_iter().collect(), "{}: every record once", db.label);
+        writer_store.close().await;
+        check.close().await;
+    }
+}
+
+#[tokio::test]
+async fn force_stop_during_outage_counts_lost_records() {
+    for db in test_databases().await {
+        let (writer_store, check, mut outage, cfg) = setup(&db).await;
+        let (sink, handle) = Writer::spawn(writer_store.clone(), &cfg);
+        let stats = handle.stats();
+        outage.start().await;
+        for n in 0..1_000 {
+            sink.send(event("forced", n)).await.unwrap();
+        }
+        let s = stats.clone();
+        wait_until(Duration::from_secs(5), "a failed attempt", || {
+            let s = s.clone();
+            async move { s.retries.load(Ordering::Relaxed) > 0 }
+        })
+        .await;
+        handle.force_stop();
+        let started = Instant::now();
+        let report = tokio::time::timeout(Duration::from_secs(10), handle.join())
+            .await
+            .expect("force-stop ends the writer promptly");
+        assert!(started.elapsed() < Duration::from_secs(5), "{}", db.label);
+        assert_eq!((report.written, report.lost), (0, 1_000), "{}: {report:?}", db.label);
+        assert!(sink.send(event("forced", 1)).await.is_err(), "{}", db.label);
+        assert!(stats.last_error().is_some(), "{}", db.label);
+        outage.end().await;
+        assert_eq!(count(&check, "events").await, 0, "{}", db.label);
+        writer_store.close().await;
+        check.close().await;
+    }
+}

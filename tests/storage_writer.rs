@@ -1,0 +1,212 @@
+//! The writer against real databases: every record variant round-trips, typed rows
+//! deduplicate, a large push is stored exactly, and a refused record goes to
+//! `rejected` without failing its batch-mates. Each test runs on SQLite and, when
+//! `WSVAULT_TEST_POSTGRES_URL` is set, on a fresh PostgreSQL database.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use wsvault::record::{Record, SecuritySessionChange};
+use wsvault::store::{Store, TABLES, Writer, WriterReport};
+
+/// Pushes `records` through a fresh writer and waits for it to finish.
+async fn write_all(store: &Store, cfg: &wsvault::config::StorageConfig, records: Vec<Record>) -> WriterReport {
+    let (sink, handle) = Writer::spawn(store.clone(), cfg);
+    for r in records {
+        sink.send(r).await.unwrap();
+    }
+    drop(sink);
+    tokio::time::timeout(Duration::from_secs(30), handle.join())
+        .await
+        .expect("writer finishes after its sinks are dropped")
+}
+
+#[tokio::test]
+async fn every_variant_reads_back_equal() {
+    for db in test_databases().await {
+        let store = db.store().await;
+        let records = one_of_each("fleet");
+        let report = write_all(&store, &db.cfg, records.clone()).await;
+        assert_eq!(report.written, records.len() as u64, "{}", db.label);
+        assert_eq!((report.rejected, report.lost), (0, 0), "{}", db.label);
+        for expected in records {
+            let stored = read_table(&store, expected.kind()).await;
+            assert_eq!(stored.len(), 1, "{}: {}", db.label, expected.kind());
+            assert_eq!(
+                normalize(stored[0].clone()),
+                normalize(expected.clone()),
+                "{}: {} round trip",
+                db.label,
+                expected.kind()
+            );
+        }
+        let counts = store.table_counts().await.unwrap();
+        assert_eq!(counts.len(), TABLES.len());
+        assert!(counts.iter().all(|(_, n)| *n == 1), "{}: {counts:?}", db.label);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn typed_rows_deduplicate_and_events_keep_every_message() {
+    for db in test_databases().await {
+        let store = db.store().await;
+        let state = tracker_state("fleet", 1, 100);
+        let reading = tracker_reading("fleet", "input", 100);
+        let change = Record::SecuritySessionChange(SecuritySessionChange {
+            source: "broker".into(),
+            session_id: 9,
+            change: "opened".into(),
+            observed_at: at(5, 5),
+        });
+        let first = security_session("broker", 9, 10, None);
+        let mut batch = vec![state.clone(), reading.clone(), change.clone(), first];
+        batch.extend([event("fleet", 1), event("fleet", 1)]);
+        // Same batch and a later batch: both must be no-ops for typed rows.
+        batch.extend([state.clone(), reading.clone()]);
+        write_all(&store, &db.cfg, batch).await;
+
+        // The session reappears later and has ended; then it is seen again, live.
+        let mut ended = security_session("broker", 9, 20, Some(21));
+        if let Record::SecuritySession(s) = &mut ended {
+            s.first_seen_at = at(20, 0); // must not overwrite the first value
+            s.ip = Some("10.9.9.9".into());
+        }
+        write_all(&store, &db.cfg, vec![state, reading, change, ended]).await;
+
+        assert_eq!(count(&store, "tracker_states").await, 1, "{}", db.label);
+        assert_eq!(count(&store, "tracker_readings").await, 1, "{}", db.label);
+        assert_eq!(count(&store, "security_session_changes").await, 1, "{}", db.label);
+        assert_eq!(count(&store, "events").await, 2, "{}", db.label);
+        let sessions = read_table(&store, "security_sessions").await;
+        assert_eq!(sessions.len(), 1, "{}", db.label);
+        let Record::SecuritySession(s) = &sessions[0] else { unreachable!() };
+        assert_eq!(s.first_seen_at, at(10, 0), "{}: first_seen_at keeps the first value", db.label);
+        assert_eq!((s.last_seen_at, s.ended_at), (at(20, 0), Some(at(21, 0))), "{}", db.label);
+        assert_eq!(s.ip.as_deref(), Some("10.9.9.9"), "{}", db.label);
+        assert!(store.active_security_sessions("broker").await.unwrap().is_empty());
+
+        let again = security_session("broker", 9, 30, None);
+        write_all(&store, &db.cfg, vec![again.clone()]).await;
+        let active = store.active_security_sessions("broker").await.unwrap();
+        assert_eq!(active.len(), 1, "{}: ended_at went back to NULL", db.label);
+        let Record::SecuritySession(mut want) = again else { unreachable!() };
+        want.first_seen_at = at(10, 0);
+        assert_eq!(
+            normalize(Record::SecuritySession(active[0].clone())),
+            normalize(Record::SecuritySession(want)),
+            "{}",
+            db.label
+        );
+        assert!(store.active_security_sessions("other").await.unwrap().is_empty());
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn connection_close_fills_fields_and_never_clears_them() {
+    for db in test_databases().await {
+        let store = db.store().await;
+        let mut records = one_of_each("fleet");
+        records.truncate(1);
+        let Record::Connection(closed) = records.remove(0) else { unreachable!() };
+        let mut open = closed.clone();
+        open.closed_at = None;
+        open.close_code = None;
+        open.close_reason = None;
+        let rows = vec![
+            Record::Connection(open.clone()),
+            Record::Connection(closed.clone()),
+            Record::Connection(open),
+        ];
+        write_all(&store, &db.cfg, rows).await;
+        let stored = read_table(&store, "connections").await;
+        assert_eq!(stored, vec![Record::Connection(closed)], "{}", db.label);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn hundred_thousand_records_arrive_exactly() {
+    for db in test_databases().await {
+        let store = db.store().await;
+        let (sink, handle) = Writer::spawn(store.clone(), &db.cfg);
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    for n in 0..25_000 {
+                        sink.send(event("bulk", p * 25_000 + n)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(sink);
+        for p in producers {
+            p.await.unwrap();
+        }
+        let report = tokio::time::timeout(Duration::from_secs(120), handle.join())
+            .await
+            .expect("drain finishes");
+        eprintln!("{} {:?}", db.label, report);
+        assert_eq!(report.written, 100_000, "{}", db.label);
+        assert_eq!(count(&store, "events").await, 100_000, "{}", db.label);
+        assert!(report.batches >= 200, "{}: batches of at most 500", db.label);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn refused_records_go_to_rejected_and_batch_mates_commit() {
+    for db in test_databases().await {
+        let store = db.store().await;
+        let mut cfg = db.config();
+        cfg.batch_size = 52;
+        cfg.flush_interval = Duration::from_secs(30); // the batch closes on size only
+        let mut records: Vec<Record> = (0..25).map(|n| tracker_state("fleet", 3, n)).collect();
+        records.push(tracker_reading("fleet", "bogus", 1));
+        records.extend((0..25).map(|n| event("fleet", n)));
+        let mut bad_json = event("fleet", 99);
+        if let Record::Event(e) = &mut bad_json {
+            e.payload = "{not json".into();
+        }
+        records.push(bad_json);
+        let report = write_all(&store, &cfg, records).await;
+
+        assert_eq!(report.batches, 1, "{}: one transaction", db.label);
+        assert_eq!((report.written, report.rejected, report.lost), (50, 2, 0), "{}", db.label);
+        assert_eq!(count(&store, "tracker_states").await, 25, "{}", db.label);
+        assert_eq!(count(&store, "events").await, 25, "{}", db.label);
+        assert_eq!(count(&store, "tracker_readings").await, 0, "{}", db.label);
+        let rejected = read_table(&store, "rejected").await;
+        assert_eq!(rejected.len(), 2, "{}", db.label);
+        let mut by_kind: Vec<_> = rejected
+            .iter()
+            .map(|r| match r {
+                Record::Rejected(r) => r.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+        by_kind.sort_by(|a, b| a.kind.cmp(&b.kind));
+        let (ev, rd) = (&by_kind[0], &by_kind[1]);
+        assert_eq!((ev.kind.as_str(), rd.kind.as_str()), ("events", "tracker_readings"));
+        assert!(rd.error.contains("reading_kind"), "{}: {}", db.label, rd.error);
+        assert!(rd.payload.contains("bogus"), "{}: {}", db.label, rd.payload);
+        assert!(ev.error.to_lowercase().contains("json"), "{}: {}", db.label, ev.error);
+        assert!(ev.payload.contains("{not json"), "{}: {}", db.label, ev.payload);
+        assert_eq!(ev.received_at, at(99, 99), "{}", db.label);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn connect_refuses_unknown_schemes_and_hides_passwords() {
+    let cfg = storage_config("mysql://u:hunter22@127.0.0.1/db");
+    let err = Store::connect(&cfg).await.unwrap_err().to_string();
+    assert!(err.contains("unsupported scheme") && !err.contains("hunter22"), "{err}");
+
+    let cfg = storage_config("postgres://u:hunter22@127.0.0.1:1/db");
+    let err = Store::connect(&cfg).await.unwrap_err().to_string();
+    assert!(err.contains("cannot open") && !err.contains("hunter22"), "{err}");
+}
