@@ -187,7 +187,7 @@ impl Supervisor {
             ..
         } = self;
         let (force_tx, mut force_rx) = tokio::sync::watch::channel(false);
-        let force = writer.force_handle();
+        let force = writer.force_trigger();
         let watcher = tokio::spawn(async move {
             while let Some(sig) = signals.next().await {
                 if sig == SIGTERM || sig == SIGINT {
@@ -238,7 +238,7 @@ fn is_loopback(url: &url::Url) -> bool {
 
 /// systemd notification; a no-op outside systemd (no NOTIFY_SOCKET).
 pub fn notify(states: &[sd_notify::NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(false, states) {
+    if let Err(e) = sd_notify::notify(states) {
         tracing::debug!("sd_notify failed: {e}");
     }
 }

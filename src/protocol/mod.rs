@@ -66,7 +66,7 @@ pub enum Output {
 
 /// A pure protocol driven by the session runtime. One value lives for the whole life
 /// of a source, across reconnects; `on_open` starts each connection afresh.
-pub trait Protocol: Send {
+pub trait Protocol: Send + Sync {
     /// The URL to connect to, credentials included. Called before every connect (a
     /// signature may depend on the time).
     fn connect_url(&self, now: DateTime<Utc>) -> url::Url;

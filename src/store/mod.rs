@@ -19,7 +19,7 @@ mod writer;
 
 pub use classify::{ErrorClass, classify, error_text};
 pub use time::{TimestampError, format_ts, parse_ts};
-pub use writer::{RecordSink, Writer, WriterClosed, WriterHandle, WriterReport, WriterStats};
+pub use writer::{ForceStop, RecordSink, Writer, WriterClosed, WriterHandle, WriterReport, WriterStats};
 
 use crate::config::StorageConfig;
 use crate::record::SecuritySession;

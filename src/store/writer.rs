@@ -189,6 +189,12 @@ impl WriterHandle {
         self.force.send_replace(true);
     }
 
+    /// A cloneable [`WriterHandle::force_stop`] for a signal watcher that must be
+    /// able to cut a drain short while another task awaits [`WriterHandle::join`].
+    pub fn force_trigger(&self) -> ForceStop {
+        ForceStop(self.force.clone())
+    }
+
     /// Waits until the writer has finished: after every [`RecordSink`] is dropped
     /// and the queue is drained (or after `force_stop`).
     pub async fn join(self) -> WriterReport {
@@ -363,4 +369,15 @@ fn account(stats: &WriterStats, batch: &Batch) {
         .unwrap_or(0);
     stats.last_commit.store(now, Ordering::Relaxed);
     stats.healthy.store(true, Ordering::Relaxed);
+}
+
+/// Triggers a writer's force-stop from anywhere (see [`WriterHandle::force_trigger`]).
+#[derive(Debug, Clone)]
+pub struct ForceStop(watch::Sender<bool>);
+
+impl ForceStop {
+    /// Same as [`WriterHandle::force_stop`].
+    pub fn force_stop(&self) {
+        self.0.send_replace(true);
+    }
 }
