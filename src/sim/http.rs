@@ -27,7 +27,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The parsed head of one HTTP request.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestHead {
-    pub method: String,
     /// Path plus query, exactly as sent.
     pub target: String,
     pub headers: Vec<(String, String)>,
@@ -115,17 +114,13 @@ fn parse_head(raw: &[u8]) -> Option<RequestHead> {
     let text = std::str::from_utf8(raw).ok()?;
     let mut lines = text.split("\r\n");
     let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_owned();
+    let _method = first.next()?;
     let target = first.next()?.to_owned();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Some(RequestHead {
-        method,
-        target,
-        headers,
-    })
+    Some(RequestHead { target, headers })
 }
 
 /// Reads the request body announced by Content-Length (bounded).
@@ -179,6 +174,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        426 => "Upgrade Required",
         501 => "Not Implemented",
         _ => "Status",
     }
@@ -209,7 +205,6 @@ mod tests {
     fn parses_head_query_and_headers() {
         let raw = b"GET /v2/event/subscription?a=1&b=x%20y HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key: k";
         let head = parse_head(raw).unwrap();
-        assert_eq!(head.method, "GET");
         assert_eq!(head.path(), "/v2/event/subscription");
         assert_eq!(head.query_param("b").as_deref(), Some("x y"));
         assert_eq!(head.header("upgrade"), Some("WebSocket"));
