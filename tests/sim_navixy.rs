@@ -458,3 +458,109 @@ async fn track_message_size_frames_every_message_and_splits_frames() {
     assert_eq!(messages[0]["type"], "response");
     assert_eq!(messages[1]["event"], "state_batch");
 }
+
+#[tokio::test]
+async fn rate_pause_and_resume() {
+    let sim = start(NavixySimConfig {
+        trackers: 1,
+        updates: None,
+        rate: 50.0,
+        readings: false,
+        ..quick()
+    })
+    .await;
+    let ctl = sim.control();
+    let (mut ws, _) = open(&sim).await;
+    let began = std::time::Instant::now();
+    send(&mut ws, &subscribe_msg(DEFAULT_API_KEY, json!({}))).await;
+    // Initial state + 10 updates at 50/s take at least 200 ms.
+    assert!(ctl.wait_until(|s| s.states_generated >= 11, SOON).await);
+    assert!(
+        began.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(ctl.stats().reading_items_generated, 0);
+
+    ctl.pause_updates(true);
+    let paused_at = ctl.stats().states_generated;
+    assert!(
+        !ctl.wait_until(
+            |s| s.states_generated > paused_at + 1,
+            Duration::from_millis(150)
+        )
+        .await
+    );
+    ctl.pause_updates(false);
+    assert!(
+        ctl.wait_until(|s| s.states_generated > paused_at + 2, SOON)
+            .await
+    );
+    let seen = ctl.fleet()[0].latest_update;
+    assert!(seen >= 12, "{seen}");
+}
+
+#[test]
+fn cli_flags_map_onto_the_config() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: wsvault::sim::navixy::NavixySimArgs,
+    }
+    let cli = Cli::parse_from([
+        "sim",
+        "--trackers",
+        "7",
+        "--updates",
+        "3",
+        "--rate",
+        "100",
+        "--blocked",
+        "501,502",
+        "--drop-every",
+        "5s",
+        "--server-heartbeat",
+        "250ms",
+        "--seq",
+        "--no-readings",
+        "--utc-offset-secs",
+        "-3600",
+    ]);
+    let cfg = NavixySimConfig::from(cli.args);
+    assert_eq!((cfg.trackers, cfg.updates, cfg.rate), (7, Some(3), 100.0));
+    assert_eq!(
+        cfg.status_overrides,
+        vec![(501, TrackerStatus::Blocked), (502, TrackerStatus::Blocked)]
+    );
+    assert_eq!(cfg.drop_every, Some(Duration::from_secs(5)));
+    assert_eq!(cfg.server_heartbeat, Duration::from_millis(250));
+    assert!(cfg.seq && !cfg.readings);
+    assert_eq!(cfg.utc_offset_secs, -3600);
+    assert_eq!(cfg.api_keys, vec![DEFAULT_API_KEY.to_owned()]);
+}
+
+#[tokio::test]
+async fn unlimited_rate_delivers_every_generated_state() {
+    let sim = start(NavixySimConfig {
+        trackers: 10,
+        updates: Some(200),
+        rate: 0.0,
+        batch_size: 50,
+        ..quick()
+    })
+    .await;
+    let (mut ws, _) = open(&sim).await;
+    send(&mut ws, &subscribe_msg(DEFAULT_API_KEY, json!({}))).await;
+    assert_eq!(next_json(&mut ws).await["type"], "response");
+    let mut seen = Seen::default();
+    while seen.states.len() < 2010 || seen.readings.len() < 2010 {
+        let frame = next_json(&mut ws).await;
+        assert!(frame["data"].as_array().unwrap().len() <= 50);
+        seen.absorb(&frame);
+    }
+    let stats = sim.control().stats();
+    assert_eq!(stats.states_generated, 2010);
+    assert_eq!(stats.state_items_sent, 2010, "no duplicates, no losses");
+    assert!(quiet_for(&mut ws, Duration::from_millis(100)).await);
+}

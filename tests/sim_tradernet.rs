@@ -304,3 +304,63 @@ async fn faults_drop_silence_pings_and_injected_frames() {
             .await
     );
 }
+
+#[test]
+fn cli_flags_map_onto_the_config() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: wsvault::sim::tradernet::TradernetSimArgs,
+    }
+    let cli = Cli::parse_from([
+        "sim",
+        "--sid",
+        "a",
+        "--sid",
+        "b",
+        "--api-key",
+        "pub:priv",
+        "--initial-sessions",
+        "3",
+        "--push-interval",
+        "2s",
+        "--churn-every",
+        "30s",
+        "--no-answer",
+    ]);
+    let cfg = TradernetSimConfig::from(cli.args);
+    assert_eq!(cfg.sids, ["a", "b"]);
+    assert_eq!(cfg.api_keys, [("pub".to_owned(), "priv".to_owned())]);
+    assert_eq!(cfg.schedule.len(), 3);
+    assert_eq!(cfg.push_interval, Duration::from_secs(2));
+    assert_eq!(cfg.churn_every, Some(Duration::from_secs(30)));
+    assert!(!cfg.answer_subscribe && !cfg.demo);
+}
+
+#[tokio::test]
+async fn churn_opens_and_ends_sessions_by_itself() {
+    let sim = start(TradernetSimConfig {
+        schedule: vec![],
+        churn_every: Some(Duration::from_millis(50)),
+        churn_lifetime: Duration::from_millis(80),
+        ..TradernetSimConfig::default()
+    })
+    .await;
+    let ctl = sim.control();
+    let ended = |s: &wsvault::sim::tradernet::TradernetStats| {
+        s.history
+            .iter()
+            .filter(|c| c.change == SessionChangeKind::Ended)
+            .count()
+            >= 2
+    };
+    assert!(ctl.wait_until(ended, SOON).await);
+    let history = ctl.stats().history;
+    assert_eq!(history[0].change, SessionChangeKind::Opened);
+    let first_end = history
+        .iter()
+        .find(|c| c.change == SessionChangeKind::Ended)
+        .unwrap();
+    assert_eq!(first_end.session_id, history[0].session_id);
+}

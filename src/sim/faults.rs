@@ -158,9 +158,21 @@ mod tests {
         let mut l = faults.listener();
         assert_eq!(faults.command(Command::Proto(7)), 1);
         assert!(matches!(l.next().await, FaultEvent::Proto(7)));
-        faults.set_drop_every(Some(Duration::from_millis(10)));
+        // A drop period set before waiting is picked up at once, and one set while
+        // waiting wakes the waiter to re-check.
+        faults.set_drop_every(Some(Duration::from_secs(3600)));
+        assert!(matches!(
+            tokio::time::timeout(Duration::from_millis(20), l.next()).await,
+            Err(_)
+        ));
+        let setter = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            faults.set_drop_every(Some(Duration::from_millis(10)));
+            faults
+        });
         assert!(matches!(l.next().await, FaultEvent::Changed));
         assert!(matches!(l.next().await, FaultEvent::Drop));
+        drop(setter.await);
     }
 
     #[tokio::test]

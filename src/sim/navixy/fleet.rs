@@ -126,7 +126,7 @@ impl Shared {
             let full = json!({
                 "gsm": {"updated": t, "signal_level": 60 + k % 40, "network_name": "SIM-NET", "roaming": false},
                 "battery_level": 100 - k % 50, "battery_update": t,
-                "inputs": [k % 2 == 0, false], "inputs_update": t0,
+                "inputs": [k.is_multiple_of(2), false], "inputs_update": t0,
                 "outputs": [false], "outputs_update": t0,
                 "additional": additional, "actual_track_update": t,
             });
@@ -148,7 +148,7 @@ impl Shared {
                         "value": 40.0 + (k % 20) as f64 * 0.5, "update_time": t}],
             "states": [{"field": "door_open", "value": k % 2 == 1, "update_time": t}],
             "virtual_sensors": [{"sensor_id": sensor + 2, "label": "Engine", "type": "engine_state",
-                                 "value": if k % 2 == 0 { "on" } else { "off" }, "update_time": t}],
+                                 "value": if k.is_multiple_of(2) { "on" } else { "off" }, "update_time": t}],
             "counters": [{"type": "odometer", "value": 12000.0 + k as f64 * 0.25, "update_time": t}],
         })
     }
@@ -220,7 +220,7 @@ pub(super) async fn generate(shared: Arc<Shared>) {
         }
         let window = Instant::now();
         let mut in_window: u64 = 0;
-        while !blocked(&shared) && !total.is_some_and(|t| produced >= t) {
+        while !blocked(&shared) && total.is_none_or(|t| produced < t) {
             let due = if limited {
                 let owed = (window.elapsed().as_secs_f64() * rate) as u64;
                 owed.saturating_sub(in_window)

@@ -66,7 +66,9 @@ pub struct TradernetSimConfig {
     pub blocked_user_agents: Vec<String>,
     /// Account login reported in sessions and userData.
     pub owner_login: String,
-    /// Full session list pushed to subscribed connections this often (and on every change).
+    /// Full session list pushed to subscribed connections this often, and at once on
+    /// every change (changes in quick succession may share one push, as each push
+    /// is the full list anyway).
     pub push_interval: Duration,
     /// Sessions opened/ended at fixed offsets from start.
     pub schedule: Vec<ScheduledSession>,
