@@ -564,3 +564,28 @@ async fn unlimited_rate_delivers_every_generated_state() {
     assert_eq!(stats.state_items_sent, 2010, "no duplicates, no losses");
     assert!(quiet_for(&mut ws, Duration::from_millis(100)).await);
 }
+
+#[tokio::test]
+async fn drop_happens_even_while_a_send_is_blocked_by_a_non_reading_client() {
+    let sim = start(NavixySimConfig {
+        updates: Some(0),
+        ..quick()
+    })
+    .await;
+    let ctl = sim.control();
+    let (mut ws, _) = open(&sim).await;
+    // 32 MiB cannot fit in loopback socket buffers: the send blocks while we do not read.
+    ctl.send_oversized(32 * 1024 * 1024);
+    ctl.send_raw("queued behind the big frame");
+    assert!(
+        !ctl.wait_until(|s| s.frames_sent >= 2, Duration::from_millis(100))
+            .await,
+        "the big frame must still be in flight"
+    );
+    assert_eq!(ctl.drop_now(), 1);
+    assert!(
+        ctl.wait_until(|s| s.drops == 1 && s.open_connections == 0, SOON)
+            .await
+    );
+    assert_eq!(wait_end(&mut ws, SOON).await, Ending::Reset);
+}

@@ -4,6 +4,8 @@
 //! Owns the switches and their delivery to connection tasks. It never writes to a
 //! socket itself: each connection loop asks its [`FaultListener`] what to do.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
@@ -77,6 +79,7 @@ impl<P: Clone + Send + 'static> Faults<P> {
             silent: self.silent.subscribe(),
             drop_every: self.drop_every.subscribe(),
             opened: Instant::now(),
+            pending: VecDeque::new(),
         }
     }
 }
@@ -88,6 +91,18 @@ pub(crate) struct FaultListener<P> {
     silent: watch::Receiver<bool>,
     drop_every: watch::Receiver<Option<Duration>>,
     opened: Instant,
+    /// Events that arrived while a send was in progress, delivered next.
+    pending: VecDeque<FaultEvent<P>>,
+}
+
+/// What a connection loop does after handling one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    /// The client went away (close frame, error, end of stream).
+    Stop,
+    /// Drop the TCP stream on purpose.
+    Drop,
 }
 
 impl<P: Clone> FaultListener<P> {
@@ -98,11 +113,38 @@ impl<P: Clone> FaultListener<P> {
     }
 
     fn drop_deadline(&mut self) -> Option<Instant> {
-        (*self.drop_every.borrow_and_update()).map(|every| self.opened + every)
+        (*self.drop_every.borrow_and_update()).map(|every| later(self.opened, every))
     }
 
     /// Waits for the next switch event. Cancel-safe: use it as a `select!` branch.
     pub async fn next(&mut self) -> FaultEvent<P> {
+        match self.pending.pop_front() {
+            Some(ev) => ev,
+            None => self.next_fresh().await,
+        }
+    }
+
+    /// Runs `work` (one step of a connection, usually a send) unless a drop comes
+    /// first: a client that stops reading blocks a send forever, and a drop must
+    /// still happen then. Other events arriving meanwhile are kept for `next`.
+    pub async fn guard(&mut self, work: impl Future<Output = Flow>) -> Flow {
+        tokio::select! {
+            flow = work => flow,
+            () = self.until_drop() => Flow::Drop,
+        }
+    }
+
+    async fn until_drop(&mut self) {
+        loop {
+            match self.next_fresh().await {
+                FaultEvent::Drop => return,
+                FaultEvent::Changed => {}
+                other => self.pending.push_back(other),
+            }
+        }
+    }
+
+    async fn next_fresh(&mut self) -> FaultEvent<P> {
         let deadline = self.drop_deadline();
         tokio::select! {
             cmd = self.commands.recv() => match cmd {
@@ -137,6 +179,13 @@ impl<P: Clone> FaultListener<P> {
     }
 }
 
+/// `at + d`, saturating about thirty years ahead instead of overflowing, so an
+/// absurd period from the command line means "never" rather than a panic.
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + Duration::from_secs(30 * 365 * 24 * 3600))
+}
+
 /// Sleeps until `deadline`, or forever when there is none.
 pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
@@ -161,10 +210,8 @@ mod tests {
         // A drop period set before waiting is picked up at once, and one set while
         // waiting wakes the waiter to re-check.
         faults.set_drop_every(Some(Duration::from_secs(3600)));
-        assert!(matches!(
-            tokio::time::timeout(Duration::from_millis(20), l.next()).await,
-            Err(_)
-        ));
+        let waited = tokio::time::timeout(Duration::from_millis(20), l.next()).await;
+        assert!(waited.is_err());
         let setter = tokio::spawn(async move {
             tokio::task::yield_now().await;
             faults.set_drop_every(Some(Duration::from_millis(10)));

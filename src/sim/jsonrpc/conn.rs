@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{JsonRpcConnection, SentNotification, Shared};
 use crate::sim::fanout::Subscription;
-use crate::sim::faults::{FaultEvent, FaultListener};
+use crate::sim::faults::{FaultEvent, FaultListener, Flow};
 use crate::sim::http::{self, Ws};
 use crate::sim::observe::push_capped;
 
@@ -94,6 +94,13 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
     shared.stats.update(|s| s.open_connections -= 1);
 }
 
+/// What woke the connection loop.
+enum Step {
+    Fault(FaultEvent<()>),
+    Inbound(Option<Result<Message, WsError>>),
+    Notify(Arc<(u64, String)>),
+}
+
 struct Conn {
     shared: Arc<Shared>,
     id: u64,
@@ -121,27 +128,38 @@ impl Conn {
                 return;
             }
             let step = tokio::select! {
-                ev = faults.next() => match ev {
-                    FaultEvent::Drop => {
-                        self.shared.stats.update(|s| s.drops += 1);
-                        return;
-                    }
-                    FaultEvent::Raw(text) => self.send(&mut ws, text).await,
-                    FaultEvent::Proto(()) | FaultEvent::Changed => Ok(()),
-                },
-                msg = ws.next() => match msg {
-                    Some(Ok(Message::Text(text))) => self.on_text(&mut ws, text.as_str()).await,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                    Some(Ok(_)) => Ok(()),
-                },
+                ev = faults.next() => Step::Fault(ev),
+                msg = ws.next() => Step::Inbound(msg),
                 item = sub.recv() => match item {
-                    Some(item) => self.notify(&mut ws, item.0, &item.1).await,
+                    Some(item) => Step::Notify(item),
                     None => return,
                 },
             };
-            if step.is_err() {
-                return;
+            match faults.guard(self.handle(&mut ws, step)).await {
+                Flow::Continue => {}
+                Flow::Stop => return,
+                Flow::Drop => {
+                    self.shared.stats.update(|s| s.drops += 1);
+                    return;
+                }
             }
+        }
+    }
+
+    async fn handle(&mut self, ws: &mut Ws, step: Step) -> Flow {
+        let result = match step {
+            Step::Fault(FaultEvent::Drop) => return Flow::Drop,
+            Step::Fault(FaultEvent::Raw(text)) => self.send(ws, text).await,
+            Step::Fault(FaultEvent::Proto(()) | FaultEvent::Changed) => Ok(()),
+            Step::Inbound(Some(Ok(Message::Text(text)))) => self.on_text(ws, text.as_str()).await,
+            Step::Inbound(Some(Ok(Message::Close(_)) | Err(_)) | None) => return Flow::Stop,
+            Step::Inbound(Some(Ok(_))) => Ok(()),
+            Step::Notify(item) => self.notify(ws, item.0, &item.1).await,
+        };
+        if result.is_ok() {
+            Flow::Continue
+        } else {
+            Flow::Stop
         }
     }
 

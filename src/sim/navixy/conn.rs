@@ -20,7 +20,7 @@ use super::fleet::Chunk;
 use super::subscribe::{self, Request};
 use super::{NavixyCmd, Shared, TrackerStatus, WrapItems};
 use crate::sim::fanout::{Subscription, recv_opt};
-use crate::sim::faults::{FaultEvent, FaultListener};
+use crate::sim::faults::{FaultEvent, FaultListener, Flow, later};
 use crate::sim::http::{self, Ws};
 use crate::sim::observe::push_capped;
 
@@ -115,6 +115,14 @@ pub(super) fn utf16_len(text: &str) -> usize {
     text.encode_utf16().count()
 }
 
+/// What woke the connection loop.
+enum Step {
+    Fault(FaultEvent<NavixyCmd>),
+    Inbound(Option<Result<Message, WsError>>),
+    Chunk(Option<Arc<Chunk>>),
+    Heartbeat,
+}
+
 /// The WebSocket side of one connection.
 struct Conn {
     shared: Arc<Shared>,
@@ -145,35 +153,48 @@ impl Conn {
                 self.shared.stats.update(|s| s.drops += 1);
                 return;
             }
-            let heartbeat_at = self.last_write + self.shared.cfg.server_heartbeat;
+            let heartbeat_at = later(self.last_write, self.shared.cfg.server_heartbeat);
             let step = tokio::select! {
-                ev = faults.next() => match ev {
-                    FaultEvent::Drop => {
-                        self.shared.stats.update(|s| s.drops += 1);
-                        return;
-                    }
-                    FaultEvent::Raw(text) => self.send_frame(&mut ws, text).await,
-                    FaultEvent::Proto(NavixyCmd::Message(text)) => self.send(&mut ws, &text).await,
-                    FaultEvent::Proto(NavixyCmd::Logout) => self.logout(&mut ws).await,
-                    FaultEvent::Changed => Ok(()),
-                },
-                msg = ws.next() => match msg {
-                    Some(Ok(Message::Text(text))) => self.on_text(&mut ws, text.as_str()).await,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                    Some(Ok(_)) => Ok(()),
-                },
-                chunk = recv_opt(&mut self.sub) => match chunk {
-                    Some(chunk) => self.send_chunk(&mut ws, &chunk).await,
-                    None => { self.sub = None; Ok(()) }
-                },
-                _ = tokio::time::sleep_until(heartbeat_at) => {
-                    self.shared.stats.update(|s| s.heartbeats_sent += 1);
-                    self.send(&mut ws, "X").await
-                }
+                ev = faults.next() => Step::Fault(ev),
+                msg = ws.next() => Step::Inbound(msg),
+                chunk = recv_opt(&mut self.sub) => Step::Chunk(chunk),
+                _ = tokio::time::sleep_until(heartbeat_at) => Step::Heartbeat,
             };
-            if step.is_err() {
-                return;
+            match faults.guard(self.handle(&mut ws, step)).await {
+                Flow::Continue => {}
+                Flow::Stop => return,
+                Flow::Drop => {
+                    self.shared.stats.update(|s| s.drops += 1);
+                    return;
+                }
             }
+        }
+    }
+
+    async fn handle(&mut self, ws: &mut Ws, step: Step) -> Flow {
+        let result = match step {
+            Step::Fault(FaultEvent::Drop) => return Flow::Drop,
+            Step::Fault(FaultEvent::Raw(text)) => self.send_frame(ws, text).await,
+            Step::Fault(FaultEvent::Proto(NavixyCmd::Message(text))) => self.send(ws, &text).await,
+            Step::Fault(FaultEvent::Proto(NavixyCmd::Logout)) => self.logout(ws).await,
+            Step::Fault(FaultEvent::Changed) => Ok(()),
+            Step::Inbound(Some(Ok(Message::Text(text)))) => self.on_text(ws, text.as_str()).await,
+            Step::Inbound(Some(Ok(Message::Close(_)) | Err(_)) | None) => return Flow::Stop,
+            Step::Inbound(Some(Ok(_))) => Ok(()),
+            Step::Chunk(Some(chunk)) => self.send_chunk(ws, &chunk).await,
+            Step::Chunk(None) => {
+                self.sub = None;
+                Ok(())
+            }
+            Step::Heartbeat => {
+                self.shared.stats.update(|s| s.heartbeats_sent += 1);
+                self.send(ws, "X").await
+            }
+        };
+        if result.is_ok() {
+            Flow::Continue
+        } else {
+            Flow::Stop
         }
     }
 

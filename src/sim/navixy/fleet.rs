@@ -89,7 +89,11 @@ impl Shared {
     }
 
     fn state_time(&self, k: u64) -> DateTime<Utc> {
-        self.epoch + TimeDelta::seconds(i64::try_from(k).unwrap_or(i64::MAX / 2))
+        i64::try_from(k)
+            .ok()
+            .and_then(TimeDelta::try_seconds)
+            .and_then(|d| self.epoch.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// The `k`-th state of tracker `idx`, in full or compact format.
@@ -182,6 +186,11 @@ pub(super) fn count_initial(shared: &Shared) {
     });
 }
 
+/// A duration from seconds, saturating instead of panicking on absurd values.
+fn secs_f64(secs: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::MAX)
+}
+
 fn blocked(shared: &Shared) -> bool {
     shared.paused.load(Ordering::SeqCst)
         || shared.faults.is_silent()
@@ -229,7 +238,7 @@ pub(super) async fn generate(shared: Arc<Shared>) {
             };
             if due == 0 {
                 let next =
-                    window + std::time::Duration::from_secs_f64((in_window + 1) as f64 / rate);
+                    crate::sim::faults::later(window, secs_f64((in_window + 1) as f64 / rate));
                 tokio::select! {
                     _ = tokio::time::sleep_until(next) => {}
                     _ = shared.wake.notified() => {}

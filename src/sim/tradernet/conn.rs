@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Shared;
-use crate::sim::faults::{FaultEvent, FaultListener, sleep_until_opt};
+use crate::sim::faults::{FaultEvent, FaultListener, Flow, later, sleep_until_opt};
 use crate::sim::http::{self, RequestHead, Ws};
 use crate::sim::observe::push_capped;
 
@@ -116,6 +116,13 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
     shared.stats.update(|s| s.open_connections -= 1);
 }
 
+/// What woke the connection loop.
+enum Step {
+    Fault(FaultEvent<()>),
+    Inbound(Option<Result<Message, WsError>>),
+    Push,
+}
+
 struct Conn {
     shared: Arc<Shared>,
     authed: bool,
@@ -144,32 +151,50 @@ impl Conn {
                 return;
             }
             let step = tokio::select! {
-                ev = faults.next() => match ev {
-                    FaultEvent::Drop => {
-                        self.shared.stats.update(|s| s.drops += 1);
-                        return;
-                    }
-                    FaultEvent::Raw(text) => self.send(&mut ws, text).await,
-                    FaultEvent::Proto(()) | FaultEvent::Changed => Ok(()),
-                },
-                msg = ws.next() => match msg {
-                    Some(Ok(Message::Text(text))) => self.on_text(&mut ws, &mut version, text.as_str()).await,
-                    Some(Ok(Message::Ping(_))) => {
-                        self.shared.stats.update(|s| s.pings_received += 1);
-                        Ok(())
-                    }
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                    Some(Ok(_)) => Ok(()),
-                },
-                _ = sleep_until_opt(self.push_at) => self.push(&mut ws).await,
+                ev = faults.next() => Step::Fault(ev),
+                msg = ws.next() => Step::Inbound(msg),
+                _ = sleep_until_opt(self.push_at) => Step::Push,
                 changed = version.changed(), if self.subscribed => match changed {
-                    Ok(()) => self.push(&mut ws).await,
+                    Ok(()) => Step::Push,
                     Err(_) => return,
                 },
             };
-            if step.is_err() {
-                return;
+            match faults.guard(self.handle(&mut ws, &mut version, step)).await {
+                Flow::Continue => {}
+                Flow::Stop => return,
+                Flow::Drop => {
+                    self.shared.stats.update(|s| s.drops += 1);
+                    return;
+                }
             }
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        ws: &mut Ws,
+        version: &mut tokio::sync::watch::Receiver<u64>,
+        step: Step,
+    ) -> Flow {
+        let result = match step {
+            Step::Fault(FaultEvent::Drop) => return Flow::Drop,
+            Step::Fault(FaultEvent::Raw(text)) => self.send(ws, text).await,
+            Step::Fault(FaultEvent::Proto(()) | FaultEvent::Changed) => Ok(()),
+            Step::Inbound(Some(Ok(Message::Text(text)))) => {
+                self.on_text(ws, version, text.as_str()).await
+            }
+            Step::Inbound(Some(Ok(Message::Ping(_)))) => {
+                self.shared.stats.update(|s| s.pings_received += 1);
+                Ok(())
+            }
+            Step::Inbound(Some(Ok(Message::Close(_)) | Err(_)) | None) => return Flow::Stop,
+            Step::Inbound(Some(Ok(_))) => Ok(()),
+            Step::Push => self.push(ws).await,
+        };
+        if result.is_ok() {
+            Flow::Continue
+        } else {
+            Flow::Stop
         }
     }
 
@@ -180,7 +205,7 @@ impl Conn {
     }
 
     async fn push(&mut self, ws: &mut Ws) -> Result<(), WsError> {
-        self.push_at = Some(Instant::now() + self.shared.cfg.push_interval);
+        self.push_at = Some(later(Instant::now(), self.shared.cfg.push_interval));
         let frame = json!(["sessions", self.shared.sessions_json()]);
         self.shared.stats.update(|s| s.session_pushes += 1);
         self.send(ws, frame.to_string()).await

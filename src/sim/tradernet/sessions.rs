@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::config::{SessionChange, SessionChangeKind, SessionSpec};
+use crate::sim::faults::later;
 use crate::sim::observe::push_capped;
 
 /// One live session.
@@ -70,7 +71,9 @@ impl Shared {
                 spec,
                 id,
                 start,
-                expire_at: start + delta(lifetime),
+                expire_at: start
+                    .checked_add_signed(delta(lifetime))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
                 ip_hash,
             };
             book.live.insert(id, session);
@@ -161,9 +164,9 @@ pub(super) async fn run_schedule(shared: Arc<Shared>) {
     let start = Instant::now();
     let mut timers: Vec<(Instant, Action, Option<usize>)> = Vec::new();
     for (i, entry) in shared.cfg.schedule.iter().enumerate() {
-        let close = entry.close_after.map(|d| start + d);
+        let close = entry.close_after.map(|d| later(start, d));
         timers.push((
-            start + entry.open_after,
+            later(start, entry.open_after),
             Action::Open(entry.spec.clone(), None),
             Some(i),
         ));
@@ -172,7 +175,7 @@ pub(super) async fn run_schedule(shared: Arc<Shared>) {
         }
     }
     if let Some(every) = shared.cfg.churn_every.filter(|d| !d.is_zero()) {
-        timers.push((start + every, Action::Churn, None));
+        timers.push((later(start, every), Action::Churn, None));
     }
     let mut scheduled_ids: BTreeMap<usize, u64> = BTreeMap::new();
     let mut version = shared.version.subscribe();
@@ -202,20 +205,20 @@ pub(super) async fn run_schedule(shared: Arc<Shared>) {
                 }
                 Action::Churn => {
                     let every = shared.cfg.churn_every.unwrap_or(Duration::from_secs(60));
-                    let close_at = now + shared.cfg.churn_lifetime;
+                    let close_at = later(now, shared.cfg.churn_lifetime);
                     timers.push((
                         now,
                         Action::Open(SessionSpec::default(), Some(close_at)),
                         None,
                     ));
-                    timers.push((now + every, Action::Churn, None));
+                    timers.push((later(now, every), Action::Churn, None));
                 }
             }
             timers.sort_by_key(|(at, action, _)| (*at, !matches!(action, Action::Open(..))));
         }
         let next_expiry = shared.expire_due().map(|at| {
             let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            Instant::now() + wait
+            later(Instant::now(), wait)
         });
         let next_timer = timers.iter().map(|(at, _, _)| *at).min();
         let next = [next_expiry, next_timer].into_iter().flatten().min();
