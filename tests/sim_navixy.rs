@@ -1,5 +1,5 @@
-//! The Navixy simulator speaks the protocol of `protocols/navixy.md` and its fault
-//! switches behave as documented, checked with a plain tokio-tungstenite client.
+//! The Navixy simulator speaks the protocol of `protocols/navixy.md`: handshake,
+//! heartbeats, login, subscribe, snapshot, updates and their formats.
 
 mod sim_support;
 
@@ -7,86 +7,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sim_support::navixy::*;
 use sim_support::*;
 use wsvault::sim::navixy::{
-    DEFAULT_API_KEY, NavixySim, NavixySimConfig, READING_VALUES_PER_ITEM, TrackerStatus,
+    DEFAULT_API_KEY, NavixySimConfig, READING_VALUES_PER_ITEM, TrackerStatus,
 };
-
-const QUERY: &str = "X-Atmosphere-tracking-id=0&X-Atmosphere-Framework=2.3.6-javascript&X-Atmosphere-Transport=websocket&Content-Type=application/json&X-atmo-protocol=true";
-
-async fn start(cfg: NavixySimConfig) -> NavixySim {
-    NavixySim::start("127.0.0.1:0".parse().unwrap(), cfg)
-        .await
-        .unwrap()
-}
-
-fn quick() -> NavixySimConfig {
-    NavixySimConfig {
-        trackers: 3,
-        updates: Some(2),
-        rate: 200.0,
-        heartbeat_interval: Duration::from_millis(200),
-        server_heartbeat: Duration::from_secs(30),
-        ..NavixySimConfig::default()
-    }
-}
-
-async fn open(sim: &NavixySim) -> (Client, String) {
-    let mut ws = connect(&format!("{}?{QUERY}", sim.ws_url())).await;
-    let handshake = next_text(&mut ws, SOON).await.expect("handshake");
-    (ws, handshake)
-}
-
-fn subscribe_msg(hash: &str, extra: Value) -> String {
-    let mut msg = json!({"action": "subscribe", "hash": hash, "requests": [
-        {"type": "state_batch", "target": {"type": "all"}, "rate_limit": "5s", "format": "full"},
-        {"type": "readings_batch", "target": {"type": "all"}, "rate_limit": "5s"}]});
-    if let (Value::Object(m), Value::Object(e)) = (&mut msg, extra) {
-        m.extend(e);
-    }
-    msg.to_string()
-}
-
-/// Collected data frames: (source_id, last_update) of states, (tracker_id, timestamp) of readings.
-#[derive(Default)]
-struct Seen {
-    states: BTreeSet<(u64, String)>,
-    readings: BTreeSet<(u64, String)>,
-    wrapped: usize,
-    bare: usize,
-}
-
-impl Seen {
-    fn absorb(&mut self, frame: &Value) {
-        match frame["event"].as_str() {
-            Some("state_batch") => {
-                for item in frame["data"].as_array().unwrap() {
-                    let state = if item["type"] == "source_state_event" {
-                        self.wrapped += 1;
-                        &item["state"]
-                    } else {
-                        self.bare += 1;
-                        item
-                    };
-                    let t = state["last_update"].as_str().unwrap().to_owned();
-                    assert_eq!(state["gps"]["updated"].as_str(), Some(t.as_str()));
-                    self.states
-                        .insert((state["source_id"].as_u64().unwrap(), t));
-                }
-            }
-            Some("readings_batch") => {
-                for item in frame["data"].as_array().unwrap() {
-                    assert_eq!(item["type"], "readings_event");
-                    assert_eq!(item["counters"][0]["update_time"], item["timestamp"]);
-                    let id = item["tracker_id"].as_u64().unwrap();
-                    self.readings
-                        .insert((id, item["timestamp"].as_str().unwrap().to_owned()));
-                }
-            }
-            other => panic!("unexpected frame {other:?}: {frame}"),
-        }
-    }
-}
 
 #[tokio::test]
 async fn handshake_heartbeats_and_connect_query() {
@@ -342,80 +267,6 @@ async fn wrong_hash_reject_switch_and_logout_revocation() {
 }
 
 #[tokio::test]
-async fn drops_are_bare_tcp_drops() {
-    let sim = start(quick()).await;
-    let ctl = sim.control();
-    let (mut ws, _) = open(&sim).await;
-    assert_eq!(ctl.drop_now(), 1);
-    assert_eq!(wait_end(&mut ws, SOON).await, Ending::Reset);
-
-    ctl.set_drop_every(Some(Duration::from_millis(100)));
-    let (mut ws, _) = open(&sim).await;
-    assert_eq!(wait_end(&mut ws, SOON).await, Ending::Reset);
-    assert!(
-        ctl.wait_until(|s| s.drops == 2 && s.open_connections == 0, SOON)
-            .await
-    );
-}
-
-#[tokio::test]
-async fn silence_stops_heartbeats_and_data_until_lifted() {
-    let sim = start(NavixySimConfig {
-        server_heartbeat: Duration::from_millis(50),
-        updates: None,
-        ..quick()
-    })
-    .await;
-    let ctl = sim.control();
-    let (mut ws, _) = open(&sim).await;
-    send(&mut ws, &subscribe_msg(DEFAULT_API_KEY, json!({}))).await;
-    assert_eq!(next_json(&mut ws).await["type"], "response");
-    ctl.set_silent(true);
-    // Drain what was in flight, then nothing at all: no heartbeat (due every 50 ms), no data.
-    while next_text(&mut ws, Duration::from_millis(200))
-        .await
-        .is_some()
-    {}
-    assert!(quiet_for(&mut ws, Duration::from_millis(300)).await);
-    let generated = ctl.stats().states_generated;
-    ctl.set_silent(false);
-    assert!(next_text(&mut ws, SOON).await.is_some());
-    assert!(
-        ctl.wait_until(|s| s.states_generated > generated, SOON)
-            .await
-    );
-}
-
-#[tokio::test]
-async fn injected_frames_reach_the_client() {
-    let sim = start(NavixySimConfig {
-        updates: Some(0),
-        ..quick()
-    })
-    .await;
-    let ctl = sim.control();
-    let (mut ws, _) = open(&sim).await;
-    ctl.send_malformed();
-    assert!(serde_json::from_str::<Value>(&next_text(&mut ws, SOON).await.unwrap()).is_err());
-    ctl.send_raw("hello");
-    assert_eq!(next_text(&mut ws, SOON).await.as_deref(), Some("hello"));
-    ctl.send_unknown_event();
-    assert_eq!(next_json(&mut ws).await["event"], "sim_unknown");
-    ctl.send_lifecycle(90001, "block");
-    assert_eq!(
-        next_json(&mut ws).await,
-        json!({"type": "event", "event": "lifecycle", "data": {"source_id": 90001, "lifecycle_event": "block"}})
-    );
-    ctl.send_oversized(8 * 1024 * 1024);
-    let big = next_text(&mut ws, SOON).await.unwrap();
-    assert_eq!(big.len(), 8 * 1024 * 1024);
-    assert_eq!(
-        serde_json::from_str::<Value>(&big).unwrap()["event"],
-        "sim_oversized"
-    );
-}
-
-#[tokio::test]
 async fn track_message_size_frames_every_message_and_splits_frames() {
     let sim = start(NavixySimConfig {
         server_heartbeat: Duration::from_millis(100),
@@ -459,47 +310,6 @@ async fn track_message_size_frames_every_message_and_splits_frames() {
     assert_eq!(messages[1]["event"], "state_batch");
 }
 
-#[tokio::test]
-async fn rate_pause_and_resume() {
-    let sim = start(NavixySimConfig {
-        trackers: 1,
-        updates: None,
-        rate: 50.0,
-        readings: false,
-        ..quick()
-    })
-    .await;
-    let ctl = sim.control();
-    let (mut ws, _) = open(&sim).await;
-    let began = std::time::Instant::now();
-    send(&mut ws, &subscribe_msg(DEFAULT_API_KEY, json!({}))).await;
-    // Initial state + 10 updates at 50/s take at least 200 ms.
-    assert!(ctl.wait_until(|s| s.states_generated >= 11, SOON).await);
-    assert!(
-        began.elapsed() >= Duration::from_millis(190),
-        "{:?}",
-        began.elapsed()
-    );
-    assert_eq!(ctl.stats().reading_items_generated, 0);
-
-    ctl.pause_updates(true);
-    let paused_at = ctl.stats().states_generated;
-    assert!(
-        !ctl.wait_until(
-            |s| s.states_generated > paused_at + 1,
-            Duration::from_millis(150)
-        )
-        .await
-    );
-    ctl.pause_updates(false);
-    assert!(
-        ctl.wait_until(|s| s.states_generated > paused_at + 2, SOON)
-            .await
-    );
-    let seen = ctl.fleet()[0].latest_update;
-    assert!(seen >= 12, "{seen}");
-}
-
 #[test]
 fn cli_flags_map_onto_the_config() {
     use clap::Parser;
@@ -538,54 +348,4 @@ fn cli_flags_map_onto_the_config() {
     assert!(cfg.seq && !cfg.readings);
     assert_eq!(cfg.utc_offset_secs, -3600);
     assert_eq!(cfg.api_keys, vec![DEFAULT_API_KEY.to_owned()]);
-}
-
-#[tokio::test]
-async fn unlimited_rate_delivers_every_generated_state() {
-    let sim = start(NavixySimConfig {
-        trackers: 10,
-        updates: Some(200),
-        rate: 0.0,
-        batch_size: 50,
-        ..quick()
-    })
-    .await;
-    let (mut ws, _) = open(&sim).await;
-    send(&mut ws, &subscribe_msg(DEFAULT_API_KEY, json!({}))).await;
-    assert_eq!(next_json(&mut ws).await["type"], "response");
-    let mut seen = Seen::default();
-    while seen.states.len() < 2010 || seen.readings.len() < 2010 {
-        let frame = next_json(&mut ws).await;
-        assert!(frame["data"].as_array().unwrap().len() <= 50);
-        seen.absorb(&frame);
-    }
-    let stats = sim.control().stats();
-    assert_eq!(stats.states_generated, 2010);
-    assert_eq!(stats.state_items_sent, 2010, "no duplicates, no losses");
-    assert!(quiet_for(&mut ws, Duration::from_millis(100)).await);
-}
-
-#[tokio::test]
-async fn drop_happens_even_while_a_send_is_blocked_by_a_non_reading_client() {
-    let sim = start(NavixySimConfig {
-        updates: Some(0),
-        ..quick()
-    })
-    .await;
-    let ctl = sim.control();
-    let (mut ws, _) = open(&sim).await;
-    // 32 MiB cannot fit in loopback socket buffers: the send blocks while we do not read.
-    ctl.send_oversized(32 * 1024 * 1024);
-    ctl.send_raw("queued behind the big frame");
-    assert!(
-        !ctl.wait_until(|s| s.frames_sent >= 2, Duration::from_millis(100))
-            .await,
-        "the big frame must still be in flight"
-    );
-    assert_eq!(ctl.drop_now(), 1);
-    assert!(
-        ctl.wait_until(|s| s.drops == 1 && s.open_connections == 0, SOON)
-            .await
-    );
-    assert_eq!(wait_end(&mut ws, SOON).await, Ending::Reset);
 }

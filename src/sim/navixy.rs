@@ -6,6 +6,7 @@
 //! the submodules. It must never depend on wsvault's own client code: it is the
 //! independent reference the client is tested against.
 
+mod atmosphere;
 mod auth;
 mod config;
 mod conn;

@@ -2,6 +2,8 @@
 //! tokio-tungstenite client, independent of wsvault's own client code.
 #![allow(dead_code)]
 
+pub mod navixy;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures_util::{SinkExt, StreamExt};
-use rand::Rng;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::atmosphere;
 use super::fleet::Chunk;
 use super::subscribe::{self, Request};
 use super::{NavixyCmd, Shared, TrackerStatus, WrapItems};
@@ -23,9 +23,6 @@ use crate::sim::fanout::{Subscription, recv_opt};
 use crate::sim::faults::{FaultEvent, FaultListener, Flow, later};
 use crate::sim::http::{self, Ws};
 use crate::sim::observe::push_capped;
-
-/// Lowest Atmosphere framework version the server accepts.
-const MIN_FRAMEWORK: (u32, u32, u32) = (2, 2, 1);
 
 /// Serves one accepted TCP connection.
 pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
@@ -40,7 +37,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
             return;
         }
         if let Some(version) = head.query_param("X-Atmosphere-Framework")
-            && framework_too_old(&version)
+            && atmosphere::framework_too_old(&version)
         {
             shared.stats.update(|s| s.rejected_upgrades += 1);
             let msg = format!("Invalid Atmosphere Version {version}");
@@ -84,37 +81,6 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
     }
 }
 
-fn framework_too_old(version: &str) -> bool {
-    let numeric = version.split('-').next().unwrap_or("");
-    let mut parts = numeric.split('.').map(|p| p.parse::<u32>().ok());
-    match (
-        parts.next().flatten(),
-        parts.next().flatten(),
-        parts.next().flatten(),
-    ) {
-        (Some(a), b, c) => (a, b.unwrap_or(0), c.unwrap_or(0)) < MIN_FRAMEWORK,
-        _ => false,
-    }
-}
-
-fn tracking_uuid() -> String {
-    let b: [u8; 16] = rand::rng().random();
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
-
-/// Length of `text` in UTF-16 code units, as Atmosphere counts it.
-pub(super) fn utf16_len(text: &str) -> usize {
-    text.encode_utf16().count()
-}
-
 /// What woke the connection loop.
 enum Step {
     Fault(FaultEvent<NavixyCmd>),
@@ -142,7 +108,7 @@ impl Conn {
         }
         let handshake = format!(
             "{}|{}|X|",
-            tracking_uuid(),
+            atmosphere::tracking_uuid(),
             self.shared.cfg.heartbeat_interval.as_millis()
         );
         if self.send(&mut ws, &handshake).await.is_err() {
@@ -209,7 +175,7 @@ impl Conn {
     /// Sends one message with this connection's framing (and frame splitting).
     async fn send(&mut self, ws: &mut Ws, msg: &str) -> Result<(), WsError> {
         let text = if self.track_size {
-            format!("{}|{msg}", utf16_len(msg))
+            format!("{}|{msg}", atmosphere::utf16_len(msg))
         } else {
             msg.to_owned()
         };
@@ -394,24 +360,5 @@ impl Conn {
     async fn send_event(&mut self, ws: &mut Ws, event: &str, data: Value) -> Result<(), WsError> {
         let msg = json!({"type": "event", "event": event, "user_time": self.shared.user_time(self.iso), "data": data});
         self.send_json(ws, &msg).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn framework_versions_and_utf16_lengths() {
-        assert!(framework_too_old("2.2.0-javascript"));
-        assert!(framework_too_old("1.0"));
-        assert!(!framework_too_old("2.3.6-javascript"));
-        assert!(!framework_too_old("2.2.1"));
-        assert!(!framework_too_old("garbage"));
-        assert_eq!(utf16_len("X"), 1);
-        assert_eq!(utf16_len("é😀"), 3);
-        let uuid = tracking_uuid();
-        assert_eq!(uuid.len(), 36);
-        assert_eq!(uuid.matches('-').count(), 4);
     }
 }
