@@ -1,1 +1,286 @@
-//! (in progress)
+//! Loopback simulator of Navixy's event subscription (Atmosphere over WebSocket)
+//! and its login call, as described in `protocols/navixy.md`.
+//!
+//! Owns the public API tests, the demo and the benchmarks use: configuration,
+//! start/stop, fault switches and observable counters. The wire behaviour lives in
+//! the submodules. It must never depend on wsvault's own client code: it is the
+//! independent reference the client is tested against.
+
+mod atmosphere;
+mod auth;
+mod config;
+mod conn;
+mod fleet;
+mod subscribe;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use super::fanout::Fanout;
+use super::faults::{Command, Faults, MALFORMED_FRAME};
+use super::observe::Observed;
+use super::server::ServerHandle;
+
+pub use config::{
+    DEFAULT_API_KEY, NavixySimArgs, NavixySimConfig, NavixyStats, READING_VALUES_PER_ITEM,
+    ResponseShape, TrackerStatus, WrapItems,
+};
+pub use fleet::TrackerInfo;
+
+/// Protocol-specific commands delivered to every open connection.
+#[derive(Debug, Clone)]
+enum NavixyCmd {
+    /// Send this message with the connection's framing.
+    Message(Arc<str>),
+    /// Send the logout event and forget the connection's subscriptions.
+    Logout,
+}
+
+/// Hash bookkeeping: issued by logins, revoked by logouts, in use per connection.
+#[derive(Debug, Default)]
+struct AuthState {
+    issued: HashSet<String>,
+    revoked: HashSet<String>,
+    live: HashMap<u64, String>,
+}
+
+/// State shared by the control handle, the generator and the connection tasks.
+#[derive(Debug)]
+struct Shared {
+    cfg: NavixySimConfig,
+    epoch: DateTime<Utc>,
+    offset: chrono::FixedOffset,
+    stats: Observed<NavixyStats>,
+    faults: Faults<NavixyCmd>,
+    fanout: Arc<Fanout<Arc<fleet::Chunk>>>,
+    latest: Mutex<Vec<u64>>,
+    auth: Mutex<AuthState>,
+    reject_hash: AtomicBool,
+    paused: AtomicBool,
+    wake: Notify,
+    next_conn: AtomicU64,
+}
+
+impl Shared {
+    fn auth(&self) -> MutexGuard<'_, AuthState> {
+        self.auth.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn latest(&self) -> MutexGuard<'_, Vec<u64>> {
+        self.latest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn hash_valid(&self, hash: &str) -> bool {
+        if self.reject_hash.load(Ordering::SeqCst) {
+            return false;
+        }
+        let auth = self.auth();
+        !auth.revoked.contains(hash)
+            && (self.cfg.api_keys.iter().any(|k| k == hash) || auth.issued.contains(hash))
+    }
+}
+
+/// Handle to steer a running Navixy simulator and observe it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NavixyControl {
+    shared: Arc<Shared>,
+}
+
+impl NavixyControl {
+    /// A copy of the counters and records.
+    pub fn stats(&self) -> NavixyStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Waits until `pred` holds for the stats or `timeout` passes; returns whether it held.
+    pub async fn wait_until(
+        &self,
+        pred: impl FnMut(&NavixyStats) -> bool,
+        timeout: Duration,
+    ) -> bool {
+        self.shared.stats.wait_until(pred, timeout).await
+    }
+
+    /// The trackers with their ids, status and latest update number.
+    pub fn fleet(&self) -> Vec<TrackerInfo> {
+        fleet::fleet_info(&self.shared)
+    }
+
+    /// Drops every open connection now, without a close frame; returns how many.
+    pub fn drop_now(&self) -> usize {
+        self.shared.faults.command(Command::Drop)
+    }
+
+    /// Drops each connection this long after it opened (`None` = never).
+    pub fn set_drop_every(&self, every: Option<Duration>) {
+        self.shared.faults.set_drop_every(every);
+    }
+
+    /// Silent: send nothing at all (no heartbeats, no data, no replies) and read
+    /// nothing (so not even a pong leaves), but keep sockets open. Updates pause
+    /// while silent. Commands other than drops issued while silent are discarded.
+    pub fn set_silent(&self, silent: bool) {
+        self.shared.faults.set_silent(silent);
+        self.shared.wake.notify_one();
+    }
+
+    /// Sends one frame that is not JSON to every open connection.
+    pub fn send_malformed(&self) -> usize {
+        self.send_raw(MALFORMED_FRAME)
+    }
+
+    /// Sends `text` verbatim as one frame (no `length|` framing) to every open connection.
+    pub fn send_raw(&self, text: &str) -> usize {
+        self.shared.faults.command(Command::Raw(text.to_owned()))
+    }
+
+    /// Sends an unknown event whose frame is about `bytes` long (e.g. 8 MiB).
+    pub fn send_oversized(&self, bytes: usize) -> usize {
+        let head = r#"{"type":"event","event":"sim_oversized","data":""#;
+        let fill = bytes.saturating_sub(head.len() + 2);
+        let text = format!("{head}{}\"}}", "x".repeat(fill));
+        self.send_message(text)
+    }
+
+    /// Sends an event type no client knows.
+    pub fn send_unknown_event(&self) -> usize {
+        self.send_message(
+            json!({"type": "event", "event": "sim_unknown", "data": {"note": "unknown event"}})
+                .to_string(),
+        )
+    }
+
+    /// Sends a `lifecycle` event for `source_id` (`block`, `unblock`, `corrupt`).
+    pub fn send_lifecycle(&self, source_id: u64, event: &str) -> usize {
+        self.send_message(
+            json!({"type": "event", "event": "lifecycle",
+                   "data": {"source_id": source_id, "lifecycle_event": event}})
+            .to_string(),
+        )
+    }
+
+    /// Sends `logout` to every open connection and revokes the hash each one
+    /// subscribed with; those connections get no more data.
+    pub fn send_logout(&self) -> usize {
+        {
+            let mut auth = self.shared.auth();
+            let live: Vec<String> = auth.live.values().cloned().collect();
+            auth.revoked.extend(live);
+        }
+        self.shared
+            .faults
+            .command(Command::Proto(NavixyCmd::Logout))
+    }
+
+    /// Revokes one hash (API key or login hash); later subscribes with it fail.
+    pub fn revoke_hash(&self, hash: &str) {
+        self.shared.auth().revoked.insert(hash.to_owned());
+    }
+
+    /// Whether a subscribe with `hash` would be accepted now.
+    pub fn hash_valid(&self, hash: &str) -> bool {
+        self.shared.hash_valid(hash)
+    }
+
+    /// Refuse (or accept again) every hash with `Wrong hash`.
+    pub fn set_reject_hash(&self, reject: bool) {
+        self.shared.reject_hash.store(reject, Ordering::SeqCst);
+    }
+
+    /// Pause (or resume) the generation of updates.
+    pub fn pause_updates(&self, paused: bool) {
+        self.shared.paused.store(paused, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+    }
+
+    fn send_message(&self, text: String) -> usize {
+        self.shared
+            .faults
+            .command(Command::Proto(NavixyCmd::Message(text.into())))
+    }
+}
+
+/// A running Navixy simulator. Dropping it stops it too; `shutdown` waits for it.
+#[derive(Debug)]
+pub struct NavixySim {
+    server: ServerHandle,
+    control: NavixyControl,
+}
+
+impl NavixySim {
+    /// Binds `listen` (port 0 allowed) and starts serving the WebSocket endpoint
+    /// (any path ending `/event/subscription`) and the login call (`…/user/auth`).
+    pub async fn start(listen: SocketAddr, cfg: NavixySimConfig) -> std::io::Result<NavixySim> {
+        let epoch = cfg.epoch.unwrap_or_else(fleet::now_truncated);
+        let shared = Arc::new(Shared {
+            latest: Mutex::new(vec![0; cfg.trackers]),
+            epoch,
+            offset: fleet::offset(cfg.utc_offset_secs),
+            stats: Observed::new(NavixyStats::default()),
+            faults: Faults::new(cfg.silent, cfg.drop_every),
+            fanout: Fanout::new(),
+            auth: Mutex::new(AuthState::default()),
+            reject_hash: AtomicBool::new(cfg.reject_hash),
+            paused: AtomicBool::new(cfg.paused),
+            wake: Notify::new(),
+            next_conn: AtomicU64::new(1),
+            cfg,
+        });
+        fleet::count_initial(&shared);
+        let conn_shared = Arc::clone(&shared);
+        let mut server = ServerHandle::bind(listen, move |stream, _peer| {
+            conn::serve(Arc::clone(&conn_shared), stream)
+        })
+        .await?;
+        server.attach(tokio::spawn(fleet::generate(Arc::clone(&shared))));
+        Ok(NavixySim {
+            server,
+            control: NavixyControl { shared },
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// `ws://ADDR/v2/event/subscription`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v2/event/subscription", self.addr())
+    }
+
+    /// `http://ADDR/v2/user/auth`.
+    pub fn auth_url(&self) -> String {
+        format!("http://{}/v2/user/auth", self.addr())
+    }
+
+    /// The control and observation handle.
+    pub fn control(&self) -> &NavixyControl {
+        &self.control
+    }
+
+    /// Stops serving: open connections are dropped without a close frame.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+}
+
+/// Serves until Ctrl-C (for `wsvault simulate navixy`), printing the URLs first.
+pub async fn run_until_ctrl_c(listen: SocketAddr, cfg: NavixySimConfig) -> std::io::Result<()> {
+    let sim = NavixySim::start(listen, cfg).await?;
+    println!(
+        "navixy simulator listening: ws {} auth {}",
+        sim.ws_url(),
+        sim.auth_url()
+    );
+    tokio::signal::ctrl_c().await?;
+    sim.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The simulated trackers: their deterministic states and readings, and the
+//! generator that advances them at the configured rate.
+//!
+//! A tracker's `k`-th update is a pure function of (tracker index, k), so the
+//! generator only hands out `(index, k)` pairs and each connection renders them in
+//! the format its subscribe asked for. It never writes to a socket.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, FixedOffset, Offset, SubsecRound, TimeDelta, Utc};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::{Shared, TrackerStatus};
+
+/// Reading values per `readings_event` item (input, state field, virtual sensor, counter).
+pub(super) const READING_VALUES_PER_ITEM: u64 = 4;
+
+/// Generated updates handed to subscribers: (tracker index, update number).
+pub(super) type Chunk = Vec<(usize, u64)>;
+
+/// One simulated tracker, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackerInfo {
+    /// Tracker id (subscribe targets, responses, readings).
+    pub tracker_id: u64,
+    /// Source id (states, lifecycle).
+    pub source_id: u64,
+    /// Status reported in subscribe responses.
+    pub status: TrackerStatus,
+    /// Number of the latest update (0 = only the initial state so far); the tracker
+    /// has produced `latest_update + 1` distinct states when it is normal.
+    pub latest_update: u64,
+}
+
+pub(super) fn now_truncated() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(0)
+}
+
+/// The user's timezone offset; an out-of-range value falls back to UTC.
+pub(super) fn offset(secs: i32) -> FixedOffset {
+    FixedOffset::east_opt(secs).unwrap_or_else(|| Utc.fix())
+}
+
+impl Shared {
+    pub(super) fn tracker_id(&self, idx: usize) -> u64 {
+        self.cfg.tracker_id_base + idx as u64
+    }
+
+    pub(super) fn source_id(&self, idx: usize) -> u64 {
+        self.cfg.source_id_base + idx as u64
+    }
+
+    /// Status of a tracker id, inside the fleet or not.
+    pub(super) fn status_of(&self, tracker_id: u64) -> TrackerStatus {
+        let fleet = self.cfg.tracker_id_base..self.cfg.tracker_id_base + self.cfg.trackers as u64;
+        self.cfg
+            .status_overrides
+            .iter()
+            .find(|(id, _)| *id == tracker_id)
+            .map(|(_, s)| *s)
+            .unwrap_or(if fleet.contains(&tracker_id) {
+                TrackerStatus::Normal
+            } else {
+                TrackerStatus::Unknown
+            })
+    }
+
+    /// Indices of the trackers that produce data.
+    pub(super) fn normal_indices(&self) -> Vec<usize> {
+        (0..self.cfg.trackers)
+            .filter(|i| self.status_of(self.tracker_id(*i)) == TrackerStatus::Normal)
+            .collect()
+    }
+
+    fn timestamp(&self, t: DateTime<Utc>, iso: bool) -> String {
+        let local = t.with_timezone(&self.offset);
+        if iso {
+            local.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+        } else {
+            local.format("%Y-%m-%d %H:%M:%S").to_string()
+        }
+    }
+
+    /// Server time in the user's timezone, for `user_time`.
+    pub(super) fn user_time(&self, iso: bool) -> String {
+        self.timestamp(Utc::now(), iso)
+    }
+
+    fn state_time(&self, k: u64) -> DateTime<Utc> {
+        i64::try_from(k)
+            .ok()
+            .and_then(TimeDelta::try_seconds)
+            .and_then(|d| self.epoch.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    /// The `k`-th state of tracker `idx`, in full or compact format.
+    pub(super) fn render_state(&self, idx: usize, k: u64, iso: bool, compact: bool) -> Value {
+        let t = self.timestamp(self.state_time(k), iso);
+        let t0 = self.timestamp(self.epoch, iso);
+        let i = idx as u64;
+        let phase = (k + i) % 4;
+        let moving = phase < 2;
+        let movement = ["moving", "moving", "stopped", "parked"][phase as usize];
+        let step = (k % 1000) as f64;
+        let gps = json!({
+            "updated": t, "signal_level": 70 + (k + i) % 30,
+            "location": {"lat": 48.2082 + 0.01 * i as f64 + 0.0001 * step,
+                         "lng": 16.3738 + 0.01 * i as f64 + 0.00013 * step},
+            "heading": (k * 7 + i * 13) % 360,
+            "speed": if moving { 20 + (k * 3 + i) % 60 } else { 0 },
+            "alt": 150 + (k + i) % 40,
+        });
+        let mut state = json!({
+            "source_id": self.source_id(idx), "gps": gps,
+            "connection_status": if movement == "parked" { "idle" } else { "active" },
+            "movement_status": movement, "movement_status_update": t,
+            "ignition": moving, "ignition_update": t, "last_update": t,
+        });
+        if compact {
+            return state;
+        }
+        let mut additional = serde_json::Map::new();
+        if self.cfg.seq {
+            additional.insert("seq".into(), json!({"value": k, "updated": t}));
+        }
+        if let Value::Object(map) = &mut state {
+            let full = json!({
+                "gsm": {"updated": t, "signal_level": 60 + k % 40, "network_name": "SIM-NET", "roaming": false},
+                "battery_level": 100 - k % 50, "battery_update": t,
+                "inputs": [k.is_multiple_of(2), false], "inputs_update": t0,
+                "outputs": [false], "outputs_update": t0,
+                "additional": additional, "actual_track_update": t,
+            });
+            if let Value::Object(extra) = full {
+                map.extend(extra);
+            }
+        }
+        state
+    }
+
+    /// The `k`-th readings item of tracker `idx` (all four values changed at once).
+    pub(super) fn render_readings(&self, idx: usize, k: u64, iso: bool) -> Value {
+        let t = self.timestamp(self.state_time(k), iso);
+        let sensor = 1000 + idx as u64 * 10;
+        json!({
+            "type": "readings_event", "tracker_id": self.tracker_id(idx), "timestamp": t,
+            "inputs": [{"sensor_id": sensor + 1, "label": "Fuel level", "name": "fuel_level",
+                        "type": "fuel", "units": "l", "units_type": "litre",
+                        "value": 40.0 + (k % 20) as f64 * 0.5, "update_time": t}],
+            "states": [{"field": "door_open", "value": k % 2 == 1, "update_time": t}],
+            "virtual_sensors": [{"sensor_id": sensor + 2, "label": "Engine", "type": "engine_state",
+                                 "value": if k.is_multiple_of(2) { "on" } else { "off" }, "update_time": t}],
+            "counters": [{"type": "odometer", "value": 12000.0 + k as f64 * 0.25, "update_time": t}],
+        })
+    }
+}
+
+/// Tracker list for [`super::NavixyControl::fleet`].
+pub(super) fn fleet_info(shared: &Shared) -> Vec<TrackerInfo> {
+    let latest = shared.latest().clone();
+    latest
+        .iter()
+        .enumerate()
+        .map(|(idx, k)| TrackerInfo {
+            tracker_id: shared.tracker_id(idx),
+            source_id: shared.source_id(idx),
+            status: shared.status_of(shared.tracker_id(idx)),
+            latest_update: *k,
+        })
+        .collect()
+}
+
+/// Counts every normal tracker's initial state (and readings) as generated.
+pub(super) fn count_initial(shared: &Shared) {
+    let n = shared.normal_indices().len() as u64;
+    let readings = shared.cfg.readings;
+    shared.stats.update(|s| {
+        s.states_generated += n;
+        if readings {
+            s.reading_items_generated += n;
+            s.reading_values_generated += n * READING_VALUES_PER_ITEM;
+        }
+    });
+}
+
+/// A duration from seconds, saturating instead of panicking on absurd values.
+fn secs_f64(secs: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::MAX)
+}
+
+fn blocked(shared: &Shared) -> bool {
+    shared.paused.load(Ordering::SeqCst)
+        || shared.faults.is_silent()
+        || (shared.fanout.len() == 0 && !shared.cfg.run_without_subscribers)
+}
+
+/// Advances the trackers round-robin at `rate` updates/s and hands each chunk to the
+/// subscribed connections. Waits (without spinning) while paused, silent or without
+/// subscribers; a new rate window starts after each wait, so there is no burst.
+pub(super) async fn generate(shared: Arc<Shared>) {
+    let normal = shared.normal_indices();
+    if normal.is_empty() {
+        return;
+    }
+    let total = shared
+        .cfg
+        .updates
+        .map(|u| u.saturating_mul(normal.len() as u64));
+    let batch = shared.cfg.batch_size.max(1) as u64;
+    let rate = shared.cfg.rate;
+    let limited = rate.is_finite() && rate > 0.0;
+    let mut produced: u64 = 0;
+    let mut count_rx = shared.fanout.count_rx();
+    let mut silent_rx = shared.faults.silent_rx();
+    loop {
+        if total.is_some_and(|t| produced >= t) {
+            return;
+        }
+        if blocked(&shared) {
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = count_rx.changed() => {}
+                _ = silent_rx.changed() => {}
+            }
+            continue;
+        }
+        let window = Instant::now();
+        let mut in_window: u64 = 0;
+        while !blocked(&shared) && total.is_none_or(|t| produced < t) {
+            let due = if limited {
+                let owed = (window.elapsed().as_secs_f64() * rate) as u64;
+                owed.saturating_sub(in_window)
+            } else {
+                batch
+            };
+            if due == 0 {
+                let next =
+                    crate::sim::faults::later(window, secs_f64((in_window + 1) as f64 / rate));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = shared.wake.notified() => {}
+                }
+                continue;
+            }
+            let remaining = total.map_or(u64::MAX, |t| t - produced);
+            let n = due.min(batch).min(remaining);
+            let chunk: Chunk = {
+                let mut latest = shared.latest();
+                (0..n)
+                    .map(|j| {
+                        let idx = normal[((produced + j) % normal.len() as u64) as usize];
+                        latest[idx] += 1;
+                        (idx, latest[idx])
+                    })
+                    .collect()
+            };
+            produced += n;
+            in_window += n;
+            let readings = shared.cfg.readings;
+            shared.stats.update(|s| {
+                s.states_generated += n;
+                if readings {
+                    s.reading_items_generated += n;
+                    s.reading_values_generated += n * READING_VALUES_PER_ITEM;
+                }
+            });
+            shared.fanout.send_all(Arc::new(chunk)).await;
+        }
+    }
+}
