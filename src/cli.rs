@@ -24,6 +24,41 @@ pub enum Cmd {
     CheckConfig(ConfigArg),
     /// Create or upgrade the database schema, then exit.
     Migrate(ConfigArg),
+    /// Serve a loopback simulator of an upstream API (tests, demo, benchmarks).
+    Simulate(SimulateArgs),
+}
+
+/// `wsvault simulate KIND --listen ADDR …`.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    #[command(subcommand)]
+    pub kind: SimKind,
+}
+
+/// Which upstream to simulate.
+#[derive(Debug, Subcommand)]
+pub enum SimKind {
+    /// Navixy Atmosphere event subscription (plus user/auth over HTTP on the same port).
+    Navixy {
+        #[arg(long, default_value = "127.0.0.1:8801")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        args: crate::sim::navixy::NavixySimArgs,
+    },
+    /// Tradernet security sessions.
+    Tradernet {
+        #[arg(long, default_value = "127.0.0.1:8802")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        args: crate::sim::tradernet::TradernetSimArgs,
+    },
+    /// JSON-RPC notification stream (Qlik engine style).
+    Jsonrpc {
+        #[arg(long, default_value = "127.0.0.1:8803")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        args: crate::sim::jsonrpc::JsonRpcSimArgs,
+    },
 }
 
 /// `--config PATH`.
@@ -74,6 +109,10 @@ pub fn main(cli: Cli) -> ExitCode {
             crate::telemetry::init(&cfg.log);
             report(runtime().and_then(|rt| rt.block_on(run(cfg, a.config))))
         }
+        Cmd::Simulate(a) => {
+            crate::telemetry::init(&crate::config::LogConfig::default());
+            report(runtime().and_then(|rt| rt.block_on(simulate(a.kind))))
+        }
         Cmd::Migrate(a) => {
             let cfg = match load(&a.config) {
                 Ok(c) => c,
@@ -118,4 +157,14 @@ async fn migrate(cfg: Config) -> anyhow::Result<()> {
     store.close().await;
     println!("migrations applied to {}", crate::redact::redact_url_str(&cfg.storage.url));
     Ok(())
+}
+
+async fn simulate(kind: SimKind) -> anyhow::Result<()> {
+    use crate::sim::{jsonrpc, navixy, tradernet};
+    match kind {
+        SimKind::Navixy { listen, args } => navixy::run_until_ctrl_c(listen, args.into()).await,
+        SimKind::Tradernet { listen, args } => tradernet::run_until_ctrl_c(listen, args.into()).await,
+        SimKind::Jsonrpc { listen, args } => jsonrpc::run_until_ctrl_c(listen, args.into()).await,
+    }
+    .context("simulator failed")
 }
