@@ -21,6 +21,7 @@ pub(crate) struct Fanout<T> {
 }
 
 impl<T: Clone> Fanout<T> {
+    /// An empty set, shared between the generator and the connections.
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             subscribers: Mutex::new(Vec::new()),

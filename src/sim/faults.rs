@@ -41,6 +41,7 @@ pub(crate) struct Faults<P> {
 }
 
 impl<P: Clone + Send + 'static> Faults<P> {
+    /// Switches in their initial positions.
     pub fn new(silent: bool, drop_every: Option<Duration>) -> Self {
         Self {
             commands: broadcast::Sender::new(256),
@@ -54,10 +55,12 @@ impl<P: Clone + Send + 'static> Faults<P> {
         self.commands.send(cmd).unwrap_or(0)
     }
 
+    /// Switches silence on or off for every connection.
     pub fn set_silent(&self, silent: bool) {
         self.silent.send_replace(silent);
     }
 
+    /// Whether silence is on now.
     pub fn is_silent(&self) -> bool {
         *self.silent.borrow()
     }
@@ -67,6 +70,7 @@ impl<P: Clone + Send + 'static> Faults<P> {
         self.silent.subscribe()
     }
 
+    /// Changes the drop period; open connections apply it from their own opening time.
     pub fn set_drop_every(&self, every: Option<Duration>) {
         self.drop_every.send_replace(every);
     }

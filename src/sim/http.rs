@@ -29,6 +29,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct RequestHead {
     /// Path plus query, exactly as sent.
     pub target: String,
+    /// Headers in order, names as sent.
     pub headers: Vec<(String, String)>,
 }
 

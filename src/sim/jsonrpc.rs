@@ -119,8 +119,11 @@ pub struct JsonRpcConnection {
 /// One notification written to one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentNotification {
+    /// Connection number it was written to.
     pub connection: u64,
+    /// Its global number (1, 2, 3… over all connections).
     pub n: u64,
+    /// Its method.
     pub method: String,
 }
 
@@ -128,7 +131,9 @@ pub struct SentNotification {
 /// [`super::observe::RECORD_CAP`] entries (oldest dropped).
 #[derive(Debug, Clone, Default)]
 pub struct JsonRpcStats {
+    /// WebSocket connections accepted.
     pub connections: u64,
+    /// WebSocket connections currently open.
     pub open_connections: u64,
     /// Connections dropped on purpose.
     pub drops: u64,

@@ -34,6 +34,7 @@ pub struct TrackerInfo {
     pub latest_update: u64,
 }
 
+/// Now, truncated to the second (the default epoch).
 pub(super) fn now_truncated() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
 }
@@ -44,10 +45,12 @@ pub(super) fn offset(secs: i32) -> FixedOffset {
 }
 
 impl Shared {
+    /// Tracker id of tracker `idx`.
     pub(super) fn tracker_id(&self, idx: usize) -> u64 {
         self.cfg.tracker_id_base + idx as u64
     }
 
+    /// Source id of tracker `idx`.
     pub(super) fn source_id(&self, idx: usize) -> u64 {
         self.cfg.source_id_base + idx as u64
     }

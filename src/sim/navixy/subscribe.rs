@@ -18,6 +18,7 @@ pub(super) enum Target {
 }
 
 impl Target {
+    /// Whether the request covers `tracker_id`.
     pub fn contains(&self, tracker_id: u64) -> bool {
         match self {
             Self::All => true,
@@ -29,8 +30,11 @@ impl Target {
 /// One entry of `requests`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Request {
+    /// Event type (`state_batch`, `readings_batch`, `state`, …).
     pub kind: String,
+    /// Trackers covered.
     pub target: Target,
+    /// `format: compact` was asked for.
     pub compact: bool,
 }
 

@@ -21,9 +21,11 @@ pub struct SessionSpec {
     pub id: Option<u64>,
     /// Broker account login; `None` = the owner login.
     pub user_login: Option<String>,
+    /// Session type (`safety_type_id`).
     pub safety_type_id: i64,
     /// Key label: a string in the docs, a number in one SDK; any JSON value is sent as is.
     pub key_current: Value,
+    /// Client IP reported in `ip_client`.
     pub ip_client: String,
     /// Time from opening to `expire_datetime`; `None` = the configured default.
     /// The session ends by itself when it expires.
@@ -47,9 +49,11 @@ impl Default for SessionSpec {
 /// its start: the ground truth a recording test compares against.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduledSession {
+    /// Offset from simulator start at which the session opens.
     pub open_after: Duration,
     /// Offset from simulator start (not from opening); `None` = stays open.
     pub close_after: Option<Duration>,
+    /// What to open.
     pub spec: SessionSpec,
 }
 
@@ -76,6 +80,7 @@ pub struct TradernetSimConfig {
     pub session_lifetime: Duration,
     /// Open a new session this often (demo churn); each ends after `churn_lifetime`.
     pub churn_every: Option<Duration>,
+    /// How long each churned session stays open.
     pub churn_lifetime: Duration,
     /// First automatically assigned session id.
     pub first_session_id: u64,
@@ -203,8 +208,11 @@ pub enum SessionChangeKind {
 /// One ground-truth transition of the session set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionChange {
+    /// The session's id.
     pub session_id: u64,
+    /// Opened or ended.
     pub change: SessionChangeKind,
+    /// Wall-clock time of the change (for an opening: its `start_datetime`).
     pub at: DateTime<Utc>,
 }
 

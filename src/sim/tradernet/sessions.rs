@@ -37,6 +37,7 @@ pub(super) struct Book {
 }
 
 impl Book {
+    /// An empty book whose first automatic id is `first_id`.
     pub fn new(first_id: u64) -> Self {
         Self {
             live: BTreeMap::new(),
@@ -44,6 +45,7 @@ impl Book {
         }
     }
 
+    /// Ids of the live sessions, ascending.
     pub fn ids(&self) -> Vec<u64> {
         self.live.keys().copied().collect()
     }
