@@ -25,7 +25,7 @@ pub enum Cmd {
     /// Create or upgrade the database schema, then exit.
     Migrate(ConfigArg),
     /// Serve a loopback simulator of an upstream API (tests, demo, benchmarks).
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
 }
 
 /// `wsvault simulate KIND --listen ADDR …`.
@@ -95,7 +95,12 @@ pub fn main(cli: Cli) -> ExitCode {
                     cfg.storage.queue_capacity
                 );
                 for s in &cfg.sources {
-                    println!("source {} ({}): {}", s.name, s.kind.name(), crate::redact::redact_url(&s.url));
+                    println!(
+                        "source {} ({}): {}",
+                        s.name,
+                        s.kind.name(),
+                        crate::redact::redact_url(&s.url)
+                    );
                 }
                 ExitCode::SUCCESS
             }
@@ -155,7 +160,10 @@ async fn migrate(cfg: Config) -> anyhow::Result<()> {
     let store = crate::store::Store::connect(&cfg.storage).await?;
     store.migrate().await?;
     store.close().await;
-    println!("migrations applied to {}", crate::redact::redact_url_str(&cfg.storage.url));
+    println!(
+        "migrations applied to {}",
+        crate::redact::redact_url_str(&cfg.storage.url)
+    );
     Ok(())
 }
 
@@ -163,7 +171,9 @@ async fn simulate(kind: SimKind) -> anyhow::Result<()> {
     use crate::sim::{jsonrpc, navixy, tradernet};
     match kind {
         SimKind::Navixy { listen, args } => navixy::run_until_ctrl_c(listen, args.into()).await,
-        SimKind::Tradernet { listen, args } => tradernet::run_until_ctrl_c(listen, args.into()).await,
+        SimKind::Tradernet { listen, args } => {
+            tradernet::run_until_ctrl_c(listen, args.into()).await
+        }
         SimKind::Jsonrpc { listen, args } => jsonrpc::run_until_ctrl_c(listen, args.into()).await,
     }
     .context("simulator failed")

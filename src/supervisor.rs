@@ -40,7 +40,10 @@ pub struct Supervisor {
 impl Supervisor {
     /// Connects the store, runs migrations, starts the writer and every source.
     /// `config_path` is re-read on SIGHUP; `None` disables reload.
-    pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Self, SupervisorError> {
+    pub async fn start(
+        config: Config,
+        config_path: Option<PathBuf>,
+    ) -> Result<Self, SupervisorError> {
         let store = Store::connect(&config.storage).await?;
         notify(&[sd_notify::NotifyState::Status("running migrations")]);
         store.migrate().await?;
@@ -82,7 +85,11 @@ impl Supervisor {
                 "url uses unencrypted ws:// to a non-loopback host; use wss:// in production"
             );
         }
-        let initial = if self.suspended { Command::Suspend } else { Command::Run };
+        let initial = if self.suspended {
+            Command::Suspend
+        } else {
+            Command::Run
+        };
         let name = source.name.clone();
         let handle = session::spawn(
             source,
@@ -101,8 +108,9 @@ impl Supervisor {
         mut self,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<WriterReport, SupervisorError> {
-        let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
-            .map_err(SupervisorError::Signals)?;
+        let mut signals =
+            signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
+                .map_err(SupervisorError::Signals)?;
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -124,8 +132,15 @@ impl Supervisor {
 
     fn suspend_all(&mut self, suspend: bool) {
         self.suspended = suspend;
-        let cmd = if suspend { Command::Suspend } else { Command::Run };
-        tracing::info!("{} every source", if suspend { "suspending" } else { "resuming" });
+        let cmd = if suspend {
+            Command::Suspend
+        } else {
+            Command::Run
+        };
+        tracing::info!(
+            "{} every source",
+            if suspend { "suspending" } else { "resuming" }
+        );
         for s in self.sessions.values() {
             s.command(cmd);
         }
@@ -148,8 +163,11 @@ impl Supervisor {
         if new.storage != self.config.storage {
             tracing::warn!("[storage] changes take effect only after a restart");
         }
-        let mut wanted: BTreeMap<String, SourceConfig> =
-            new.sources.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        let mut wanted: BTreeMap<String, SourceConfig> = new
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
         let names: Vec<String> = self.sessions.keys().cloned().collect();
         for name in names {
             match wanted.remove(&name) {
@@ -191,7 +209,9 @@ impl Supervisor {
         let watcher = tokio::spawn(async move {
             while let Some(sig) = signals.next().await {
                 if sig == SIGTERM || sig == SIGINT {
-                    tracing::warn!("second signal: exiting quickly, flushing what the database accepts now");
+                    tracing::warn!(
+                        "second signal: exiting quickly, flushing what the database accepts now"
+                    );
                     force.force_stop();
                     let _ = force_tx.send(true);
                     break;

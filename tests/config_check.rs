@@ -88,12 +88,18 @@ fn missing_file() {
 
 #[test]
 fn toml_syntax_error_names_the_line() {
-    refused("[storage]\nbatch_size = 10\nurl = \"sqlite://x.db\n", &["TOML syntax error", "line 3"]);
+    refused(
+        "[storage]\nbatch_size = 10\nurl = \"sqlite://x.db\n",
+        &["TOML syntax error", "line 3"],
+    );
 }
 
 #[test]
 fn unknown_key() {
-    refused("[storage]\nbatchsize = 10\n", &["unknown key `batchsize` in [storage]", "batch_size"]);
+    refused(
+        "[storage]\nbatchsize = 10\n",
+        &["unknown key `batchsize` in [storage]", "batch_size"],
+    );
     refused(
         "[[sources]]\nname = \"a\"\nkind = \"jsonrpc\"\nurl = \"ws://127.0.0.1/\"\nurll = 1\n",
         &["unknown key `urll` in source `a`"],
@@ -135,7 +141,10 @@ fn bad_url_scheme() {
         "[[sources]]\nname = \"a\"\nkind = \"jsonrpc\"\nurl = \"http://h/\"\n",
         &["bad URL scheme `http` for url in source `a`", "wss://"],
     );
-    refused("[storage]\nurl = \"mysql://h/db\"\n", &["bad URL scheme `mysql` for url in [storage]"]);
+    refused(
+        "[storage]\nurl = \"mysql://h/db\"\n",
+        &["bad URL scheme `mysql` for url in [storage]"],
+    );
 }
 
 #[test]
@@ -158,13 +167,20 @@ fn environment_overrides_the_file() {
     assert!(out.contains("bad duration `soon`"), "{out}");
     let (ok, out) = check(&p, &[("WSVAULT__SOURCES__ENGINE__URL", "ftp://h/")]);
     assert!(!ok);
-    assert!(out.contains("bad URL scheme `ftp` for url in source `engine`"), "{out}");
+    assert!(
+        out.contains("bad URL scheme `ftp` for url in source `engine`"),
+        "{out}"
+    );
 }
 
 #[test]
 fn secrets_can_come_from_files() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hash"), "fedcba9876543210fedcba9876543210\n").unwrap();
+    std::fs::write(
+        dir.path().join("hash"),
+        "fedcba9876543210fedcba9876543210\n",
+    )
+    .unwrap();
     let text = "[[sources]]\nname = \"a\"\nkind = \"navixy\"\nurl = \"wss://h/v2/event/subscription\"\n\
                 api_key_hash_file = \"hash\"\n";
     let (ok, out) = check(&write(dir.path(), text), &[]);

@@ -36,7 +36,10 @@ impl Outage {
                     .filename(&*path)
                     .busy_timeout(Duration::from_secs(10));
                 let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
-                sqlx::query("BEGIN EXCLUSIVE").execute(&mut c).await.unwrap();
+                sqlx::query("BEGIN EXCLUSIVE")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
                 *holder = Some(c);
             }
         }
@@ -134,12 +137,22 @@ async fn outage_mid_stream_loses_and_duplicates_nothing() {
 
         assert!(report.retries > 0, "{}: {report:?}", db.label);
         assert_eq!(report.lost, 0, "{}: {report:?}", db.label);
-        assert_eq!(report.written, sent.len() as u64, "{}: {report:?}", db.label);
+        assert_eq!(
+            report.written,
+            sent.len() as u64,
+            "{}: {report:?}",
+            db.label
+        );
         let stored = fetch_cells(&check, "SELECT id FROM events").await;
         let stored: Vec<i64> = stored.iter().map(|r| r[0].i64()).collect();
         let unique: HashSet<i64> = stored.iter().copied().collect();
         assert_eq!(unique.len(), stored.len(), "{}: duplicates", db.label);
-        assert_eq!(unique, sent.into_iter().collect(), "{}: every record once", db.label);
+        assert_eq!(
+            unique,
+            sent.into_iter().collect(),
+            "{}: every record once",
+            db.label
+        );
         writer_store.close().await;
         check.close().await;
     }
@@ -167,7 +180,12 @@ async fn force_stop_during_outage_counts_lost_records() {
             .await
             .expect("force-stop ends the writer promptly");
         assert!(started.elapsed() < Duration::from_secs(5), "{}", db.label);
-        assert_eq!((report.written, report.lost), (0, 1_000), "{}: {report:?}", db.label);
+        assert_eq!(
+            (report.written, report.lost),
+            (0, 1_000),
+            "{}: {report:?}",
+            db.label
+        );
         assert!(sink.send(event("forced", 1)).await.is_err(), "{}", db.label);
         assert!(stats.last_error().is_some(), "{}", db.label);
         outage.end().await;

@@ -11,7 +11,11 @@ use wsvault::record::{Record, SecuritySessionChange};
 use wsvault::store::{Store, TABLES, Writer, WriterReport};
 
 /// Pushes `records` through a fresh writer and waits for it to finish.
-async fn write_all(store: &Store, cfg: &wsvault::config::StorageConfig, records: Vec<Record>) -> WriterReport {
+async fn write_all(
+    store: &Store,
+    cfg: &wsvault::config::StorageConfig,
+    records: Vec<Record>,
+) -> WriterReport {
     let (sink, handle) = Writer::spawn(store.clone(), cfg);
     for r in records {
         sink.send(r).await.unwrap();
@@ -43,7 +47,11 @@ async fn every_variant_reads_back_equal() {
         }
         let counts = store.table_counts().await.unwrap();
         assert_eq!(counts.len(), TABLES.len());
-        assert!(counts.iter().all(|(_, n)| *n == 1), "{}: {counts:?}", db.label);
+        assert!(
+            counts.iter().all(|(_, n)| *n == 1),
+            "{}: {counts:?}",
+            db.label
+        );
         store.close().await;
     }
 }
@@ -77,21 +85,46 @@ async fn typed_rows_deduplicate_and_events_keep_every_message() {
 
         assert_eq!(count(&store, "tracker_states").await, 1, "{}", db.label);
         assert_eq!(count(&store, "tracker_readings").await, 1, "{}", db.label);
-        assert_eq!(count(&store, "security_session_changes").await, 1, "{}", db.label);
+        assert_eq!(
+            count(&store, "security_session_changes").await,
+            1,
+            "{}",
+            db.label
+        );
         assert_eq!(count(&store, "events").await, 2, "{}", db.label);
         let sessions = read_table(&store, "security_sessions").await;
         assert_eq!(sessions.len(), 1, "{}", db.label);
-        let Record::SecuritySession(s) = &sessions[0] else { unreachable!() };
-        assert_eq!(s.first_seen_at, at(10, 0), "{}: first_seen_at keeps the first value", db.label);
-        assert_eq!((s.last_seen_at, s.ended_at), (at(20, 0), Some(at(21, 0))), "{}", db.label);
+        let Record::SecuritySession(s) = &sessions[0] else {
+            unreachable!()
+        };
+        assert_eq!(
+            s.first_seen_at,
+            at(10, 0),
+            "{}: first_seen_at keeps the first value",
+            db.label
+        );
+        assert_eq!(
+            (s.last_seen_at, s.ended_at),
+            (at(20, 0), Some(at(21, 0))),
+            "{}",
+            db.label
+        );
         assert_eq!(s.ip.as_deref(), Some("10.9.9.9"), "{}", db.label);
-        assert!(store.active_security_sessions("broker").await.unwrap().is_empty());
+        assert!(
+            store
+                .active_security_sessions("broker")
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         let again = security_session("broker", 9, 30, None);
         write_all(&store, &db.cfg, vec![again.clone()]).await;
         let active = store.active_security_sessions("broker").await.unwrap();
         assert_eq!(active.len(), 1, "{}: ended_at went back to NULL", db.label);
-        let Record::SecuritySession(mut want) = again else { unreachable!() };
+        let Record::SecuritySession(mut want) = again else {
+            unreachable!()
+        };
         want.first_seen_at = at(10, 0);
         assert_eq!(
             normalize(Record::SecuritySession(active[0].clone())),
@@ -99,7 +132,13 @@ async fn typed_rows_deduplicate_and_events_keep_every_message() {
             "{}",
             db.label
         );
-        assert!(store.active_security_sessions("other").await.unwrap().is_empty());
+        assert!(
+            store
+                .active_security_sessions("other")
+                .await
+                .unwrap()
+                .is_empty()
+        );
         store.close().await;
     }
 }
@@ -110,7 +149,9 @@ async fn connection_close_fills_fields_and_never_clears_them() {
         let store = db.store().await;
         let mut records = one_of_each("fleet");
         records.truncate(1);
-        let Record::Connection(closed) = records.remove(0) else { unreachable!() };
+        let Record::Connection(closed) = records.remove(0) else {
+            unreachable!()
+        };
         let mut open = closed.clone();
         open.closed_at = None;
         open.close_code = None;
@@ -152,7 +193,11 @@ async fn hundred_thousand_records_arrive_exactly() {
         eprintln!("{} {:?}", db.label, report);
         assert_eq!(report.written, 100_000, "{}", db.label);
         assert_eq!(count(&store, "events").await, 100_000, "{}", db.label);
-        assert!(report.batches >= 200, "{}: batches of at most 500", db.label);
+        assert!(
+            report.batches >= 200,
+            "{}: batches of at most 500",
+            db.label
+        );
         store.close().await;
     }
 }
@@ -175,7 +220,12 @@ async fn refused_records_go_to_rejected_and_batch_mates_commit() {
         let report = write_all(&store, &cfg, records).await;
 
         assert_eq!(report.batches, 1, "{}: one transaction", db.label);
-        assert_eq!((report.written, report.rejected, report.lost), (50, 2, 0), "{}", db.label);
+        assert_eq!(
+            (report.written, report.rejected, report.lost),
+            (50, 2, 0),
+            "{}",
+            db.label
+        );
         assert_eq!(count(&store, "tracker_states").await, 25, "{}", db.label);
         assert_eq!(count(&store, "events").await, 25, "{}", db.label);
         assert_eq!(count(&store, "tracker_readings").await, 0, "{}", db.label);
@@ -190,11 +240,29 @@ async fn refused_records_go_to_rejected_and_batch_mates_commit() {
             .collect();
         by_kind.sort_by(|a, b| a.kind.cmp(&b.kind));
         let (ev, rd) = (&by_kind[0], &by_kind[1]);
-        assert_eq!((ev.kind.as_str(), rd.kind.as_str()), ("events", "tracker_readings"));
-        assert!(rd.error.contains("reading_kind"), "{}: {}", db.label, rd.error);
+        assert_eq!(
+            (ev.kind.as_str(), rd.kind.as_str()),
+            ("events", "tracker_readings")
+        );
+        assert!(
+            rd.error.contains("reading_kind"),
+            "{}: {}",
+            db.label,
+            rd.error
+        );
         assert!(rd.payload.contains("bogus"), "{}: {}", db.label, rd.payload);
-        assert!(ev.error.to_lowercase().contains("json"), "{}: {}", db.label, ev.error);
-        assert!(ev.payload.contains("{not json"), "{}: {}", db.label, ev.payload);
+        assert!(
+            ev.error.to_lowercase().contains("json"),
+            "{}: {}",
+            db.label,
+            ev.error
+        );
+        assert!(
+            ev.payload.contains("{not json"),
+            "{}: {}",
+            db.label,
+            ev.payload
+        );
         assert_eq!(ev.received_at, at(99, 99), "{}", db.label);
         store.close().await;
     }
@@ -204,9 +272,15 @@ async fn refused_records_go_to_rejected_and_batch_mates_commit() {
 async fn connect_refuses_unknown_schemes_and_hides_passwords() {
     let cfg = storage_config("mysql://u:hunter22@127.0.0.1/db");
     let err = Store::connect(&cfg).await.unwrap_err().to_string();
-    assert!(err.contains("unsupported scheme") && !err.contains("hunter22"), "{err}");
+    assert!(
+        err.contains("unsupported scheme") && !err.contains("hunter22"),
+        "{err}"
+    );
 
     let cfg = storage_config("postgres://u:hunter22@127.0.0.1:1/db");
     let err = Store::connect(&cfg).await.unwrap_err().to_string();
-    assert!(err.contains("cannot open") && !err.contains("hunter22"), "{err}");
+    assert!(
+        err.contains("cannot open") && !err.contains("hunter22"),
+        "{err}"
+    );
 }

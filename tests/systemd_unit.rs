@@ -17,7 +17,10 @@ fn unit_declares_the_daemon_contract() {
         "ConfigurationDirectory=wsvault",
         "WatchdogSec=",
     ] {
-        assert!(text.lines().any(|l| l.starts_with(line)), "unit lacks {line}");
+        assert!(
+            text.lines().any(|l| l.starts_with(line)),
+            "unit lacks {line}"
+        );
     }
 }
 

@@ -24,7 +24,14 @@ pub const RETENTION_TABLES: &[&str] = &[
     "rejected",
 ];
 
-const TOP_KEYS: &[&str] = &["storage", "supervisor", "http", "log", "retention", "sources"];
+const TOP_KEYS: &[&str] = &[
+    "storage",
+    "supervisor",
+    "http",
+    "log",
+    "retention",
+    "sources",
+];
 const STORAGE_KEYS: &[&str] = &[
     "url",
     "batch_size",
@@ -46,7 +53,14 @@ const TIMING_KEYS: &[&str] = &[
     "subscribe_timeout",
     "max_message_bytes",
 ];
-const SOURCE_COMMON_KEYS: &[&str] = &["name", "kind", "url", "timezone", "traffic", "only_if_attached"];
+const SOURCE_COMMON_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "url",
+    "timezone",
+    "traffic",
+    "only_if_attached",
+];
 const NAVIXY_KEYS: &[&str] = &[
     "api_key_hash",
     "api_key_hash_file",
@@ -129,7 +143,9 @@ pub(super) fn build(tree: &Value, base: &Path) -> Result<Config, ConfigError> {
 
 fn storage(n: &Node<'_>) -> Result<StorageConfig, ConfigError> {
     check_keys(n, STORAGE_KEYS)?;
-    let url = n.string("url")?.unwrap_or_else(|| "sqlite://wsvault.db".into());
+    let url = n
+        .string("url")?
+        .unwrap_or_else(|| "sqlite://wsvault.db".into());
     let scheme = url.split(':').next().unwrap_or_default().to_string();
     if !matches!(scheme.as_str(), "sqlite" | "postgres" | "postgresql") {
         return Err(ConfigError::BadScheme {
@@ -163,11 +179,15 @@ fn storage(n: &Node<'_>) -> Result<StorageConfig, ConfigError> {
     Ok(StorageConfig {
         url,
         batch_size,
-        flush_interval: n.duration("flush_interval")?.unwrap_or(Duration::from_millis(100)),
+        flush_interval: n
+            .duration("flush_interval")?
+            .unwrap_or(Duration::from_millis(100)),
         queue_capacity,
         raw_events,
         traffic: n.bool("traffic")?.unwrap_or(false),
-        busy_timeout: n.duration("busy_timeout")?.unwrap_or(Duration::from_secs(5)),
+        busy_timeout: n
+            .duration("busy_timeout")?
+            .unwrap_or(Duration::from_secs(5)),
         retry_max: n.duration("retry_max")?.unwrap_or(Duration::from_secs(30)),
     })
 }
@@ -177,11 +197,15 @@ fn timing(n: &Node<'_>, d: Timing) -> Result<Timing, ConfigError> {
         backoff_initial: n.duration("backoff_initial")?.unwrap_or(d.backoff_initial),
         backoff_max: n.duration("backoff_max")?.unwrap_or(d.backoff_max),
         idle_timeout: n.duration("idle_timeout")?.unwrap_or(d.idle_timeout),
-        handshake_timeout: n.duration("handshake_timeout")?.unwrap_or(d.handshake_timeout),
+        handshake_timeout: n
+            .duration("handshake_timeout")?
+            .unwrap_or(d.handshake_timeout),
         connect_timeout: n.duration("connect_timeout")?.unwrap_or(d.connect_timeout),
         stable_after: n.duration("stable_after")?.unwrap_or(d.stable_after),
         ping_interval: n.duration("ping_interval")?.unwrap_or(d.ping_interval),
-        subscribe_timeout: n.duration("subscribe_timeout")?.unwrap_or(d.subscribe_timeout),
+        subscribe_timeout: n
+            .duration("subscribe_timeout")?
+            .unwrap_or(d.subscribe_timeout),
         max_message_bytes: n
             .int("max_message_bytes", 1024..=1 << 30)?
             .map(|v| v as usize)
@@ -324,7 +348,13 @@ fn source(
 /// supervisor warns when the host is not loopback).
 pub(super) fn ws_url(n: &Node<'_>, key: &str) -> Result<Url, ConfigError> {
     let raw = n.require(key, n.string(key))?;
-    parse_url(n, key, &raw, &["ws", "wss"], "wss:// (or ws:// for loopback)")
+    parse_url(
+        n,
+        key,
+        &raw,
+        &["ws", "wss"],
+        "wss:// (or ws:// for loopback)",
+    )
 }
 
 /// Parses a URL and checks its scheme against `schemes`.

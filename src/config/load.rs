@@ -54,7 +54,9 @@ pub enum ConfigError {
         place: String,
         message: String,
     },
-    #[error("bad duration `{value}` for {key} in {place}: write it like \"250ms\", \"5s\", \"2m\" or \"30d\"")]
+    #[error(
+        "bad duration `{value}` for {key} in {place}: write it like \"250ms\", \"5s\", \"2m\" or \"30d\""
+    )]
     BadDuration {
         value: String,
         key: String,
@@ -115,10 +117,7 @@ pub fn parse_str(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
     if let Err(e) = text.parse::<toml::Table>() {
-        let (line, column) = e
-            .span()
-            .map(|s| line_col(text, s.start))
-            .unwrap_or((0, 0));
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
         return Err(ConfigError::Syntax {
             path: path.to_path_buf(),
             line,
@@ -149,7 +148,12 @@ pub fn parse_str(
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, column)
 }
 
@@ -158,7 +162,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// elements; every other `WSVAULT__…` variable goes to the `config` crate.
 type SourceEnv = Vec<(String, String, String)>;
 
-fn split_env(env: impl IntoIterator<Item = (String, String)>) -> (config::Map<String, String>, SourceEnv) {
+fn split_env(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> (config::Map<String, String>, SourceEnv) {
     let mut sections = config::Map::new();
     let mut sources = Vec::new();
     let prefix = format!("{ENV_PREFIX}__");
@@ -220,10 +226,7 @@ fn env_scalar(v: &str) -> serde_json::Value {
 }
 
 /// Allowed keys per place, shared with `build` so messages list them.
-pub(super) fn check_keys(
-    node: &Node<'_>,
-    allowed: &[&str],
-) -> Result<(), ConfigError> {
+pub(super) fn check_keys(node: &Node<'_>, allowed: &[&str]) -> Result<(), ConfigError> {
     for key in node.keys() {
         if !allowed.contains(&key.as_str()) {
             return Err(ConfigError::UnknownKey {
@@ -237,7 +240,9 @@ pub(super) fn check_keys(
 }
 
 /// Source names must be unique: every row carries the name.
-pub(super) fn check_unique<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), ConfigError> {
+pub(super) fn check_unique<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ConfigError> {
     let mut seen = HashSet::new();
     for n in names {
         if !seen.insert(n) {
@@ -248,7 +253,9 @@ pub(super) fn check_unique<'a>(names: impl IntoIterator<Item = &'a str>) -> Resu
 }
 
 /// Per-table retention ages, validated against the tables that have a time column.
-pub(super) fn retention_tables(node: &Node<'_>) -> Result<Vec<(String, std::time::Duration)>, ConfigError> {
+pub(super) fn retention_tables(
+    node: &Node<'_>,
+) -> Result<Vec<(String, std::time::Duration)>, ConfigError> {
     let mut out = BTreeMap::new();
     for key in node.keys() {
         if matches!(key.as_str(), "interval" | "batch") {
@@ -258,7 +265,10 @@ pub(super) fn retention_tables(node: &Node<'_>) -> Result<Vec<(String, std::time
             return Err(ConfigError::UnknownKey {
                 key,
                 place: node.place().to_string(),
-                allowed: format!("interval, batch, {}", crate::config::RETENTION_TABLES.join(", ")),
+                allowed: format!(
+                    "interval, batch, {}",
+                    crate::config::RETENTION_TABLES.join(", ")
+                ),
             });
         }
         let d = node.duration(&key)?.unwrap_or(durations::FOREVER);
@@ -296,7 +306,13 @@ headers = { Authorization = "Bearer token-value-1" }
 "#;
         let cfg = parse_str(text, Path::new("x.toml"), Vec::new()).unwrap();
         let dbg = format!("{cfg:?}");
-        for s in ["pg-password-1", "navixy-password-1", "public-key-1", "private-key-1", "token-value-1"] {
+        for s in [
+            "pg-password-1",
+            "navixy-password-1",
+            "public-key-1",
+            "private-key-1",
+            "token-value-1",
+        ] {
             assert!(!dbg.contains(s), "{s} leaked in {dbg}");
         }
         assert!(dbg.contains("***"));
@@ -308,7 +324,10 @@ headers = { Authorization = "Bearer token-value-1" }
         let cfg = parse_str(text, Path::new("x.toml"), Vec::new()).unwrap();
         assert_eq!(cfg.storage.url, "sqlite://wsvault.db");
         assert_eq!(cfg.storage.batch_size, 500);
-        assert_eq!(cfg.sources[0].timing.idle_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(
+            cfg.sources[0].timing.idle_timeout,
+            std::time::Duration::from_secs(60)
+        );
         let SourceKind::Tradernet(t) = &cfg.sources[0].kind else {
             panic!("kind")
         };

@@ -83,7 +83,13 @@ pub(super) fn navixy(n: &Node<'_>, url: &Url, base: &Path) -> Result<NavixyConfi
             .enumerate()
             .map(|(i, v)| subscription(v, &format!("{} subscriptions[{i}]", n.place())))
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(bad(n, "subscriptions", "expected a non-empty array of tables")),
+        Some(_) => {
+            return Err(bad(
+                n,
+                "subscriptions",
+                "expected a non-empty array of tables",
+            ));
+        }
     };
     Ok(NavixyConfig {
         auth,
@@ -99,7 +105,15 @@ fn subscription(v: &Value, place: &str) -> Result<NavixySubscription, ConfigErro
     let n = Node::new(Some(v), place)?;
     check_keys(
         &n,
-        &["type", "target", "tracker_ids", "rate_limit", "format", "sensor_type", "include_components"],
+        &[
+            "type",
+            "target",
+            "tracker_ids",
+            "rate_limit",
+            "format",
+            "sensor_type",
+            "include_components",
+        ],
     )?;
     let kind = match n.require("type", n.string("type"))?.as_str() {
         "state" => NavixyRequestType::State,
@@ -118,7 +132,10 @@ fn subscription(v: &Value, place: &str) -> Result<NavixySubscription, ConfigErro
         None => None,
         Some(Value::Array(a)) => Some(
             a.iter()
-                .map(|x| x.as_i64().ok_or_else(|| bad(&n, "tracker_ids", "expected whole numbers")))
+                .map(|x| {
+                    x.as_i64()
+                        .ok_or_else(|| bad(&n, "tracker_ids", "expected whole numbers"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
         Some(_) => return Err(bad(&n, "tracker_ids", "expected an array of tracker ids")),
@@ -128,7 +145,11 @@ fn subscription(v: &Value, place: &str) -> Result<NavixySubscription, ConfigErro
         (None, None) if kind != NavixyRequestType::State => NavixyTarget::All,
         (Some("selected") | None, Some(ids)) if !ids.is_empty() => NavixyTarget::Selected(ids),
         (Some("all"), Some(_)) => {
-            return Err(bad(&n, "tracker_ids", "given with target = \"all\"; use target = \"selected\""));
+            return Err(bad(
+                &n,
+                "tracker_ids",
+                "given with target = \"all\"; use target = \"selected\"",
+            ));
         }
         (Some(t), _) if t != "all" && t != "selected" => {
             return Err(bad(&n, "target", format!("`{t}` is not all or selected")));
@@ -144,7 +165,11 @@ fn subscription(v: &Value, place: &str) -> Result<NavixySubscription, ConfigErro
         && let NavixyTarget::Selected(ids) = &target
         && ids.len() > 10
     {
-        return Err(bad(&n, "tracker_ids", "iot_monitor accepts at most 10 trackers"));
+        return Err(bad(
+            &n,
+            "tracker_ids",
+            "iot_monitor accepts at most 10 trackers",
+        ));
     }
     if let Some(f) = n.string("format")?
         && f != "full"
@@ -173,7 +198,13 @@ pub(super) fn tradernet(n: &Node<'_>, base: &Path) -> Result<TradernetConfig, Co
             private_key,
         },
         (None, None, None) => TradernetAuth::None,
-        (Some(_), _, _) => return Err(bad(n, "sid", "set either sid or public_key + private_key, not both")),
+        (Some(_), _, _) => {
+            return Err(bad(
+                n,
+                "sid",
+                "set either sid or public_key + private_key, not both",
+            ));
+        }
         (None, Some(_), None) => {
             return Err(ConfigError::MissingKey {
                 key: "private_key".into(),
@@ -191,15 +222,29 @@ pub(super) fn tradernet(n: &Node<'_>, base: &Path) -> Result<TradernetConfig, Co
         None => r#"["sessions"]"#.to_string(),
         Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
             Ok(Value::Array(_)) => s.clone(),
-            _ => return Err(bad(n, "subscribe", "expected a JSON array such as [\"sessions\"]")),
+            _ => {
+                return Err(bad(
+                    n,
+                    "subscribe",
+                    "expected a JSON array such as [\"sessions\"]",
+                ));
+            }
         },
         Some(v @ Value::Array(_)) => v.to_string(),
-        Some(_) => return Err(bad(n, "subscribe", "expected a JSON array such as [\"sessions\"]")),
+        Some(_) => {
+            return Err(bad(
+                n,
+                "subscribe",
+                "expected a JSON array such as [\"sessions\"]",
+            ));
+        }
     };
     Ok(TradernetConfig {
         auth,
         subscribe,
-        sessions_timeout: n.duration("sessions_timeout")?.unwrap_or(Duration::from_secs(30)),
+        sessions_timeout: n
+            .duration("sessions_timeout")?
+            .unwrap_or(Duration::from_secs(30)),
         user_agent: n.string("user_agent")?.unwrap_or_else(default_user_agent),
     })
 }
@@ -227,7 +272,10 @@ pub(super) fn jsonrpc(n: &Node<'_>) -> Result<JsonRpcConfig, ConfigError> {
                 Ok(JsonRpcRequest {
                     method: r.require("method", r.string("method"))?,
                     handle: r.int("handle", i64::MIN..=i64::MAX)?.unwrap_or(-1),
-                    params: r.get("params").cloned().unwrap_or_else(|| Value::Array(vec![])),
+                    params: r
+                        .get("params")
+                        .cloned()
+                        .unwrap_or_else(|| Value::Array(vec![])),
                 })
             })
             .collect::<Result<_, ConfigError>>()?,
@@ -243,8 +291,14 @@ mod tests {
     #[test]
     fn auth_url_is_derived_from_the_subscription_url() {
         let u = Url::parse("wss://api.eu.navixy.com/v2/event/subscription").unwrap();
-        assert_eq!(derive_auth_url(&u).as_str(), "https://api.eu.navixy.com/v2/user/auth");
+        assert_eq!(
+            derive_auth_url(&u).as_str(),
+            "https://api.eu.navixy.com/v2/user/auth"
+        );
         let u = Url::parse("ws://127.0.0.1:9/v2/event/subscription?x=1").unwrap();
-        assert_eq!(derive_auth_url(&u).as_str(), "http://127.0.0.1:9/v2/user/auth");
+        assert_eq!(
+            derive_auth_url(&u).as_str(),
+            "http://127.0.0.1:9/v2/user/auth"
+        );
     }
 }

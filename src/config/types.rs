@@ -258,7 +258,10 @@ pub enum TradernetAuth {
     /// `?SID=…` in the query string.
     Sid(Secret),
     /// Signed query: `X-NtApi-PublicKey`, `X-NtApi-Timestamp`, `X-NtApi-Sig`.
-    ApiKey { public_key: Secret, private_key: Secret },
+    ApiKey {
+        public_key: Secret,
+        private_key: Secret,
+    },
     /// Public channels only; the sessions channel will be refused.
     None,
 }

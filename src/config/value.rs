@@ -67,7 +67,11 @@ impl<'a> Node<'a> {
     }
 
     /// A required key, with the "missing required key" error when absent.
-    pub fn require<T>(&self, key: &str, v: Result<Option<T>, ConfigError>) -> Result<T, ConfigError> {
+    pub fn require<T>(
+        &self,
+        key: &str,
+        v: Result<Option<T>, ConfigError>,
+    ) -> Result<T, ConfigError> {
         v?.ok_or_else(|| ConfigError::MissingKey {
             key: key.to_string(),
             place: self.place.clone(),
@@ -98,7 +102,11 @@ impl<'a> Node<'a> {
     }
 
     /// An optional integer within `range`.
-    pub fn int(&self, key: &str, range: std::ops::RangeInclusive<i64>) -> Result<Option<i64>, ConfigError> {
+    pub fn int(
+        &self,
+        key: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<Option<i64>, ConfigError> {
         let n = match self.get(key) {
             None => return Ok(None),
             Some(Value::Number(n)) => n.as_i64(),
@@ -139,20 +147,20 @@ impl<'a> Node<'a> {
         let inline = self.string(key)?;
         let file = self.string(&file_key)?;
         match (inline, file) {
-            (Some(_), Some(_)) => Err(self.bad(
-                key,
-                format!("set either `{key}` or `{file_key}`, not both"),
-            )),
+            (Some(_), Some(_)) => {
+                Err(self.bad(key, format!("set either `{key}` or `{file_key}`, not both")))
+            }
             (Some(s), None) if s.is_empty() => Err(self.bad(key, "is empty")),
             (Some(s), None) => Ok(Some(Secret::new(s))),
             (None, Some(f)) => {
                 let path = expand_credentials_dir(&f, base);
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
-                    path: path.clone(),
-                    key: file_key.clone(),
-                    place: self.place.clone(),
-                    source,
-                })?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                        path: path.clone(),
+                        key: file_key.clone(),
+                        place: self.place.clone(),
+                        source,
+                    })?;
                 let value = text.trim_end_matches(['\n', '\r']).to_string();
                 if value.is_empty() {
                     return Err(self.bad(&file_key, format!("{} is empty", path.display())));
@@ -174,5 +182,9 @@ fn expand_credentials_dir(raw: &str, base: &Path) -> std::path::PathBuf {
         }
     }
     let p = Path::new(raw);
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }

@@ -20,7 +20,9 @@ pub enum AuthError {
     #[error("login refused for good ({code}: {description}); fix the credentials and reload")]
     Fatal { code: i64, description: String },
     /// Two-factor authentication is on for this user; a daemon cannot answer it.
-    #[error("login needs a second factor, which a daemon cannot provide; use an API key hash instead")]
+    #[error(
+        "login needs a second factor, which a daemon cannot provide; use an API key hash instead"
+    )]
     SecondFactor,
     /// The server refused for now (limits, queue, overload): retry after a backoff.
     #[error("login refused for now ({code}: {description}); will retry")]
@@ -149,19 +151,30 @@ mod tests {
 
     #[test]
     fn answers_are_classified() {
-        let ok = parse_answer(200, r#"{"success":true,"type":"authenticated","hash":"abcd1234abcd1234"}"#);
+        let ok = parse_answer(
+            200,
+            r#"{"success":true,"type":"authenticated","hash":"abcd1234abcd1234"}"#,
+        );
         assert_eq!(ok.unwrap().expose(), "abcd1234abcd1234");
         let wrong = parse_answer(
             200,
             r#"{"success":false,"status":{"code":102,"description":"Wrong login or password"}}"#,
         );
         assert!(wrong.unwrap_err().is_fatal());
-        assert!(parse_answer(200, r#"{"success":true,"type":"second_factor_required"}"#)
-            .unwrap_err()
-            .is_fatal());
-        let busy = parse_answer(429, r#"{"success":false,"status":{"code":105,"description":"Too many"}}"#);
+        assert!(
+            parse_answer(200, r#"{"success":true,"type":"second_factor_required"}"#)
+                .unwrap_err()
+                .is_fatal()
+        );
+        let busy = parse_answer(
+            429,
+            r#"{"success":false,"status":{"code":105,"description":"Too many"}}"#,
+        );
         assert!(matches!(busy, Err(AuthError::Refused { code: 105, .. })));
-        assert!(matches!(parse_answer(502, "<html>"), Err(AuthError::Transport(_))));
+        assert!(matches!(
+            parse_answer(502, "<html>"),
+            Err(AuthError::Transport(_))
+        ));
     }
 
     #[test]

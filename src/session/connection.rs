@@ -148,7 +148,12 @@ impl Runner {
 
     /// Carries out protocol outputs; returns an ending when one of them ends the
     /// connection.
-    async fn handle<S>(&mut self, tx: &mut S, connection_id: i64, outputs: Vec<Output>) -> Option<Ending>
+    async fn handle<S>(
+        &mut self,
+        tx: &mut S,
+        connection_id: i64,
+        outputs: Vec<Output>,
+    ) -> Option<Ending>
     where
         S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
     {
@@ -187,8 +192,12 @@ impl Runner {
                         return Some(Ending::WriterClosed);
                     }
                 }
-                Output::CredentialDead { reason } => return Some(Ending::CredentialDead { reason }),
-                Output::Reconnect { reason } => return Some(Ending::Network { code: None, reason }),
+                Output::CredentialDead { reason } => {
+                    return Some(Ending::CredentialDead { reason });
+                }
+                Output::Reconnect { reason } => {
+                    return Some(Ending::Network { code: None, reason });
+                }
                 Output::Warning(w) => tracing::warn!("{}", self.redactor.redact(&w)),
             }
         }
@@ -200,7 +209,8 @@ impl Runner {
     async fn close<S, R>(&self, tx: &mut S, rx: &mut R, code: u16, reason: &str)
     where
         S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
-        R: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+        R: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+            + Unpin,
     {
         let frame = CloseFrame {
             code: CloseCode::from(code),
@@ -226,7 +236,10 @@ fn describe_close(frame: Option<&CloseFrame>) -> (i64, String) {
         Some(f) => {
             let code = u16::from(f.code) as i64;
             let reason = if code == 1000 {
-                format!("server closed normally (1000{}); treated as a drop", suffix(&f.reason))
+                format!(
+                    "server closed normally (1000{}); treated as a drop",
+                    suffix(&f.reason)
+                )
             } else {
                 format!("server closed with {code}{}", suffix(&f.reason))
             };
@@ -236,14 +249,20 @@ fn describe_close(frame: Option<&CloseFrame>) -> (i64, String) {
 }
 
 fn suffix(reason: &str) -> String {
-    if reason.is_empty() { String::new() } else { format!(": {reason}") }
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    }
 }
 
 /// Transport errors in words an operator can act on.
 pub(super) fn describe_error(e: &tokio_tungstenite::tungstenite::Error) -> String {
     use tokio_tungstenite::tungstenite::Error as E;
     match e {
-        E::Capacity(c) => format!("message too large ({c}); raise max_message_bytes if it is legitimate"),
+        E::Capacity(c) => {
+            format!("message too large ({c}); raise max_message_bytes if it is legitimate")
+        }
         E::Protocol(p) => format!("WebSocket protocol error: {p}"),
         E::Io(io) => format!("I/O error: {io}"),
         E::Http(resp) => {

@@ -90,7 +90,9 @@ pub async fn build_protocol(
         timezone: source.timezone,
     };
     match &source.kind {
-        SourceKind::Navixy(n) => Box::new(crate::protocol::navixy::NavixyProtocol::new(source, n, opts)),
+        SourceKind::Navixy(n) => Box::new(crate::protocol::navixy::NavixyProtocol::new(
+            source, n, opts,
+        )),
         SourceKind::Tradernet(t) => {
             let mut p = crate::protocol::tradernet::TradernetProtocol::new(source, t, opts);
             if let Some(store) = store {
@@ -104,7 +106,9 @@ pub async fn build_protocol(
             }
             Box::new(p)
         }
-        SourceKind::JsonRpc(j) => Box::new(crate::protocol::jsonrpc::JsonRpcProtocol::new(source, j, opts)),
+        SourceKind::JsonRpc(j) => Box::new(crate::protocol::jsonrpc::JsonRpcProtocol::new(
+            source, j, opts,
+        )),
     }
 }
 

@@ -121,12 +121,18 @@ impl Runner {
         self.status.set_state(State::Subscribed);
         self.subscribed_at = Some(Instant::now());
         tracing::info!("subscribed");
-        self.emit(self.life.event(Some(connection_id), "subscribed", Detail::default()))
-            .await?;
+        self.emit(
+            self.life
+                .event(Some(connection_id), "subscribed", Detail::default()),
+        )
+        .await?;
         if self.pending_resume {
             self.pending_resume = false;
-            self.emit(self.life.event(Some(connection_id), "resumed", Detail::default()))
-                .await?;
+            self.emit(
+                self.life
+                    .event(Some(connection_id), "resumed", Detail::default()),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -216,7 +222,11 @@ impl Runner {
     /// Connects once, drives the connection, records how it ended and waits out the
     /// backoff when a resume must follow.
     async fn connect_and_drive(&mut self) -> Next {
-        self.status.set_state(if self.opened_once { State::Retrying } else { State::Connecting });
+        self.status.set_state(if self.opened_once {
+            State::Retrying
+        } else {
+            State::Connecting
+        });
         let connection_id = crate::ids::next_id();
         let url = self.protocol.connect_url(Utc::now());
         for s in self.protocol.secrets() {
@@ -241,7 +251,9 @@ impl Runner {
                     return Next::Stop;
                 }
                 let d = self.backoff.next_delay();
-                self.status.attempts.store(self.backoff.attempts(), Ordering::Relaxed);
+                self.status
+                    .attempts
+                    .store(self.backoff.attempts(), Ordering::Relaxed);
                 return self.wait(d).await;
             }
         };
@@ -252,9 +264,18 @@ impl Runner {
         self.opened_once = true;
         self.status.set_state(State::Open);
         tracing::info!(url = %shown_url, connection = connection_id, "connected");
-        if self.emit(self.life.opened(connection_id, shown_url.clone(), opened_at)).await.is_err()
+        if self
+            .emit(
+                self.life
+                    .opened(connection_id, shown_url.clone(), opened_at),
+            )
+            .await
+            .is_err()
             || self
-                .emit(self.life.event(Some(connection_id), "opened", Detail::default()))
+                .emit(
+                    self.life
+                        .event(Some(connection_id), "opened", Detail::default()),
+                )
                 .await
                 .is_err()
         {
@@ -262,10 +283,17 @@ impl Runner {
         }
         self.subscribed_at = None;
         let ending = self.drive(ws, connection_id).await;
-        self.finish(connection_id, shown_url, opened_at, ending).await
+        self.finish(connection_id, shown_url, opened_at, ending)
+            .await
     }
 
-    async fn finish(&mut self, id: i64, url: String, opened_at: chrono::DateTime<Utc>, ending: Ending) -> Next {
+    async fn finish(
+        &mut self,
+        id: i64,
+        url: String,
+        opened_at: chrono::DateTime<Utc>,
+        ending: Ending,
+    ) -> Next {
         let stable = self
             .subscribed_at
             .is_some_and(|t| t.elapsed() >= self.config.timing.stable_after);
@@ -273,27 +301,47 @@ impl Runner {
             self.backoff.reset();
         }
         let (code, reason, event, detail) = match &ending {
-            Ending::Stopped => (Some(1000), "closed by wsvault".to_string(), "closed", Detail {
-                code: Some(1000),
-                reason: Some("closed by wsvault".into()),
-                ..Detail::default()
-            }),
-            Ending::Suspended => (Some(4000), "suspended by operator".to_string(), "suspended", Detail {
-                initiator: Some("manual"),
-                code: Some(4000),
-                reason: Some("suspended by operator".into()),
-                ..Detail::default()
-            }),
-            Ending::Network { code, reason } => (*code, reason.clone(), "suspended", Detail {
-                initiator: Some("network"),
-                code: *code,
-                reason: Some(reason.clone()),
-                ..Detail::default()
-            }),
-            Ending::CredentialDead { reason } => (Some(1000), format!("credential dead: {reason}"), "auth_failed", Detail {
-                reason: Some(reason.clone()),
-                ..Detail::default()
-            }),
+            Ending::Stopped => (
+                Some(1000),
+                "closed by wsvault".to_string(),
+                "closed",
+                Detail {
+                    code: Some(1000),
+                    reason: Some("closed by wsvault".into()),
+                    ..Detail::default()
+                },
+            ),
+            Ending::Suspended => (
+                Some(4000),
+                "suspended by operator".to_string(),
+                "suspended",
+                Detail {
+                    initiator: Some("manual"),
+                    code: Some(4000),
+                    reason: Some("suspended by operator".into()),
+                    ..Detail::default()
+                },
+            ),
+            Ending::Network { code, reason } => (
+                *code,
+                reason.clone(),
+                "suspended",
+                Detail {
+                    initiator: Some("network"),
+                    code: *code,
+                    reason: Some(reason.clone()),
+                    ..Detail::default()
+                },
+            ),
+            Ending::CredentialDead { reason } => (
+                Some(1000),
+                format!("credential dead: {reason}"),
+                "auth_failed",
+                Detail {
+                    reason: Some(reason.clone()),
+                    ..Detail::default()
+                },
+            ),
             Ending::WriterClosed => return Next::Stop,
         };
         let reason = self.redactor.redact(&reason);
@@ -301,8 +349,14 @@ impl Runner {
             Ending::Network { .. } => tracing::warn!(connection = id, "connection lost: {reason}"),
             _ => tracing::info!(connection = id, "connection ended: {reason}"),
         }
-        if self.emit(self.life.closed(id, url, opened_at, code, reason)).await.is_err()
-            || self.emit(self.life.event(Some(id), event, detail)).await.is_err()
+        if self
+            .emit(self.life.closed(id, url, opened_at, code, reason))
+            .await
+            .is_err()
+            || self
+                .emit(self.life.event(Some(id), event, detail))
+                .await
+                .is_err()
         {
             return Next::Stop;
         }
@@ -317,7 +371,9 @@ impl Runner {
                 self.pending_resume = true;
                 self.status.set_state(State::Retrying);
                 let d = self.backoff.next_delay();
-                self.status.attempts.store(self.backoff.attempts(), Ordering::Relaxed);
+                self.status
+                    .attempts
+                    .store(self.backoff.attempts(), Ordering::Relaxed);
                 self.wait(d).await
             }
             Ending::CredentialDead { .. } => {
@@ -349,19 +405,16 @@ impl Runner {
 
     /// Waits `d`, cut short by a command change. Returns Stop when told to stop.
     async fn wait(&mut self, d: Duration) -> Next {
-        let deadline = tokio::time::Instant::now() + d;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return Next::Continue,
-                changed = self.commands.changed() => {
-                    if changed.is_err() {
-                        return Next::Stop;
-                    }
-                    match *self.commands.borrow() {
-                        Command::Stop => return Next::Stop,
-                        // Suspend: the outer loop parks; Run after Suspend: go now.
-                        Command::Suspend | Command::Run => return Next::Continue,
-                    }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Next::Continue,
+            changed = self.commands.changed() => {
+                if changed.is_err() {
+                    return Next::Stop;
+                }
+                match *self.commands.borrow() {
+                    Command::Stop => Next::Stop,
+                    // Suspend: the outer loop parks; Run after Suspend: go now.
+                    Command::Suspend | Command::Run => Next::Continue,
                 }
             }
         }
@@ -374,7 +427,10 @@ impl Runner {
             .map_err(|e| describe_error(&e))?;
         let mut has_agent = false;
         for (k, v) in self.protocol.connect_headers() {
-            let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) else {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) else {
                 return Err(format!("header `{k}` is not a valid HTTP header"));
             };
             has_agent |= name == tokio_tungstenite::tungstenite::http::header::USER_AGENT;

@@ -19,7 +19,9 @@ mod writer;
 
 pub use classify::{ErrorClass, classify, error_text};
 pub use time::{TimestampError, format_ts, parse_ts};
-pub use writer::{ForceStop, RecordSink, Writer, WriterClosed, WriterHandle, WriterReport, WriterStats};
+pub use writer::{
+    ForceStop, RecordSink, Writer, WriterClosed, WriterHandle, WriterReport, WriterStats,
+};
 
 use crate::config::StorageConfig;
 use crate::record::SecuritySession;
@@ -72,7 +74,9 @@ pub enum StoreError {
     )]
     UnsupportedScheme { url: String },
     /// The database could not be opened or reached; the text has the password removed.
-    #[error("cannot open the {backend} database at {url}: {message}; check [storage] url and that the database is reachable")]
+    #[error(
+        "cannot open the {backend} database at {url}: {message}; check [storage] url and that the database is reachable"
+    )]
     Connect {
         backend: &'static str,
         url: String,
@@ -159,7 +163,10 @@ impl Store {
             .map(|(s, _)| s.to_ascii_lowercase())
             .unwrap_or_default();
         let (backend, pool) = match scheme.as_str() {
-            "sqlite" => (Backend::Sqlite, sqlite::connect(url, cfg).await.map(Pool::Sqlite)),
+            "sqlite" => (
+                Backend::Sqlite,
+                sqlite::connect(url, cfg).await.map(Pool::Sqlite),
+            ),
             "postgres" | "postgresql" => (
                 Backend::Postgres,
                 postgres::connect(url).await.map(Pool::Postgres),

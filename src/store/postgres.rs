@@ -15,8 +15,8 @@ use super::Backend;
 use super::batch::{Batch, Groups};
 use super::classify::{ErrorClass, classify};
 use crate::record::Record;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -218,30 +218,78 @@ async fn write_groups(conn: &mut PgConnection, g: &Groups<'_>) -> Result<(), sql
             .execute(&mut *conn)
             .await?;
     }
-    unnest!(conn, SESSION_EVENTS, g.session_events,
+    unnest!(
+        conn,
+        SESSION_EVENTS,
+        g.session_events,
         row_size!(r; r.source, r.event, r.initiator, r.reason, r.detail; 9),
-        |r| r.id, |r| &*r.source, |r| r.connection_id, |r| r.occurred_at,
-        |r| r.event.as_str(), |r| r.initiator.as_deref(), |r| r.code,
-        |r| r.reason.as_deref(), |r| r.detail.as_deref());
-    unnest!(conn, EVENTS, g.events,
+        |r| r.id,
+        |r| &*r.source,
+        |r| r.connection_id,
+        |r| r.occurred_at,
+        |r| r.event.as_str(),
+        |r| r.initiator.as_deref(),
+        |r| r.code,
+        |r| r.reason.as_deref(),
+        |r| r.detail.as_deref()
+    );
+    unnest!(
+        conn,
+        EVENTS,
+        g.events,
         row_size!(r; r.source, r.kind, r.payload; 7),
-        |r| r.id, |r| &*r.source, |r| r.connection_id, |r| r.received_at,
-        |r| r.kind.as_str(), |r| r.payload.as_str(), |r| r.item_count);
-    unnest!(conn, TRACKER_STATES, g.tracker_states,
+        |r| r.id,
+        |r| &*r.source,
+        |r| r.connection_id,
+        |r| r.received_at,
+        |r| r.kind.as_str(),
+        |r| r.payload.as_str(),
+        |r| r.item_count
+    );
+    unnest!(
+        conn,
+        TRACKER_STATES,
+        g.tracker_states,
         row_size!(r; r.source, r.payload, r.connection_status, r.movement_status; 11),
-        |r| &*r.source, |r| r.source_id, |r| r.state_time, |r| r.received_at,
-        |r| r.lat, |r| r.lng, |r| r.speed, |r| r.heading,
-        |r| r.connection_status.as_deref(), |r| r.movement_status.as_deref(),
-        |r| r.payload.as_str());
-    unnest!(conn, TRACKER_READINGS, g.tracker_readings,
+        |r| &*r.source,
+        |r| r.source_id,
+        |r| r.state_time,
+        |r| r.received_at,
+        |r| r.lat,
+        |r| r.lng,
+        |r| r.speed,
+        |r| r.heading,
+        |r| r.connection_status.as_deref(),
+        |r| r.movement_status.as_deref(),
+        |r| r.payload.as_str()
+    );
+    unnest!(
+        conn,
+        TRACKER_READINGS,
+        g.tracker_readings,
         row_size!(r; r.source, r.reading_kind, r.name, r.value, r.units, r.payload; 10),
-        |r| &*r.source, |r| r.tracker_id, |r| r.reading_kind.as_str(), |r| r.name.as_str(),
-        |r| r.value.as_str(), |r| r.value_num, |r| r.units.as_deref(),
-        |r| r.update_time, |r| r.received_at, |r| r.payload.as_str());
-    unnest!(conn, TRACKER_LIFECYCLE, g.tracker_lifecycle,
+        |r| &*r.source,
+        |r| r.tracker_id,
+        |r| r.reading_kind.as_str(),
+        |r| r.name.as_str(),
+        |r| r.value.as_str(),
+        |r| r.value_num,
+        |r| r.units.as_deref(),
+        |r| r.update_time,
+        |r| r.received_at,
+        |r| r.payload.as_str()
+    );
+    unnest!(
+        conn,
+        TRACKER_LIFECYCLE,
+        g.tracker_lifecycle,
         row_size!(r; r.source, r.lifecycle_event; 5),
-        |r| r.id, |r| &*r.source, |r| r.source_id, |r| r.lifecycle_event.as_str(),
-        |r| r.received_at);
+        |r| r.id,
+        |r| &*r.source,
+        |r| r.source_id,
+        |r| r.lifecycle_event.as_str(),
+        |r| r.received_at
+    );
     for r in &g.security_sessions {
         sqlx::query(SECURITY_SESSIONS)
             .bind(&*r.source)
@@ -261,21 +309,53 @@ async fn write_groups(conn: &mut PgConnection, g: &Groups<'_>) -> Result<(), sql
             .execute(&mut *conn)
             .await?;
     }
-    unnest!(conn, SECURITY_SESSION_CHANGES, g.security_session_changes,
+    unnest!(
+        conn,
+        SECURITY_SESSION_CHANGES,
+        g.security_session_changes,
         row_size!(r; r.source, r.change; 4),
-        |r| &*r.source, |r| r.session_id, |r| r.change.as_str(), |r| r.observed_at);
-    unnest!(conn, NOTIFICATIONS, g.notifications,
+        |r| &*r.source,
+        |r| r.session_id,
+        |r| r.change.as_str(),
+        |r| r.observed_at
+    );
+    unnest!(
+        conn,
+        NOTIFICATIONS,
+        g.notifications,
         row_size!(r; r.source, r.method, r.params; 7),
-        |r| r.id, |r| &*r.source, |r| r.connection_id, |r| r.seq, |r| r.received_at,
-        |r| r.method.as_str(), |r| r.params.as_str());
-    unnest!(conn, TRAFFIC, g.traffic,
+        |r| r.id,
+        |r| &*r.source,
+        |r| r.connection_id,
+        |r| r.seq,
+        |r| r.received_at,
+        |r| r.method.as_str(),
+        |r| r.params.as_str()
+    );
+    unnest!(
+        conn,
+        TRAFFIC,
+        g.traffic,
         row_size!(r; r.source, r.direction, r.payload; 6),
-        |r| r.id, |r| &*r.source, |r| r.connection_id, |r| r.at,
-        |r| r.direction.as_str(), |r| r.payload.as_str());
-    unnest!(conn, REJECTED, g.rejected,
+        |r| r.id,
+        |r| &*r.source,
+        |r| r.connection_id,
+        |r| r.at,
+        |r| r.direction.as_str(),
+        |r| r.payload.as_str()
+    );
+    unnest!(
+        conn,
+        REJECTED,
+        g.rejected,
         row_size!(r; r.source, r.kind, r.error, r.payload; 6),
-        |r| r.id, |r| &*r.source, |r| r.kind.as_str(), |r| r.received_at,
-        |r| r.error.as_str(), |r| r.payload.as_str());
+        |r| r.id,
+        |r| &*r.source,
+        |r| r.kind.as_str(),
+        |r| r.received_at,
+        |r| r.error.as_str(),
+        |r| r.payload.as_str()
+    );
     Ok(())
 }
 

@@ -9,18 +9,18 @@
 //! a locked file surfaces as `SQLITE_BUSY` after `busy_timeout`, which the writer
 //! retries. This module never decides about retries; it returns errors.
 
+use super::Backend;
 use super::batch::{Batch, Groups};
 use super::classify::{ErrorClass, classify};
 use super::time::format_ts;
-use super::Backend;
 use crate::config::StorageConfig;
 use crate::record::{
     Connection, Event, Notification, Record, Rejected, SecuritySession, SecuritySessionChange,
     SessionEvent, TrackerLifecycle, TrackerReading, TrackerState, Traffic,
 };
 use sqlx::sqlite::{
-    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode,
-    SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Connection as _, SqlSafeStr, SqlStr};
 use std::str::FromStr;
@@ -74,7 +74,14 @@ impl Spec {
         tail: &'static str,
         bulk: bool,
     ) -> Spec {
-        Spec { table, cols, ncols, tail, bulk, sql: OnceLock::new() }
+        Spec {
+            table,
+            cols,
+            ncols,
+            tail,
+            bulk,
+            sql: OnceLock::new(),
+        }
     }
 
     fn sql(&self, rows: usize) -> SqlStr {
@@ -92,7 +99,10 @@ impl Spec {
                 })
                 .collect()
         });
-        let idx = CHUNKS.iter().position(|c| *c == rows).unwrap_or(CHUNKS.len() - 1);
+        let idx = CHUNKS
+            .iter()
+            .position(|c| *c == rows)
+            .unwrap_or(CHUNKS.len() - 1);
         all[idx].clone()
     }
 }
@@ -178,7 +188,11 @@ async fn insert<T>(
     let mut rest = rows;
     while !rest.is_empty() {
         let n = if spec.bulk {
-            CHUNKS.iter().copied().find(|c| *c <= rest.len()).unwrap_or(1)
+            CHUNKS
+                .iter()
+                .copied()
+                .find(|c| *c <= rest.len())
+                .unwrap_or(1)
         } else {
             1
         };
@@ -209,17 +223,22 @@ async fn write_groups(conn: &mut SqliteConnection, g: &Groups<'_>) -> Result<(),
             .bind(r.close_reason.as_deref())
     })
     .await?;
-    insert(conn, &SESSION_EVENTS, &g.session_events, |q, r: &SessionEvent| {
-        q.bind(r.id)
-            .bind(r.source.clone())
-            .bind(r.connection_id)
-            .bind(format_ts(&r.occurred_at))
-            .bind(r.event.as_str())
-            .bind(r.initiator.as_deref())
-            .bind(r.code)
-            .bind(r.reason.as_deref())
-            .bind(r.detail.as_deref())
-    })
+    insert(
+        conn,
+        &SESSION_EVENTS,
+        &g.session_events,
+        |q, r: &SessionEvent| {
+            q.bind(r.id)
+                .bind(r.source.clone())
+                .bind(r.connection_id)
+                .bind(format_ts(&r.occurred_at))
+                .bind(r.event.as_str())
+                .bind(r.initiator.as_deref())
+                .bind(r.code)
+                .bind(r.reason.as_deref())
+                .bind(r.detail.as_deref())
+        },
+    )
     .await?;
     insert(conn, &EVENTS, &g.events, |q, r: &Event| {
         q.bind(r.id)
@@ -231,57 +250,77 @@ async fn write_groups(conn: &mut SqliteConnection, g: &Groups<'_>) -> Result<(),
             .bind(r.item_count)
     })
     .await?;
-    insert(conn, &TRACKER_STATES, &g.tracker_states, |q, r: &TrackerState| {
-        q.bind(r.source.clone())
-            .bind(r.source_id)
-            .bind(format_ts(&r.state_time))
-            .bind(format_ts(&r.received_at))
-            .bind(r.lat)
-            .bind(r.lng)
-            .bind(r.speed)
-            .bind(r.heading)
-            .bind(r.connection_status.as_deref())
-            .bind(r.movement_status.as_deref())
-            .bind(r.payload.as_str())
-    })
+    insert(
+        conn,
+        &TRACKER_STATES,
+        &g.tracker_states,
+        |q, r: &TrackerState| {
+            q.bind(r.source.clone())
+                .bind(r.source_id)
+                .bind(format_ts(&r.state_time))
+                .bind(format_ts(&r.received_at))
+                .bind(r.lat)
+                .bind(r.lng)
+                .bind(r.speed)
+                .bind(r.heading)
+                .bind(r.connection_status.as_deref())
+                .bind(r.movement_status.as_deref())
+                .bind(r.payload.as_str())
+        },
+    )
     .await?;
-    insert(conn, &TRACKER_READINGS, &g.tracker_readings, |q, r: &TrackerReading| {
-        q.bind(r.source.clone())
-            .bind(r.tracker_id)
-            .bind(r.reading_kind.as_str())
-            .bind(r.name.as_str())
-            .bind(r.value.as_str())
-            .bind(r.value_num)
-            .bind(r.units.as_deref())
-            .bind(format_ts(&r.update_time))
-            .bind(format_ts(&r.received_at))
-            .bind(r.payload.as_str())
-    })
+    insert(
+        conn,
+        &TRACKER_READINGS,
+        &g.tracker_readings,
+        |q, r: &TrackerReading| {
+            q.bind(r.source.clone())
+                .bind(r.tracker_id)
+                .bind(r.reading_kind.as_str())
+                .bind(r.name.as_str())
+                .bind(r.value.as_str())
+                .bind(r.value_num)
+                .bind(r.units.as_deref())
+                .bind(format_ts(&r.update_time))
+                .bind(format_ts(&r.received_at))
+                .bind(r.payload.as_str())
+        },
+    )
     .await?;
-    insert(conn, &TRACKER_LIFECYCLE, &g.tracker_lifecycle, |q, r: &TrackerLifecycle| {
-        q.bind(r.id)
-            .bind(r.source.clone())
-            .bind(r.source_id)
-            .bind(r.lifecycle_event.as_str())
-            .bind(format_ts(&r.received_at))
-    })
+    insert(
+        conn,
+        &TRACKER_LIFECYCLE,
+        &g.tracker_lifecycle,
+        |q, r: &TrackerLifecycle| {
+            q.bind(r.id)
+                .bind(r.source.clone())
+                .bind(r.source_id)
+                .bind(r.lifecycle_event.as_str())
+                .bind(format_ts(&r.received_at))
+        },
+    )
     .await?;
-    insert(conn, &SECURITY_SESSIONS, &g.security_sessions, |q, r: &SecuritySession| {
-        q.bind(r.source.clone())
-            .bind(r.session_id)
-            .bind(r.owner_login.as_deref())
-            .bind(r.user_login.as_deref())
-            .bind(r.safety_type_id)
-            .bind(r.key_current.as_deref())
-            .bind(ts_opt(&r.started_at))
-            .bind(ts_opt(&r.expires_at))
-            .bind(r.ip.as_deref())
-            .bind(r.ip_client.as_deref())
-            .bind(format_ts(&r.first_seen_at))
-            .bind(format_ts(&r.last_seen_at))
-            .bind(ts_opt(&r.ended_at))
-            .bind(r.payload.as_str())
-    })
+    insert(
+        conn,
+        &SECURITY_SESSIONS,
+        &g.security_sessions,
+        |q, r: &SecuritySession| {
+            q.bind(r.source.clone())
+                .bind(r.session_id)
+                .bind(r.owner_login.as_deref())
+                .bind(r.user_login.as_deref())
+                .bind(r.safety_type_id)
+                .bind(r.key_current.as_deref())
+                .bind(ts_opt(&r.started_at))
+                .bind(ts_opt(&r.expires_at))
+                .bind(r.ip.as_deref())
+                .bind(r.ip_client.as_deref())
+                .bind(format_ts(&r.first_seen_at))
+                .bind(format_ts(&r.last_seen_at))
+                .bind(ts_opt(&r.ended_at))
+                .bind(r.payload.as_str())
+        },
+    )
     .await?;
     insert(
         conn,
@@ -295,15 +334,20 @@ async fn write_groups(conn: &mut SqliteConnection, g: &Groups<'_>) -> Result<(),
         },
     )
     .await?;
-    insert(conn, &NOTIFICATIONS, &g.notifications, |q, r: &Notification| {
-        q.bind(r.id)
-            .bind(r.source.clone())
-            .bind(r.connection_id)
-            .bind(r.seq)
-            .bind(format_ts(&r.received_at))
-            .bind(r.method.as_str())
-            .bind(r.params.as_str())
-    })
+    insert(
+        conn,
+        &NOTIFICATIONS,
+        &g.notifications,
+        |q, r: &Notification| {
+            q.bind(r.id)
+                .bind(r.source.clone())
+                .bind(r.connection_id)
+                .bind(r.seq)
+                .bind(format_ts(&r.received_at))
+                .bind(r.method.as_str())
+                .bind(r.params.as_str())
+        },
+    )
     .await?;
     insert(conn, &TRAFFIC, &g.traffic, |q, r: &Traffic| {
         q.bind(r.id)

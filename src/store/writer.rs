@@ -267,7 +267,10 @@ async fn run(
     }
     let report = stats.report();
     if report.lost > 0 {
-        tracing::error!(lost = report.lost, "storage writer stopped; records were lost");
+        tracing::error!(
+            lost = report.lost,
+            "storage writer stopped; records were lost"
+        );
     }
     tracing::info!(
         written = report.written,

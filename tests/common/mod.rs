@@ -109,8 +109,13 @@ pub fn storage_config(url: impl Into<String>) -> StorageConfig {
 
 /// Connects with `cfg` and migrates, panicking with the error text on failure.
 pub async fn store_for(cfg: &StorageConfig) -> Store {
-    let store = Store::connect(cfg).await.unwrap_or_else(|e| panic!("connect: {e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("migrate: {e}"));
+    let store = Store::connect(cfg)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|e| panic!("migrate: {e}"));
     store
 }
 
@@ -173,7 +178,9 @@ async fn sweep_stale(conn: &mut sqlx::PgConnection, now: u64) {
             .unwrap_or(now);
         if now.saturating_sub(created) > 3600 {
             let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await;
         }
     }
 }
@@ -209,7 +216,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
