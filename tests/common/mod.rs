@@ -10,6 +10,7 @@
 //! than an hour are swept at the next call.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod rows;
 
 use std::future::Future;
