@@ -36,7 +36,10 @@ impl Outage {
                     .filename(&*path)
                     .busy_timeout(Duration::from_secs(10));
                 let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
-                sqlx::query("BEGIN EXCLUSIVE").execute(&mut c).await.unwrap();
+                sqlx::query("BEGIN EXCLUSIVE")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
                 *holder = Some(c);
             }
         }
@@ -134,12 +137,22 @@ async fn outage_mid_stream_loses_and_duplicates_nothing() {
 
         assert!(report.retries > 0, "{}: {report:?}", db.label);
         assert_eq!(report.lost, 0, "{}: {report:?}", db.label);
-        assert_eq!(report.written, sent.len() as u64, "{}: {report:?}", db.label);
+        assert_eq!(
+            report.written,
+            sent.len() as u64,
+            "{}: {report:?}",
+            db.label
+        );
         let stored = fetch_cells(&check, "SELECT id FROM events").await;
         let stored: Vec<i64> = stored.iter().map(|r| r[0].i64()).collect();
         let unique: HashSet<i64> = stored.iter().copied().collect();
         assert_eq!(unique.len(), stored.len(), "{}: duplicates", db.label);
-        assert_eq!(unique, sent.into_iter().collect(), "{}: every record once", db.label);
+        assert_eq!(
+            unique,
+            sent.into_iter().collect(),
+            "{}: every record once",
+            db.label
+        );
         writer_store.close().await;
         check.close().await;
     }
@@ -167,11 +180,61 @@ async fn force_stop_during_outage_counts_lost_records() {
             .await
             .expect("force-stop ends the writer promptly");
         assert!(started.elapsed() < Duration::from_secs(5), "{}", db.label);
-        assert_eq!((report.written, report.lost), (0, 1_000), "{}: {report:?}", db.label);
+        assert_eq!(
+            (report.written, report.lost),
+            (0, 1_000),
+            "{}: {report:?}",
+            db.label
+        );
         assert!(sink.send(event("forced", 1)).await.is_err(), "{}", db.label);
         assert!(stats.last_error().is_some(), "{}", db.label);
         outage.end().await;
         assert_eq!(count(&check, "events").await, 0, "{}", db.label);
+        writer_store.close().await;
+        check.close().await;
+    }
+}
+
+#[tokio::test]
+async fn full_queue_pushes_back_until_the_database_returns() {
+    for db in test_databases().await {
+        let (writer_store, check, mut outage, mut cfg) = setup(&db).await;
+        cfg.queue_capacity = 100;
+        cfg.batch_size = 50;
+        let (sink, handle) = Writer::spawn(writer_store.clone(), &cfg);
+        outage.start().await;
+        // Fill the writer's batch and the queue; the first send that does not finish
+        // promptly is the back-pressure the sessions rely on.
+        let mut sent = 0;
+        let blocked = loop {
+            let s = sink.clone();
+            let mut send = tokio::spawn(async move { s.send(event("bp", 0)).await });
+            if tokio::time::timeout(Duration::from_millis(300), &mut send)
+                .await
+                .is_err()
+            {
+                break send;
+            }
+            sent += 1;
+            assert!(sent <= 150, "{}: the queue never filled", db.label);
+        };
+        assert_eq!(sink.queue_depth(), 100, "{}", db.label);
+        assert_eq!(handle.stats().queue_depth(), 100, "{}", db.label);
+        assert!(sent >= 100, "{}: {sent}", db.label);
+        outage.end().await;
+        let waited = tokio::time::timeout(Duration::from_secs(10), blocked).await;
+        assert!(matches!(waited, Ok(Ok(Ok(())))), "{}: {waited:?}", db.label);
+        drop(sink);
+        let report = tokio::time::timeout(Duration::from_secs(20), handle.join())
+            .await
+            .expect("drains");
+        assert_eq!(report.written, sent + 1, "{}: {report:?}", db.label);
+        assert_eq!(
+            count(&check, "events").await as u64,
+            sent + 1,
+            "{}",
+            db.label
+        );
         writer_store.close().await;
         check.close().await;
     }

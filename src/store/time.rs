@@ -77,8 +77,8 @@ mod tests {
 
     #[test]
     fn fixed_width_round_trip_with_microseconds() {
-        let t = Utc.with_ymd_and_hms(2024, 3, 5, 7, 8, 9).unwrap()
-            + chrono::Duration::microseconds(42);
+        let t =
+            Utc.with_ymd_and_hms(2024, 3, 5, 7, 8, 9).unwrap() + chrono::Duration::microseconds(42);
         let text = format_ts(&t);
         assert_eq!(text, "2024-03-05T07:08:09.000042Z");
         assert_eq!(parse_ts(&text).unwrap(), t);

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod rows;
+pub mod samples;
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -22,6 +23,7 @@ use wsvault::config::{RawEvents, StorageConfig};
 use wsvault::store::{Backend, Store};
 
 pub use rows::*;
+pub use samples::*;
 
 /// Env var naming the PostgreSQL admin URL used to create test databases.
 pub const PG_ENV: &str = "WSVAULT_TEST_POSTGRES_URL";
@@ -109,8 +111,13 @@ pub fn storage_config(url: impl Into<String>) -> StorageConfig {
 
 /// Connects with `cfg` and migrates, panicking with the error text on failure.
 pub async fn store_for(cfg: &StorageConfig) -> Store {
-    let store = Store::connect(cfg).await.unwrap_or_else(|e| panic!("connect: {e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("migrate: {e}"));
+    let store = Store::connect(cfg)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|e| panic!("migrate: {e}"));
     store
 }
 
@@ -127,7 +134,12 @@ pub async fn test_databases() -> Vec<TestDb> {
     match std::env::var(PG_ENV) {
         Ok(admin) if !admin.trim().is_empty() => dbs.push(fresh_postgres(admin.trim()).await),
         _ => SKIP_NOTICE.call_once(|| {
-            eprintln!("PostgreSQL tests skipped: {PG_ENV} is not set");
+            // Written to the real stderr: libtest captures `eprintln!` of passing tests.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "PostgreSQL tests skipped: {PG_ENV} is not set"
+            );
         }),
     }
     dbs
@@ -173,7 +185,9 @@ async fn sweep_stale(conn: &mut sqlx::PgConnection, now: u64) {
             .unwrap_or(now);
         if now.saturating_sub(created) > 3600 {
             let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await;
         }
     }
 }
@@ -209,7 +223,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
