@@ -4,7 +4,7 @@
 //! is set (a fresh database, dropped afterwards). Run: `cargo bench --bench writer`.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use std::sync::Arc;

@@ -194,3 +194,48 @@ async fn force_stop_during_outage_counts_lost_records() {
         check.close().await;
     }
 }
+
+#[tokio::test]
+async fn full_queue_pushes_back_until_the_database_returns() {
+    for db in test_databases().await {
+        let (writer_store, check, mut outage, mut cfg) = setup(&db).await;
+        cfg.queue_capacity = 100;
+        cfg.batch_size = 50;
+        let (sink, handle) = Writer::spawn(writer_store.clone(), &cfg);
+        outage.start().await;
+        // Fill the writer's batch and the queue; the first send that does not finish
+        // promptly is the back-pressure the sessions rely on.
+        let mut sent = 0;
+        let blocked = loop {
+            let s = sink.clone();
+            let mut send = tokio::spawn(async move { s.send(event("bp", 0)).await });
+            if tokio::time::timeout(Duration::from_millis(300), &mut send)
+                .await
+                .is_err()
+            {
+                break send;
+            }
+            sent += 1;
+            assert!(sent <= 150, "{}: the queue never filled", db.label);
+        };
+        assert_eq!(sink.queue_depth(), 100, "{}", db.label);
+        assert_eq!(handle.stats().queue_depth(), 100, "{}", db.label);
+        assert!(sent >= 100, "{}: {sent}", db.label);
+        outage.end().await;
+        let waited = tokio::time::timeout(Duration::from_secs(10), blocked).await;
+        assert!(matches!(waited, Ok(Ok(Ok(())))), "{}: {waited:?}", db.label);
+        drop(sink);
+        let report = tokio::time::timeout(Duration::from_secs(20), handle.join())
+            .await
+            .expect("drains");
+        assert_eq!(report.written, sent + 1, "{}: {report:?}", db.label);
+        assert_eq!(
+            count(&check, "events").await as u64,
+            sent + 1,
+            "{}",
+            db.label
+        );
+        writer_store.close().await;
+        check.close().await;
+    }
+}

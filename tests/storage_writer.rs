@@ -30,6 +30,7 @@ async fn write_all(
 async fn every_variant_reads_back_equal() {
     for db in test_databases().await {
         let store = db.store().await;
+        store.migrate().await.expect("migrating twice is a no-op");
         let records = one_of_each("fleet");
         let report = write_all(&store, &db.cfg, records.clone()).await;
         assert_eq!(report.written, records.len() as u64, "{}", db.label);
@@ -169,6 +170,40 @@ async fn connection_close_fills_fields_and_never_clears_them() {
 }
 
 #[tokio::test]
+async fn partial_batch_commits_after_flush_interval() {
+    for db in test_databases().await {
+        let store = db.store().await;
+        let (sink, handle) = Writer::spawn(store.clone(), &db.cfg);
+        for n in 0..3 {
+            sink.send(event("slow", n)).await.unwrap();
+        }
+        // The sink stays open: only the flush interval can commit these.
+        let s = store.clone();
+        wait_until(Duration::from_secs(5), "a time-based flush", || {
+            let s = s.clone();
+            async move { count(&s, "events").await == 3 }
+        })
+        .await;
+        let stats = handle.stats();
+        assert_eq!(
+            stats.batches.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "{}",
+            db.label
+        );
+        assert!(
+            stats.is_healthy() && stats.last_commit_unix_ms().is_some(),
+            "{}",
+            db.label
+        );
+        assert_eq!(sink.queue_depth(), 0, "{}", db.label);
+        drop(sink);
+        assert_eq!(handle.join().await.written, 3, "{}", db.label);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
 async fn hundred_thousand_records_arrive_exactly() {
     for db in test_databases().await {
         let store = db.store().await;
@@ -190,7 +225,6 @@ async fn hundred_thousand_records_arrive_exactly() {
         let report = tokio::time::timeout(Duration::from_secs(120), handle.join())
             .await
             .expect("drain finishes");
-        eprintln!("{} {:?}", db.label, report);
         assert_eq!(report.written, 100_000, "{}", db.label);
         assert_eq!(count(&store, "events").await, 100_000, "{}", db.label);
         assert!(
@@ -266,6 +300,68 @@ async fn refused_records_go_to_rejected_and_batch_mates_commit() {
         assert_eq!(ev.received_at, at(99, 99), "{}", db.label);
         store.close().await;
     }
+}
+
+#[tokio::test]
+async fn views_show_latest_states_and_active_sessions() {
+    for db in test_databases().await {
+        let store = db.store().await;
+        let records = vec![
+            tracker_state("fleet", 1, 100),
+            tracker_state("fleet", 1, 101),
+            tracker_state("fleet", 1, 99),
+            tracker_state("fleet", 2, 50),
+            tracker_state("other", 1, 500),
+            security_session("broker", 1, 10, None),
+            security_session("broker", 2, 10, Some(11)),
+        ];
+        write_all(&store, &db.cfg, records).await;
+        let latest = fetch_cells(
+            &store,
+            "SELECT source, source_id, state_time FROM latest_tracker_states \
+             ORDER BY source, source_id",
+        )
+        .await;
+        let latest: Vec<_> = latest
+            .iter()
+            .map(|r| (r[0].text(), r[1].i64(), r[2].ts()))
+            .collect();
+        let want = vec![
+            ("fleet".to_string(), 1, at(101, 123_456)),
+            ("fleet".to_string(), 2, at(50, 123_456)),
+            ("other".to_string(), 1, at(500, 123_456)),
+        ];
+        assert_eq!(latest, want, "{}", db.label);
+        let active = fetch_cells(&store, "SELECT session_id FROM active_security_sessions").await;
+        assert_eq!(active, vec![vec![Cell::Int(1)]], "{}", db.label);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_times_are_fixed_width_utc_text_that_sqlite_understands() {
+    let dbs = test_databases().await;
+    let db = &dbs[0];
+    let store = db.store().await;
+    write_all(&store, &db.cfg, vec![tracker_state("fleet", 1, 0)]).await;
+    let rows = fetch_cells(
+        &store,
+        "SELECT state_time, typeof(state_time), strftime('%Y-%m-%d %H:%M:%f', state_time) \
+         FROM tracker_states",
+    )
+    .await;
+    assert_eq!(rows[0][0], Cell::Text("2024-05-01T00:00:00.123456Z".into()));
+    assert_eq!(rows[0][1], Cell::Text("text".into()));
+    assert_eq!(rows[0][2], Cell::Text("2024-05-01 00:00:00.123".into()));
+    store.close().await;
+
+    // `sqlite:` without slashes works too and creates the file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plain.db");
+    let store = store_for(&storage_config(format!("sqlite:{}", path.display()))).await;
+    assert!(path.exists());
+    assert_eq!(store.backend(), wsvault::store::Backend::Sqlite);
+    store.close().await;
 }
 
 #[tokio::test]

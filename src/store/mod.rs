@@ -49,7 +49,9 @@ pub const TABLES: [&str; 11] = [
 /// Which database the store talks to; fixed for the life of a [`Store`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// `sqlite://PATH` or `sqlite:PATH`: one local file, WAL mode.
     Sqlite,
+    /// `postgres://…` or `postgresql://…`.
     Postgres,
 }
 
@@ -72,20 +74,28 @@ pub enum StoreError {
         "storage url {url} has an unsupported scheme: use sqlite://PATH, \
          postgres://USER@HOST/DB or postgresql://USER@HOST/DB"
     )]
-    UnsupportedScheme { url: String },
+    UnsupportedScheme {
+        /// The configured URL, password masked.
+        url: String,
+    },
     /// The database could not be opened or reached; the text has the password removed.
     #[error(
         "cannot open the {backend} database at {url}: {message}; check [storage] url and that the database is reachable"
     )]
     Connect {
+        /// `sqlite` or `postgres`.
         backend: &'static str,
+        /// The configured URL, password masked.
         url: String,
+        /// The driver's error text with the password removed.
         message: String,
     },
     /// Applying the embedded migrations failed.
     #[error("migrating the {backend} database at {url} failed: {source}")]
     Migrate {
+        /// `sqlite` or `postgres`.
         backend: &'static str,
+        /// The configured URL, password masked.
         url: String,
         #[source]
         source: sqlx::migrate::MigrateError,
@@ -93,6 +103,7 @@ pub enum StoreError {
     /// A read the daemon needs failed.
     #[error("database query failed while {what}: {source}")]
     Query {
+        /// What the store was doing, e.g. "counting rows".
         what: &'static str,
         #[source]
         source: sqlx::Error,
@@ -100,6 +111,7 @@ pub enum StoreError {
     /// A stored time could not be read back.
     #[error("while {what}: {source}")]
     Timestamp {
+        /// What the store was reading.
         what: &'static str,
         #[source]
         source: TimestampError,

@@ -162,10 +162,15 @@ impl WriterStats {
 /// What the writer did over its life, returned by [`WriterHandle::join`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WriterReport {
+    /// Records committed to their own table.
     pub written: u64,
+    /// Committed transactions.
     pub batches: u64,
+    /// Failed attempts that were retried.
     pub retries: u64,
+    /// Records refused by the database and stored in `rejected` instead.
     pub rejected: u64,
+    /// Records that could not be written at all; always logged with the count.
     pub lost: u64,
 }
 

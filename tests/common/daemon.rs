@@ -103,7 +103,10 @@ impl Daemon {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let st = self.child.wait().unwrap();
-                panic!("daemon did not exit within {timeout:?} ({st}); log:\n{}", self.log());
+                panic!(
+                    "daemon did not exit within {timeout:?} ({st}); log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

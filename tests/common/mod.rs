@@ -12,6 +12,7 @@
 
 pub mod daemon;
 pub mod rows;
+pub mod samples;
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -23,6 +24,7 @@ use wsvault::config::{RawEvents, StorageConfig};
 use wsvault::store::{Backend, Store};
 
 pub use rows::*;
+pub use samples::*;
 
 /// Env var naming the PostgreSQL admin URL used to create test databases.
 pub const PG_ENV: &str = "WSVAULT_TEST_POSTGRES_URL";
@@ -133,7 +135,12 @@ pub async fn test_databases() -> Vec<TestDb> {
     match std::env::var(PG_ENV) {
         Ok(admin) if !admin.trim().is_empty() => dbs.push(fresh_postgres(admin.trim()).await),
         _ => SKIP_NOTICE.call_once(|| {
-            eprintln!("PostgreSQL tests skipped: {PG_ENV} is not set");
+            // Written to the real stderr: libtest captures `eprintln!` of passing tests.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "PostgreSQL tests skipped: {PG_ENV} is not set"
+            );
         }),
     }
     dbs

@@ -18,19 +18,19 @@ use crate::record::{
     Connection, Event, Notification, Record, Rejected, SecuritySession, SecuritySessionChange,
     SessionEvent, TrackerLifecycle, TrackerReading, TrackerState, Traffic,
 };
+use sqlx::Connection as _;
 use sqlx::sqlite::{
     Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
     SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection as _, SqlSafeStr, SqlStr};
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-type Q = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
+mod sql;
 
-/// Row counts of the prepared multi-row statements; a batch is cut greedily into these.
-const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+use sql::*;
+
+type Q = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
 
 /// Opens the pool: file created when missing, WAL, `synchronous=NORMAL`, the
 /// configured busy timeout, and a statement cache large enough for every chunk size
@@ -41,6 +41,10 @@ pub(crate) async fn connect(url: &str, cfg: &StorageConfig) -> Result<SqlitePool
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(cfg.busy_timeout)
+        // Statement journals of multi-row inserts stay in memory instead of temp files.
+        .pragma("temp_store", "memory")
+        // 16 MiB page cache: index pages of a busy table stay hot between batches.
+        .pragma("cache_size", "-16384")
         .statement_cache_capacity(256);
     SqlitePoolOptions::new()
         .max_connections(4)
@@ -48,135 +52,6 @@ pub(crate) async fn connect(url: &str, cfg: &StorageConfig) -> Result<SqlitePool
         .connect_with(options)
         .await
 }
-
-/// One insert statement family: the same SQL for 1, 4, 16, 64 and 256 rows.
-struct Spec {
-    table: &'static str,
-    cols: &'static str,
-    ncols: usize,
-    tail: &'static str,
-    /// Upsert tables write row by row so "the newest row wins" holds within a batch.
-    bulk: bool,
-    sql: OnceLock<Vec<SqlStr>>,
-}
-
-const NOTHING: &str = "ON CONFLICT DO NOTHING";
-
-impl Spec {
-    const fn new(table: &'static str, cols: &'static str, ncols: usize) -> Spec {
-        Spec::with_tail(table, cols, ncols, NOTHING, true)
-    }
-
-    const fn with_tail(
-        table: &'static str,
-        cols: &'static str,
-        ncols: usize,
-        tail: &'static str,
-        bulk: bool,
-    ) -> Spec {
-        Spec {
-            table,
-            cols,
-            ncols,
-            tail,
-            bulk,
-            sql: OnceLock::new(),
-        }
-    }
-
-    fn sql(&self, rows: usize) -> SqlStr {
-        let all = self.sql.get_or_init(|| {
-            CHUNKS
-                .iter()
-                .map(|n| {
-                    let one = format!("({})", vec!["?"; self.ncols].join(","));
-                    let values = vec![one; *n].join(",");
-                    let text = format!(
-                        "INSERT INTO {} ({}) VALUES {} {}",
-                        self.table, self.cols, values, self.tail
-                    );
-                    AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
-                })
-                .collect()
-        });
-        let idx = CHUNKS
-            .iter()
-            .position(|c| *c == rows)
-            .unwrap_or(CHUNKS.len() - 1);
-        all[idx].clone()
-    }
-}
-
-static CONNECTIONS: Spec = Spec::with_tail(
-    "connections",
-    "id, source, url, opened_at, closed_at, close_code, close_reason",
-    7,
-    "ON CONFLICT (id) DO UPDATE SET \
-     closed_at = COALESCE(excluded.closed_at, connections.closed_at), \
-     close_code = COALESCE(excluded.close_code, connections.close_code), \
-     close_reason = COALESCE(excluded.close_reason, connections.close_reason)",
-    false,
-);
-static SESSION_EVENTS: Spec = Spec::new(
-    "session_events",
-    "id, source, connection_id, occurred_at, event, initiator, code, reason, detail",
-    9,
-);
-static EVENTS: Spec = Spec::new(
-    "events",
-    "id, source, connection_id, received_at, kind, payload, item_count",
-    7,
-);
-static TRACKER_STATES: Spec = Spec::new(
-    "tracker_states",
-    "source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status, payload",
-    11,
-);
-static TRACKER_READINGS: Spec = Spec::new(
-    "tracker_readings",
-    "source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-     received_at, payload",
-    10,
-);
-static TRACKER_LIFECYCLE: Spec = Spec::new(
-    "tracker_lifecycle",
-    "id, source, source_id, lifecycle_event, received_at",
-    5,
-);
-static SECURITY_SESSIONS: Spec = Spec::with_tail(
-    "security_sessions",
-    "source, session_id, owner_login, user_login, safety_type_id, key_current, started_at, \
-     expires_at, ip, ip_client, first_seen_at, last_seen_at, ended_at, payload",
-    14,
-    "ON CONFLICT (source, session_id) DO UPDATE SET \
-     owner_login = excluded.owner_login, user_login = excluded.user_login, \
-     safety_type_id = excluded.safety_type_id, key_current = excluded.key_current, \
-     started_at = excluded.started_at, expires_at = excluded.expires_at, ip = excluded.ip, \
-     ip_client = excluded.ip_client, last_seen_at = excluded.last_seen_at, \
-     ended_at = excluded.ended_at, payload = excluded.payload",
-    false,
-);
-static SECURITY_SESSION_CHANGES: Spec = Spec::new(
-    "security_session_changes",
-    "source, session_id, change, observed_at",
-    4,
-);
-static NOTIFICATIONS: Spec = Spec::new(
-    "notifications",
-    "id, source, connection_id, seq, received_at, method, params",
-    7,
-);
-static TRAFFIC: Spec = Spec::new(
-    "traffic",
-    "id, source, connection_id, at, direction, payload",
-    6,
-);
-static REJECTED: Spec = Spec::new(
-    "rejected",
-    "id, source, kind, received_at, error, payload",
-    6,
-);
 
 /// Inserts `rows` with `spec`, in chunks of [`CHUNKS`] sizes (or one by one).
 async fn insert<T>(

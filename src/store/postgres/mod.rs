@@ -5,7 +5,8 @@
 //! ON CONFLICT DO NOTHING`: one array parameter per column, so one stable prepared
 //! statement serves every batch size and the 65 535-bind limit never applies. JSON
 //! columns travel as `text[]` and are cast to `jsonb` in the SELECT, so the server
-//! validates them. Upsert tables go row by row (PostgreSQL refuses to upsert the same
+//! validates them. A batch is cut into runs of at most [`MESSAGE_BUDGET`] bytes per
+//! statement (see there: sqlx 0.9.0 leaves Nagle on). Upsert tables go row by row (PostgreSQL refuses to upsert the same
 //! key twice in one statement, and they are low volume). The pool tests connections
 //! before handing them out and gives up on an acquire quickly, so the writer's retry
 //! loop, not the pool, waits out an outage and recovers when the server is back.
@@ -20,6 +21,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
 
+mod sql;
+
+use sql::*;
+
 /// Opens the pool. Connecting eagerly makes a wrong URL or a missing server an
 /// error at start-up rather than a retry loop later.
 pub(crate) async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
@@ -33,95 +38,6 @@ pub(crate) async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
         .connect_with(options)
         .await
 }
-
-const CONNECTIONS: &str = "INSERT INTO connections \
-    (id, source, url, opened_at, closed_at, close_code, close_reason) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7) \
-    ON CONFLICT (id) DO UPDATE SET \
-    closed_at = COALESCE(EXCLUDED.closed_at, connections.closed_at), \
-    close_code = COALESCE(EXCLUDED.close_code, connections.close_code), \
-    close_reason = COALESCE(EXCLUDED.close_reason, connections.close_reason)";
-
-const SECURITY_SESSIONS: &str = "INSERT INTO security_sessions \
-    (source, session_id, owner_login, user_login, safety_type_id, key_current, started_at, \
-     expires_at, ip, ip_client, first_seen_at, last_seen_at, ended_at, payload) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb) \
-    ON CONFLICT (source, session_id) DO UPDATE SET \
-    owner_login = EXCLUDED.owner_login, user_login = EXCLUDED.user_login, \
-    safety_type_id = EXCLUDED.safety_type_id, key_current = EXCLUDED.key_current, \
-    started_at = EXCLUDED.started_at, expires_at = EXCLUDED.expires_at, ip = EXCLUDED.ip, \
-    ip_client = EXCLUDED.ip_client, last_seen_at = EXCLUDED.last_seen_at, \
-    ended_at = EXCLUDED.ended_at, payload = EXCLUDED.payload";
-
-const SESSION_EVENTS: &str = "INSERT INTO session_events \
-    (id, source, connection_id, occurred_at, event, initiator, code, reason, detail) \
-    SELECT id, source, connection_id, occurred_at, event, initiator, code, reason, detail::jsonb \
-    FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[], \
-                $6::text[], $7::bigint[], $8::text[], $9::text[]) \
-    AS u(id, source, connection_id, occurred_at, event, initiator, code, reason, detail) \
-    ON CONFLICT DO NOTHING";
-
-const EVENTS: &str = "INSERT INTO events \
-    (id, source, connection_id, received_at, kind, payload, item_count) \
-    SELECT id, source, connection_id, received_at, kind, payload::jsonb, item_count \
-    FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[], \
-                $6::text[], $7::bigint[]) \
-    AS u(id, source, connection_id, received_at, kind, payload, item_count) \
-    ON CONFLICT DO NOTHING";
-
-const TRACKER_STATES: &str = "INSERT INTO tracker_states \
-    (source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status, payload) \
-    SELECT source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status, payload::jsonb \
-    FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], \
-                $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::text[], \
-                $10::text[], $11::text[]) \
-    AS u(source, source_id, state_time, received_at, lat, lng, speed, heading, \
-         connection_status, movement_status, payload) \
-    ON CONFLICT DO NOTHING";
-
-const TRACKER_READINGS: &str = "INSERT INTO tracker_readings \
-    (source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-     received_at, payload) \
-    SELECT source, tracker_id, reading_kind, name, value::jsonb, value_num, units, \
-     update_time, received_at, payload::jsonb \
-    FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-                $6::float8[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[]) \
-    AS u(source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-         received_at, payload) \
-    ON CONFLICT DO NOTHING";
-
-const TRACKER_LIFECYCLE: &str = "INSERT INTO tracker_lifecycle \
-    (id, source, source_id, lifecycle_event, received_at) \
-    SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
-                         $5::timestamptz[]) \
-    ON CONFLICT DO NOTHING";
-
-const SECURITY_SESSION_CHANGES: &str = "INSERT INTO security_session_changes \
-    (source, session_id, change, observed_at) \
-    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::timestamptz[]) \
-    ON CONFLICT DO NOTHING";
-
-const NOTIFICATIONS: &str = "INSERT INTO notifications \
-    (id, source, connection_id, seq, received_at, method, params) \
-    SELECT id, source, connection_id, seq, received_at, method, params::jsonb \
-    FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], \
-                $6::text[], $7::text[]) \
-    AS u(id, source, connection_id, seq, received_at, method, params) \
-    ON CONFLICT DO NOTHING";
-
-const TRAFFIC: &str = "INSERT INTO traffic \
-    (id, source, connection_id, at, direction, payload) \
-    SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], \
-                         $5::text[], $6::text[]) \
-    ON CONFLICT DO NOTHING";
-
-const REJECTED: &str = "INSERT INTO rejected \
-    (id, source, kind, received_at, error, payload) \
-    SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], \
-                         $5::text[], $6::text[]) \
-    ON CONFLICT DO NOTHING";
 
 /// Collects one column of `rows` into the vector bound as one array parameter.
 fn col<'a, T: 'a, U>(rows: &[&'a T], f: impl Fn(&'a T) -> U) -> Vec<U> {
