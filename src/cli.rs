@@ -26,6 +26,35 @@ pub enum Cmd {
     Migrate(ConfigArg),
     /// Serve a loopback simulator of an upstream API (tests, demo, benchmarks).
     Simulate(Box<SimulateArgs>),
+    /// Copy the database consistently while the daemon runs (SQLite), or print the
+    /// pg_dump command (PostgreSQL).
+    Backup(BackupArgs),
+    /// Show each source's connection state and the row counts, from the database.
+    Status(ConfigArg),
+    /// Record three simulated sources into ./wsvault-demo.db for a few seconds and
+    /// show what was stored.
+    Demo(DemoArgs),
+}
+
+/// `wsvault backup --config FILE --to PATH`.
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Where the copy goes (SQLite; must not exist) or the dump file (PostgreSQL).
+    #[arg(long)]
+    pub to: PathBuf,
+}
+
+/// `wsvault demo [--seconds N] [--db PATH]`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// How long to record.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// The SQLite file to record into (overwritten).
+    #[arg(long, default_value = "wsvault-demo.db")]
+    pub db: PathBuf,
 }
 
 /// `wsvault simulate KIND --listen ADDR …`.
@@ -118,6 +147,30 @@ pub fn main(cli: Cli) -> ExitCode {
             crate::telemetry::init(&crate::config::LogConfig::default());
             report(runtime().and_then(|rt| rt.block_on(simulate(a.kind))))
         }
+        Cmd::Backup(a) => {
+            let cfg = match load(&a.config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            crate::telemetry::init(&quiet(&cfg.log));
+            report(runtime().and_then(|rt| rt.block_on(backup(cfg, a.to))))
+        }
+        Cmd::Status(a) => {
+            let cfg = match load(&a.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            crate::telemetry::init(&quiet(&cfg.log));
+            report(runtime().and_then(|rt| rt.block_on(status(cfg))))
+        }
+        Cmd::Demo(a) => {
+            crate::telemetry::init(&quiet(&crate::config::LogConfig::default()));
+            let seconds = std::time::Duration::from_secs(a.seconds);
+            report(runtime().and_then(|rt| {
+                rt.block_on(async { crate::ops::demo::run(&a.db, seconds).await.map(drop) })
+                    .context("demo failed")
+            }))
+        }
         Cmd::Migrate(a) => {
             let cfg = match load(&a.config) {
                 Ok(c) => c,
@@ -153,6 +206,52 @@ async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     if report.lost > 0 {
         anyhow::bail!("{} records could not be written before exit", report.lost);
     }
+    Ok(())
+}
+
+/// One-shot commands log warnings and errors only, unless `[log] level` or
+/// `RUST_LOG` says otherwise: their output is for the operator's terminal.
+fn quiet(log: &crate::config::LogConfig) -> crate::config::LogConfig {
+    crate::config::LogConfig {
+        format: log.format,
+        level: Some(log.level.clone().unwrap_or_else(|| "warn".into())),
+    }
+}
+
+async fn backup(cfg: Config, to: PathBuf) -> anyhow::Result<()> {
+    use crate::ops::backup::BackupOutcome;
+    match crate::ops::backup::backup(&cfg.storage, &to).await? {
+        BackupOutcome::Sqlite { path, counts } => {
+            println!(
+                "backup of {} written to {} (integrity_check: ok)",
+                crate::redact::redact_url_str(&cfg.storage.url),
+                path.display()
+            );
+            for (table, n) in counts {
+                println!("  {table:<26} {n:>12}");
+            }
+        }
+        BackupOutcome::Postgres { command } => {
+            println!(
+                "PostgreSQL is backed up with pg_dump; run (password from PGPASSWORD or ~/.pgpass):"
+            );
+            println!("  {command}");
+        }
+    }
+    Ok(())
+}
+
+async fn status(cfg: Config) -> anyhow::Result<()> {
+    let store = crate::store::Store::connect(&cfg.storage).await?;
+    let names: Vec<String> = cfg.sources.iter().map(|s| s.name.clone()).collect();
+    let report = crate::ops::status::gather(&store, &names).await.context(
+        "cannot read the status; has the daemon (or wsvault migrate) created the schema?",
+    )?;
+    store.close().await;
+    print!(
+        "{}",
+        crate::ops::status::render(&report, chrono::Utc::now())
+    );
     Ok(())
 }
 

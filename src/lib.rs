@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod ids;
+pub mod ops;
 pub mod protocol;
 pub mod record;
 pub mod redact;

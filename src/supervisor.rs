@@ -9,6 +9,10 @@
 //! counted and logged by the writer.
 
 use crate::config::{self, Config, SourceConfig};
+use crate::ops::Registry;
+use crate::ops::http::{HttpError, HttpServer};
+use crate::ops::retention::Retention;
+use crate::ops::systemd::{Watchdog, extend_while, wait_first_attempts};
 use crate::session::{self, Command, SessionHandle};
 use crate::store::{RecordSink, Store, StoreError, Writer, WriterHandle, WriterReport};
 use futures_util::StreamExt;
@@ -16,6 +20,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +29,8 @@ pub enum SupervisorError {
     Store(#[from] StoreError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Http(#[from] HttpError),
 }
 
 /// A running daemon: the writer, its sink, and one session per source.
@@ -35,6 +42,10 @@ pub struct Supervisor {
     writer: WriterHandle,
     sessions: BTreeMap<String, SessionHandle>,
     suspended: bool,
+    registry: Arc<Registry>,
+    http: Option<HttpServer>,
+    retention: Option<Retention>,
+    watchdog: Option<Watchdog>,
 }
 
 impl Supervisor {
@@ -46,8 +57,21 @@ impl Supervisor {
     ) -> Result<Self, SupervisorError> {
         let store = Store::connect(&config.storage).await?;
         notify(&[sd_notify::NotifyState::Status("running migrations")]);
-        store.migrate().await?;
+        extend_while("running migrations", store.migrate()).await?;
         let (sink, writer) = Writer::spawn(store.clone(), &config.storage);
+        let registry = Registry::new(writer.stats(), &config.storage);
+        let http = match config.http.listen {
+            None => None,
+            Some(addr) => match HttpServer::start(addr, registry.clone()).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    drop(sink);
+                    writer.join().await;
+                    store.close().await;
+                    return Err(e.into());
+                }
+            },
+        };
         let mut sup = Supervisor {
             config,
             config_path,
@@ -56,16 +80,39 @@ impl Supervisor {
             writer,
             sessions: BTreeMap::new(),
             suspended: false,
+            registry,
+            http,
+            retention: None,
+            watchdog: None,
         };
         for source in sup.config.sources.clone() {
             sup.start_source(source).await;
         }
-        tracing::info!(sources = sup.sessions.len(), "wsvault running");
+        let (subscribed, total) =
+            wait_first_attempts(&sup.registry, first_attempt_limit(&sup.config)).await;
+        sup.retention = Retention::start(sup.store.clone(), sup.config.retention.clone());
+        sup.watchdog = Watchdog::start(sup.registry.clone());
+        tracing::info!(
+            sources = total,
+            subscribed,
+            "wsvault running: {subscribed} of {total} sources subscribed"
+        );
+        let status = format!("running: {subscribed} of {total} sources subscribed");
         notify(&[
             sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status("running"),
+            sd_notify::NotifyState::Status(&status),
         ]);
         Ok(sup)
+    }
+
+    /// The live view `/metrics`, `/healthz` and the watchdog read.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// Where `/metrics` and `/healthz` listen, when `[http] listen` is set.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(HttpServer::addr)
     }
 
     /// Live status of every source, for health, metrics and `status`.
@@ -91,6 +138,7 @@ impl Supervisor {
             Command::Run
         };
         let name = source.name.clone();
+        let (kind, timing) = (source.kind.name(), source.timing);
         let handle = session::spawn(
             source,
             &self.config.storage,
@@ -99,6 +147,8 @@ impl Supervisor {
             initial,
         )
         .await;
+        self.registry
+            .add(&name, kind, timing, handle.status.clone());
         self.sessions.insert(name, handle);
     }
 
@@ -132,6 +182,7 @@ impl Supervisor {
 
     fn suspend_all(&mut self, suspend: bool) {
         self.suspended = suspend;
+        self.registry.set_suspended(suspend);
         let cmd = if suspend {
             Command::Suspend
         } else {
@@ -163,6 +214,20 @@ impl Supervisor {
         if new.storage != self.config.storage {
             tracing::warn!("[storage] changes take effect only after a restart");
         }
+        if new.http != self.config.http {
+            tracing::warn!("[http] changes take effect only after a restart");
+        }
+        if new.log != self.config.log {
+            tracing::warn!("[log] changes take effect only after a restart");
+        }
+        if new.retention != self.config.retention {
+            tracing::info!("reload: [retention] changed, restarting the pruning task");
+            if let Some(r) = self.retention.take() {
+                r.stop().await;
+            }
+            self.retention = Retention::start(self.store.clone(), new.retention.clone());
+            self.config.retention = new.retention.clone();
+        }
         let mut wanted: BTreeMap<String, SourceConfig> = new
             .sources
             .iter()
@@ -184,6 +249,7 @@ impl Supervisor {
                     if let Some(h) = self.sessions.remove(&name) {
                         h.stop().await;
                     }
+                    self.registry.retire(&name);
                 }
             }
         }
@@ -202,8 +268,17 @@ impl Supervisor {
             sink,
             writer,
             sessions,
+            http,
+            retention,
+            watchdog,
             ..
         } = self;
+        if let Some(w) = watchdog {
+            w.stop().await;
+        }
+        if let Some(r) = retention {
+            r.stop().await;
+        }
         let (force_tx, mut force_rx) = tokio::sync::watch::channel(false);
         let force = writer.force_trigger();
         let watcher = tokio::spawn(async move {
@@ -236,6 +311,9 @@ impl Supervisor {
         drop(sink);
         let report = writer.join().await;
         watcher.abort();
+        if let Some(h) = http {
+            h.stop().await;
+        }
         store.close().await;
         tracing::info!(
             written = report.written,
@@ -245,6 +323,17 @@ impl Supervisor {
         );
         report
     }
+}
+
+/// How long READY waits for the first attempts: the slowest source's connect and
+/// handshake budget, plus a second.
+fn first_attempt_limit(cfg: &Config) -> Duration {
+    cfg.sources
+        .iter()
+        .map(|s| s.timing.connect_timeout + s.timing.handshake_timeout)
+        .max()
+        .unwrap_or_default()
+        + Duration::from_secs(1)
 }
 
 fn is_loopback(url: &url::Url) -> bool {

@@ -102,6 +102,7 @@ impl Runner {
 
     pub(super) fn note_record(&self, r: &Record) {
         self.status.records.fetch_add(1, Ordering::Relaxed);
+        crate::ops::metrics::received(&self.source, r.kind());
         if matches!(
             r,
             Record::TrackerState(_)
@@ -405,6 +406,7 @@ impl Runner {
 
     /// Waits `d`, cut short by a command change. Returns Stop when told to stop.
     async fn wait(&mut self, d: Duration) -> Next {
+        self.status.waiting(d);
         tokio::select! {
             _ = tokio::time::sleep(d) => Next::Continue,
             changed = self.commands.changed() => {

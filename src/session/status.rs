@@ -65,6 +65,14 @@ pub struct SourceStatus {
     pub reconnects: AtomicU64,
     /// Consecutive failed attempts since the last stable subscription.
     pub attempts: AtomicU64,
+    /// Unix milliseconds of the last [`SourceStatus::set_state`] call (a lifecycle
+    /// step, even one that keeps the state): the watchdog and `/healthz` measure
+    /// how long a source has been connecting, open or retrying from here. 0 = never.
+    pub changed_ms: AtomicI64,
+    /// Unix milliseconds until which the session deliberately waits (backoff, login
+    /// rate limit) before its next attempt; 0 = it never waited. A retrying source
+    /// is making progress while this lies ahead.
+    pub resume_at_ms: AtomicI64,
 }
 
 impl SourceStatus {
@@ -73,9 +81,16 @@ impl SourceStatus {
         State::from_u8(self.state.load(Ordering::Relaxed))
     }
 
-    /// Publishes a new lifecycle state.
+    /// Publishes a new lifecycle state and stamps [`SourceStatus::changed_ms`].
     pub fn set_state(&self, s: State) {
+        self.changed_ms.store(now_ms(), Ordering::Relaxed);
         self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// Notes that the session waits `d` before its next attempt.
+    pub fn waiting(&self, d: std::time::Duration) {
+        let until = now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.resume_at_ms.store(until, Ordering::Relaxed);
     }
 
     /// Notes an inbound frame at `now_ms`.
@@ -83,4 +98,12 @@ impl SourceStatus {
         self.frames.fetch_add(1, Ordering::Relaxed);
         self.last_frame_ms.store(now_ms, Ordering::Relaxed);
     }
+}
+
+/// Unix milliseconds now (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -100,6 +100,12 @@ pub struct WriterStats {
     pub last_error: Mutex<Option<String>>,
     /// False while a batch is being retried.
     pub healthy: AtomicBool,
+    /// Unix milliseconds of the last failed attempt; 0 before the first. With
+    /// `last_commit` it tells a writer that retries (database down) from a wedged one.
+    pub last_retry: AtomicI64,
+    /// Unix milliseconds since which the writer holds a batch it has not committed
+    /// yet; 0 while it waits for records.
+    pub busy_since: AtomicI64,
     queue: mpsc::WeakSender<Record>,
 }
 
@@ -114,6 +120,8 @@ impl WriterStats {
             last_commit: AtomicI64::new(0),
             last_error: Mutex::new(None),
             healthy: AtomicBool::new(true),
+            last_retry: AtomicI64::new(0),
+            busy_since: AtomicI64::new(0),
             queue,
         }
     }
@@ -253,6 +261,7 @@ async fn run(
         if got == 0 {
             break;
         }
+        stats.busy_since.store(unix_ms(), Ordering::Relaxed);
         let deadline = Instant::now() + s.flush_interval;
         while batch.records.len() < s.batch_size && !*force.borrow() {
             let room = s.batch_size - batch.records.len();
@@ -269,6 +278,7 @@ async fn run(
             continue;
         }
         gave_up = !commit(&store, &mut batch, s, &stats, &mut force).await;
+        stats.busy_since.store(0, Ordering::Relaxed);
     }
     let report = stats.report();
     if report.lost > 0 {
@@ -310,6 +320,7 @@ async fn commit(
     force: &mut watch::Receiver<bool>,
 ) -> bool {
     batch.reset_fates();
+    let started = Instant::now();
     let mut delay = FIRST_RETRY.min(s.retry_max);
     let mut attempts: u32 = 0;
     loop {
@@ -325,6 +336,7 @@ async fn commit(
         match result {
             Ok(()) => {
                 account(stats, batch);
+                crate::ops::metrics::write_latency(started.elapsed());
                 if attempts > 0 {
                     tracing::info!(attempts, "database write succeeded after retrying");
                 }
@@ -340,6 +352,7 @@ async fn commit(
             Err(e) => {
                 attempts += 1;
                 stats.retries.fetch_add(1, Ordering::Relaxed);
+                stats.last_retry.store(unix_ms(), Ordering::Relaxed);
                 stats.healthy.store(false, Ordering::Relaxed);
                 tracing::warn!(
                     attempt = attempts,
@@ -371,11 +384,15 @@ fn account(stats: &WriterStats, batch: &Batch) {
         .lost
         .fetch_add(batch.count(Fate::Dropped), Ordering::Relaxed);
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    stats.last_commit.store(now, Ordering::Relaxed);
+    crate::ops::metrics::written(
+        batch
+            .records
+            .iter()
+            .zip(&batch.fates)
+            .filter(|(_, f)| **f != Fate::Dropped)
+            .map(|(r, _)| r),
+    );
+    stats.last_commit.store(unix_ms(), Ordering::Relaxed);
     stats.healthy.store(true, Ordering::Relaxed);
 }
 
@@ -388,4 +405,11 @@ impl ForceStop {
     pub fn force_stop(&self) {
         self.0.send_replace(true);
     }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

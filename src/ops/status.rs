@@ -1,0 +1,331 @@
+//! `wsvault status`: what the database says about each source, for an operator on
+//! the host (works whether or not the daemon runs, since it reads only stored rows).
+//!
+//! Per source: the last lifecycle event, the last connection (open or closed), and
+//! the age of the newest data row; then row counts per table. Both backends are
+//! read through the same SQL, with times cast to the SQLite text format so one parser
+//! serves both. Never writes.
+
+use crate::store::{Store, StoreError, parse_ts};
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, Row};
+use std::fmt::Write as _;
+
+/// The last `session_events` row of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastEvent {
+    /// `subscribed`, `suspended`, `closed`, …
+    pub event: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// `network` or `manual` for suspensions.
+    pub initiator: Option<String>,
+    /// The recorded reason.
+    pub reason: Option<String>,
+}
+
+/// The newest `connections` row of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastConnection {
+    /// The connection id.
+    pub id: i64,
+    /// When it opened.
+    pub opened_at: DateTime<Utc>,
+    /// When it closed; `None` while open.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Why it closed.
+    pub close_reason: Option<String>,
+}
+
+/// One source as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceReport {
+    /// The source name.
+    pub name: String,
+    /// Whether the given config lists it.
+    pub configured: bool,
+    /// Its last lifecycle event.
+    pub last_event: Option<LastEvent>,
+    /// Its newest connection.
+    pub last_connection: Option<LastConnection>,
+    /// The newest data row (events, tracker rows, notifications, session changes).
+    pub last_data_at: Option<DateTime<Utc>>,
+}
+
+impl SourceReport {
+    /// A one-word summary of the connection state as stored.
+    pub fn state(&self) -> String {
+        let open = self
+            .last_connection
+            .as_ref()
+            .is_some_and(|c| c.closed_at.is_none());
+        match (&self.last_event, open) {
+            (Some(e), true) if matches!(e.event.as_str(), "subscribed" | "resumed") => {
+                "subscribed".into()
+            }
+            (_, true) => "connected".into(),
+            (Some(e), false) if e.event == "suspended" => match &e.initiator {
+                Some(i) => format!("suspended ({i})"),
+                None => "suspended".into(),
+            },
+            (Some(e), false) if e.event == "socket_error" => "retrying".into(),
+            (Some(e), false) => e.event.clone(),
+            (None, false) => "never connected".into(),
+        }
+    }
+}
+
+/// Everything `wsvault status` prints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusReport {
+    /// The storage URL, password masked.
+    pub storage: String,
+    /// Every configured or stored source.
+    pub sources: Vec<SourceReport>,
+    /// Row count per contract table.
+    pub counts: Vec<(String, i64)>,
+}
+
+const DATA: [(&str, &str); 6] = [
+    ("events", "received_at"),
+    ("tracker_states", "received_at"),
+    ("tracker_readings", "received_at"),
+    ("notifications", "received_at"),
+    ("security_session_changes", "observed_at"),
+    ("tracker_lifecycle", "received_at"),
+];
+
+struct Dialect {
+    pg: bool,
+}
+
+impl Dialect {
+    /// `expr` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` text (SQLite already stores that).
+    fn ts(&self, expr: &str) -> String {
+        if self.pg {
+            format!("to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        } else {
+            expr.to_string()
+        }
+    }
+    fn p1(&self) -> &'static str {
+        if self.pg { "$1" } else { "?1" }
+    }
+}
+
+/// Runs `sql` (every column text or NULL) with one optional text bind.
+async fn texts(
+    store: &Store,
+    sql: String,
+    bind: Option<&str>,
+) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
+    fn cols<R: Row>(r: &R) -> Result<Vec<Option<String>>, sqlx::Error>
+    where
+        for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        usize: sqlx::ColumnIndex<R>,
+    {
+        (0..r.len())
+            .map(|i| r.try_get::<Option<String>, _>(i))
+            .collect()
+    }
+    if let Some(pool) = store.sqlite_pool() {
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(b) = bind {
+            q = q.bind(b.to_string());
+        }
+        q.fetch_all(pool).await?.iter().map(cols).collect()
+    } else if let Some(pool) = store.postgres_pool() {
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(b) = bind {
+            q = q.bind(b.to_string());
+        }
+        q.fetch_all(pool).await?.iter().map(cols).collect()
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+fn q(source: sqlx::Error) -> StoreError {
+    StoreError::Query {
+        what: "reading status",
+        source,
+    }
+}
+
+fn ts(text: &Option<String>) -> Option<DateTime<Utc>> {
+    text.as_deref().and_then(|t| parse_ts(t).ok())
+}
+
+/// Reads the report; `configured` are the source names of the config file.
+pub async fn gather(store: &Store, configured: &[String]) -> Result<StatusReport, StoreError> {
+    let d = Dialect {
+        pg: store.postgres_pool().is_some(),
+    };
+    let mut names: Vec<String> = configured.to_vec();
+    let stored = texts(
+        store,
+        "SELECT DISTINCT source FROM connections UNION SELECT DISTINCT source FROM session_events"
+            .into(),
+        None,
+    )
+    .await
+    .map_err(q)?;
+    for row in stored {
+        if let Some(Some(n)) = row.into_iter().next()
+            && !names.contains(&n)
+        {
+            names.push(n);
+        }
+    }
+    let mut sources = Vec::new();
+    for name in names {
+        let ev = texts(
+            store,
+            format!(
+                "SELECT event, {}, initiator, reason FROM session_events WHERE source = {} \
+                 ORDER BY occurred_at DESC, id DESC LIMIT 1",
+                d.ts("occurred_at"),
+                d.p1()
+            ),
+            Some(&name),
+        )
+        .await
+        .map_err(q)?;
+        let last_event = ev.first().and_then(|r| {
+            Some(LastEvent {
+                event: r[0].clone()?,
+                at: ts(&r[1])?,
+                initiator: r[2].clone(),
+                reason: r[3].clone(),
+            })
+        });
+        let conn = texts(
+            store,
+            format!(
+                "SELECT CAST(id AS TEXT), {}, {}, close_reason FROM connections WHERE source = {} \
+                 ORDER BY opened_at DESC, id DESC LIMIT 1",
+                d.ts("opened_at"),
+                d.ts("closed_at"),
+                d.p1()
+            ),
+            Some(&name),
+        )
+        .await
+        .map_err(q)?;
+        let last_connection = conn.first().and_then(|r| {
+            Some(LastConnection {
+                id: r[0].as_deref()?.parse().ok()?,
+                opened_at: ts(&r[1])?,
+                closed_at: ts(&r[2]),
+                close_reason: r[3].clone(),
+            })
+        });
+        let mut last_data_at = None;
+        for (table, col) in DATA {
+            let rows = texts(
+                store,
+                format!(
+                    "SELECT {} FROM {table} WHERE source = {}",
+                    d.ts(&format!("max({col})")),
+                    d.p1()
+                ),
+                Some(&name),
+            )
+            .await
+            .map_err(q)?;
+            let t = rows.first().and_then(|r| ts(&r[0]));
+            last_data_at = last_data_at.max(t);
+        }
+        sources.push(SourceReport {
+            configured: configured.contains(&name),
+            name,
+            last_event,
+            last_connection,
+            last_data_at,
+        });
+    }
+    Ok(StatusReport {
+        storage: store.shown_url().to_string(),
+        sources,
+        counts: store.table_counts().await?,
+    })
+}
+
+fn ago(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
+    let d = (now - t).to_std().unwrap_or_default();
+    let secs = std::time::Duration::from_secs(d.as_secs());
+    format!("{} ago", humantime::format_duration(secs))
+}
+
+fn at(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// The text `wsvault status` prints.
+pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "storage: {}", r.storage);
+    if r.sources.is_empty() {
+        let _ = writeln!(out, "no sources configured or recorded");
+    }
+    for s in &r.sources {
+        let note = if s.configured {
+            ""
+        } else {
+            " (not in this config)"
+        };
+        let _ = writeln!(out, "\nsource {}{note}: {}", s.name, s.state());
+        match &s.last_event {
+            Some(e) => {
+                let why = e
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  last lifecycle event: {}{why} at {}, {}",
+                    e.event,
+                    at(e.at),
+                    ago(now, e.at)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  last lifecycle event: none");
+            }
+        }
+        match &s.last_connection {
+            Some(c) => match c.closed_at {
+                None => {
+                    let _ = writeln!(out, "  connection {}: open since {}", c.id, at(c.opened_at));
+                }
+                Some(closed) => {
+                    let why = c.close_reason.as_deref().unwrap_or("no reason recorded");
+                    let _ = writeln!(
+                        out,
+                        "  connection {}: opened {}, closed {} ({why})",
+                        c.id,
+                        at(c.opened_at),
+                        at(closed)
+                    );
+                }
+            },
+            None => {
+                let _ = writeln!(out, "  connection: none recorded");
+            }
+        }
+        match s.last_data_at {
+            Some(t) => {
+                let _ = writeln!(out, "  last event: {}, {}", at(t), ago(now, t));
+            }
+            None => {
+                let _ = writeln!(out, "  last event: none recorded");
+            }
+        }
+    }
+    let _ = writeln!(out, "\nrows per table:");
+    for (table, n) in &r.counts {
+        let _ = writeln!(out, "  {table:<26} {n:>12}");
+    }
+    out
+}
