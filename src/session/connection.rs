@@ -73,14 +73,20 @@ impl Runner {
                     match cmd {
                         Command::Run => {}
                         Command::Suspend => {
-                            self.close(&mut tx, &mut rx, 4000, "suspended by operator").await;
+                            let late = self.close(&mut tx, &mut rx, 4000, "suspended by operator").await;
+                            if self.keep_late(connection_id, late).await.is_err() {
+                                return Ending::WriterClosed;
+                            }
                             return Ending::Suspended;
                         }
                         Command::Stop => {
                             let ctx = self.ctx(connection_id);
                             let outputs = self.protocol.on_close(&ctx);
                             let _ = self.handle(&mut tx, connection_id, outputs).await;
-                            self.close(&mut tx, &mut rx, 1000, "wsvault closing").await;
+                            let late = self.close(&mut tx, &mut rx, 1000, "wsvault closing").await;
+                            if self.keep_late(connection_id, late).await.is_err() {
+                                return Ending::WriterClosed;
+                            }
                             return Ending::Stopped;
                         }
                     }
@@ -204,9 +210,36 @@ impl Runner {
         None
     }
 
+    /// Records what the server sent between our close frame and its own: those
+    /// frames were on the wire before the server saw the close, and dropping them
+    /// would lose data on every shutdown or suspension. Only records are kept;
+    /// anything the protocol would send back is moot on a closing socket.
+    async fn keep_late(&mut self, connection_id: i64, late: Vec<String>) -> Result<(), ()> {
+        for text in late {
+            self.status.frame(Utc::now().timestamp_millis());
+            if self.config.traffic {
+                let rec = self.traffic(connection_id, crate::record::RECEIVED, &text);
+                self.sink.send(rec).await.map_err(drop)?;
+            }
+            let ctx = self.ctx(connection_id);
+            for out in self.protocol.on_text(&ctx, &text) {
+                match out {
+                    Output::Record(r) => {
+                        self.note_record(&r);
+                        self.sink.send(r).await.map_err(drop)?;
+                    }
+                    Output::Warning(w) => tracing::warn!("{}", self.redactor.redact(&w)),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sends a close frame and waits briefly for the server's answer, so a clean
-    /// close is seen as clean upstream; never waits longer than a second.
-    async fn close<S, R>(&self, tx: &mut S, rx: &mut R, code: u16, reason: &str)
+    /// close is seen as clean upstream; never waits longer than a second. Returns the
+    /// text frames that arrived meanwhile (see [`Runner::keep_late`]).
+    async fn close<S, R>(&self, tx: &mut S, rx: &mut R, code: u16, reason: &str) -> Vec<String>
     where
         S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
         R: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
@@ -216,17 +249,22 @@ impl Runner {
             code: CloseCode::from(code),
             reason: reason.to_string().into(),
         };
+        let mut late = Vec::new();
         if tx.send(Message::Close(Some(frame))).await.is_err() {
-            return;
+            return late;
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             while let Some(Ok(m)) = rx.next().await {
-                if matches!(m, Message::Close(_)) {
-                    break;
+                match m {
+                    Message::Close(_) => break,
+                    Message::Text(t) => late.push(t.as_str().to_owned()),
+                    Message::Binary(b) => late.push(String::from_utf8_lossy(&b).into_owned()),
+                    _ => {}
                 }
             }
         })
         .await;
+        late
     }
 }
 
