@@ -98,6 +98,9 @@ impl Watchdog {
     pub fn start(registry: Arc<Registry>) -> Option<Watchdog> {
         let period = sd_notify::watchdog_enabled()?;
         let every = (period / 2).max(Duration::from_millis(50));
+        // One watchdog period of slack on top of every budget (at least a second,
+        // at most half a minute): late ticks must not cost a restart.
+        let grace = period.clamp(Duration::from_secs(1), Duration::from_secs(30));
         tracing::info!(
             "systemd watchdog enabled: pinging every {} while progressing",
             humantime::format_duration(every)
@@ -111,7 +114,7 @@ impl Watchdog {
                     _ = super::stopped(&mut stop_rx) => return,
                     _ = ticks.tick() => {}
                 }
-                match progress::check(&registry.snapshot(), progress::GRACE) {
+                match progress::check(&registry.snapshot(), grace) {
                     Ok(()) => {
                         if stalled {
                             tracing::info!("progress resumed; systemd watchdog pings again");
