@@ -319,7 +319,13 @@ impl Protocol for NavixyProtocol {
                 &self.cfg,
             )));
         }
-        self.conn = Conn::new(self.cfg.track_message_size, self.timing.max_message_bytes);
+        // The handshake and the framing state stay: frames the server sent before it
+        // saw our close are still decoded (and kept) by the session. `on_open`
+        // starts the next connection afresh.
+        self.conn.handshake_deadline = None;
+        self.conn.heartbeat = None;
+        self.conn.subscribe_sent = false;
+        self.conn.subscribe_deadline = None;
         out
     }
 
