@@ -76,9 +76,9 @@ impl Notes {
     fn last(&self, needle: &str) -> Option<Instant> {
         self.all()
             .into_iter()
-            .filter(|(_, m)| m.contains(needle))
+            .rev()
+            .find(|(_, m)| m.contains(needle))
             .map(|(t, _)| t)
-            .last()
     }
 
     async fn wait(&self, needle: &str, n: usize) {

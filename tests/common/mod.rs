@@ -24,6 +24,7 @@ use wsvault::config::{RawEvents, StorageConfig};
 use wsvault::store::{Backend, Store};
 
 pub use rows::*;
+#[allow(unused_imports)] // not every test crate builds sample records
 pub use samples::*;
 
 /// Env var naming the PostgreSQL admin URL used to create test databases.
