@@ -46,6 +46,10 @@ pub struct Supervisor {
     http: Option<HttpServer>,
     retention: Option<Retention>,
     watchdog: Option<Watchdog>,
+    /// Registered before the first record can exist, so a TERM or HUP that arrives
+    /// while sources make their first attempts waits its turn instead of killing the
+    /// process with queued records (the default action of both).
+    signals: signal_hook_tokio::Signals,
 }
 
 impl Supervisor {
@@ -58,6 +62,9 @@ impl Supervisor {
         let store = Store::connect(&config.storage).await?;
         notify(&[sd_notify::NotifyState::Status("running migrations")]);
         extend_while("running migrations", store.migrate()).await?;
+        let signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
+            .map_err(SupervisorError::Signals)?;
+        tracing::debug!("signal handlers installed");
         let (sink, writer) = Writer::spawn(store.clone(), &config.storage);
         let registry = Registry::new(writer.stats(), &config.storage);
         let http = match config.http.listen {
@@ -84,6 +91,7 @@ impl Supervisor {
             http,
             retention: None,
             watchdog: None,
+            signals,
         };
         for source in sup.config.sources.clone() {
             sup.start_source(source).await;
@@ -158,14 +166,11 @@ impl Supervisor {
         mut self,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<WriterReport, SupervisorError> {
-        let mut signals =
-            signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
-                .map_err(SupervisorError::Signals)?;
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                sig = signals.next() => match sig {
+                sig = self.signals.next() => match sig {
                     Some(SIGTERM) | Some(SIGINT) | None => {
                         tracing::info!("shutdown requested");
                         break;
@@ -177,7 +182,7 @@ impl Supervisor {
                 }
             }
         }
-        Ok(self.shutdown(signals).await)
+        Ok(self.shutdown().await)
     }
 
     fn suspend_all(&mut self, suspend: bool) {
@@ -261,7 +266,7 @@ impl Supervisor {
         tracing::info!(sources = self.sessions.len(), "configuration reloaded");
     }
 
-    async fn shutdown(self, mut signals: signal_hook_tokio::Signals) -> WriterReport {
+    async fn shutdown(self) -> WriterReport {
         notify(&[sd_notify::NotifyState::Stopping]);
         let Supervisor {
             store,
@@ -271,6 +276,7 @@ impl Supervisor {
             http,
             retention,
             watchdog,
+            mut signals,
             ..
         } = self;
         if let Some(w) = watchdog {

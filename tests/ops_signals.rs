@@ -231,3 +231,49 @@ async fn sighup_adds_removes_restarts_and_refuses_invalid_files() {
     store.close().await;
     rpc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_the_first_attempts_waits_and_exits_cleanly() {
+    let db = test_databases().await.remove(0);
+    // Accepts TCP and never answers the upgrade: the first attempt takes the whole
+    // connect timeout (3 s), so READY is not sent yet when the signal arrives.
+    let silent = tokio::net::TcpListener::bind(any()).await.unwrap();
+    let silent_url = format!("ws://{}/app", silent.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let rpc = JsonRpcSim::start(any(), JsonRpcSimConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sources =
+        jsonrpc_source("rpc", &rpc.ws_url(), -1) + &jsonrpc_source("slow", &silent_url, -1);
+    let daemon = start(dir.path(), &config(&url(&db), "", &sources));
+    wait_log(&daemon, "signal handlers installed").await;
+    wait_log(&daemon, "source{source=rpc}: subscribed").await;
+    assert!(
+        !daemon.log().contains("wsvault running"),
+        "{}",
+        daemon.log()
+    );
+    let log = stop(daemon).await;
+    assert!(log.contains("shutdown requested"), "{log}");
+    assert!(log.contains("wsvault stopped"), "{log}");
+    let store = db.store().await;
+    assert_eq!(
+        count_where(
+            &store,
+            "session_events",
+            "source = 'rpc' AND event = 'closed'"
+        )
+        .await,
+        1,
+        "the subscribed source was closed cleanly"
+    );
+    store.close().await;
+    hold.abort();
+    rpc.shutdown().await;
+}
