@@ -29,6 +29,7 @@ pub enum SupervisorError {
     Store(#[from] StoreError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// `[http] listen` could not be bound.
     #[error(transparent)]
     Http(#[from] HttpError),
 }
