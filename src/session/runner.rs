@@ -454,7 +454,8 @@ impl Runner {
                 Ok(Err(e)) => Err(describe_error(&e)),
                 Err(_) => Err(format!("no connection within {}", humantime::format_duration(timeout))),
             },
-            _ = self.commands.changed() => Err("interrupted by a command".into()),
+            // A repeated Run (SIGUSR2 while running) must not abort a connect.
+            _ = self.commands.wait_for(|c| *c != Command::Run) => Err("interrupted by a command".into()),
         }
     }
 }
