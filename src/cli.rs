@@ -41,9 +41,10 @@ pub enum Cmd {
 pub struct BackupArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Where the copy goes (SQLite; must not exist) or the dump file (PostgreSQL).
+    /// Where the copy goes (SQLite: required, must not exist) or the dump file the
+    /// printed pg_dump command writes (PostgreSQL: default wsvault.dump).
     #[arg(long)]
-    pub to: PathBuf,
+    pub to: Option<PathBuf>,
 }
 
 /// `wsvault demo [--seconds N] [--db PATH]`.
@@ -218,8 +219,19 @@ fn quiet(log: &crate::config::LogConfig) -> crate::config::LogConfig {
     }
 }
 
-async fn backup(cfg: Config, to: PathBuf) -> anyhow::Result<()> {
+async fn backup(cfg: Config, to: Option<PathBuf>) -> anyhow::Result<()> {
     use crate::ops::backup::BackupOutcome;
+    let is_sqlite = cfg
+        .storage
+        .url
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("sqlite:");
+    let to = match to {
+        Some(p) => p,
+        None if is_sqlite => anyhow::bail!("--to PATH is required to back up a SQLite database"),
+        None => PathBuf::from("wsvault.dump"),
+    };
     match crate::ops::backup::backup(&cfg.storage, &to).await? {
         BackupOutcome::Sqlite { path, counts } => {
             println!(

@@ -116,6 +116,10 @@ async fn backup_copies_a_live_sqlite_database_consistently() {
     }
     c.close().await.unwrap();
 
+    // SQLite needs a target.
+    let no_to = wsvault(dir.path(), &["backup", "--config", &cfg]).await;
+    assert!(!no_to.status.success());
+    assert!(String::from_utf8_lossy(&no_to.stderr).contains("--to PATH is required"));
     // Never overwrites.
     let again = wsvault(dir.path(), &["backup", "--config", &cfg, "--to", "copy.db"]).await;
     assert!(!again.status.success());
@@ -151,6 +155,10 @@ async fn backup_prints_pg_dump_without_the_password() {
         "{text}"
     );
     assert!(!text.contains("hunter2") && !String::from_utf8_lossy(&out.stderr).contains("hunter2"));
+    // Without --to the command names a default dump file.
+    let out = wsvault(dir.path(), &["backup", "--config", &cfg]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("--file='wsvault.dump'"), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
