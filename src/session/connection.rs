@@ -29,7 +29,8 @@ pub(super) enum Ending {
     /// Manual suspension; closed with 4000.
     Suspended,
     /// Lost: transport error, server close (any code, 1000 included), idle deadline,
-    /// or the protocol asked to reconnect.
+    /// or the protocol asked to reconnect. `code` is the server's close code, `None`
+    /// when no close frame arrived (recorded as 1006).
     Network { code: Option<i64>, reason: String },
     /// The credential is dead.
     CredentialDead { reason: String },

@@ -20,6 +20,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+/// The close code of a connection that ended without a close frame (RFC 6455
+/// §7.1.5): recorded for drops so `close_code` is never empty after a close.
+const ABNORMAL_CLOSURE: i64 = 1006;
+
 /// State of one source across its connections.
 pub(super) struct Runner {
     pub(super) config: SourceConfig,
@@ -322,13 +326,16 @@ impl Runner {
                     ..Detail::default()
                 },
             ),
+            // No close frame was received (reset, I/O error, idle deadline, a
+            // protocol-requested reconnect): RFC 6455 §7.1.5 names that close code
+            // 1006, so the row says so instead of leaving the code empty.
             Ending::Network { code, reason } => (
-                *code,
+                Some(code.unwrap_or(ABNORMAL_CLOSURE)),
                 reason.clone(),
                 "suspended",
                 Detail {
                     initiator: Some("network"),
-                    code: *code,
+                    code: Some(code.unwrap_or(ABNORMAL_CLOSURE)),
                     reason: Some(reason.clone()),
                     ..Detail::default()
                 },
