@@ -19,6 +19,10 @@
 //!   `request` and not answered.
 //! - Requests unanswered after `subscribe_timeout` give one warning per connection;
 //!   the connection stays.
+//! - Header values are credentials (`Authorization`, cookies, Qlik keys). A frame
+//!   that quotes one (a server echoing the token in a notification or an error) is
+//!   masked before anything is stored; for `scheme credential` values the bare
+//!   credential is masked too.
 
 #[cfg(test)]
 mod tests;
@@ -28,6 +32,7 @@ use crate::protocol::{
     CommonOptions, Ctx, Output, Protocol, event_record, session_event, text_as_json,
 };
 use crate::record::{Notification, Record};
+use crate::redact::Redactor;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -43,6 +48,8 @@ pub struct JsonRpcProtocol {
     requests: Vec<JsonRpcRequest>,
     opts: CommonOptions,
     subscribe_timeout: Duration,
+    /// Masks header credentials the server may echo back.
+    redactor: Redactor,
     /// The id the next request gets; never reset.
     next_id: i64,
     // Per connection.
@@ -60,6 +67,7 @@ impl JsonRpcProtocol {
     pub fn new(source: &SourceConfig, cfg: &JsonRpcConfig, opts: CommonOptions) -> Self {
         JsonRpcProtocol {
             url: source.url.clone(),
+            redactor: Redactor::new(header_secrets(&cfg.headers)),
             headers: cfg.headers.clone(),
             requests: cfg.requests.clone(),
             opts,
@@ -219,6 +227,8 @@ impl Protocol for JsonRpcProtocol {
     }
 
     fn on_text(&mut self, ctx: &Ctx, text: &str) -> Vec<Output> {
+        let redacted = self.redactor.redact(text);
+        let text = redacted.as_str();
         let mut out = Vec::new();
         match serde_json::from_str::<Value>(text) {
             Err(_) => self.malformed(&mut out, ctx, text_as_json(text), "not JSON"),
@@ -270,11 +280,27 @@ impl Protocol for JsonRpcProtocol {
     }
 
     fn secrets(&self) -> Vec<String> {
-        // Any header may carry a credential (Authorization, Cookie, X-Qlik-*…).
-        self.headers
-            .iter()
-            .map(|(_, v)| v.expose().to_string())
-            .filter(|v| !v.is_empty())
-            .collect()
+        header_secrets(&self.headers)
     }
+}
+
+/// Every header value (any header may carry a credential: Authorization, Cookie,
+/// X-Qlik-*…), plus, for values shaped `scheme credential` (`Bearer …`, `Basic …`),
+/// the credential alone, which a server may quote without its scheme.
+fn header_secrets(headers: &[(String, Secret)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, v) in headers {
+        let v = v.expose().trim();
+        if v.is_empty() {
+            continue;
+        }
+        out.push(v.to_string());
+        if let Some((_scheme, credential)) = v.split_once(char::is_whitespace) {
+            let credential = credential.trim();
+            if !credential.is_empty() && !out.iter().any(|s| s == credential) {
+                out.push(credential.to_string());
+            }
+        }
+    }
+    out
 }

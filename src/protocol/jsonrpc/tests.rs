@@ -156,7 +156,38 @@ fn url_headers_and_secrets() {
             ("X-Qlik-Xrfkey".to_string(), "0123456789abcdef".to_string()),
         ]
     );
-    assert_eq!(p.secrets(), vec!["Bearer tok-123", "0123456789abcdef"]);
+    assert_eq!(
+        p.secrets(),
+        vec!["Bearer tok-123", "tok-123", "0123456789abcdef"]
+    );
+}
+
+#[test]
+fn echoed_header_credentials_are_masked_before_storing() {
+    let clock = Clock(Instant::now());
+    let mut p = build(vec![], RawEvents::Envelope);
+    p.on_open(&clock.at(0, 1));
+    let note = r#"{"jsonrpc":"2.0","method":"OnAuthenticationInformation","params":{"auth":"Bearer tok-123"}}"#;
+    let out = p.on_text(&clock.at(1, 1), note);
+    let Some(Output::Record(Record::Notification(n))) = out.first() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(n.params, r#"{"auth":"***"}"#);
+    let err = r#"{"jsonrpc":"2.0","id":7,"error":{"code":401,"message":"token tok-123 expired"}}"#;
+    let out = p.on_text(&clock.at(2, 1), err);
+    let ev = events(&out);
+    assert_eq!(
+        ev[0].payload,
+        r#"{"jsonrpc":"2.0","id":7,"error":{"code":401,"message":"token *** expired"}}"#
+    );
+    let reasons: Vec<String> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Record(Record::SessionEvent(e)) => e.reason.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, ["error response to id 7: token *** expired"]);
 }
 
 #[test]
