@@ -273,3 +273,94 @@ async fn suspend_and_resume(db: &TestDb) {
     sims.jsonrpc.shutdown().await;
     sims.navixy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usr1_while_reconnecting_is_recorded_and_stops_the_attempts() {
+    for db in test_databases().await {
+        suspend_while_down(&db).await;
+    }
+}
+
+/// An upstream that accepts TCP connections and drops them at once (every
+/// WebSocket upgrade fails); counts the attempts.
+async fn dead_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicU64::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (addr, count)
+}
+
+async fn suspend_while_down(db: &TestDb) {
+    use std::sync::atomic::Ordering;
+    let label = db.label;
+    let (addr, attempts) = dead_upstream().await;
+    let store = db.store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sources = format!(
+        r#"
+[[sources]]
+name = "engine"
+kind = "jsonrpc"
+url = "ws://{addr}/app"
+"#
+    );
+    let daemon = start(dir.path(), &config(db, false, &sources));
+    wait_events(&store, &daemon, "engine", "failed attempts", |e| {
+        n(e, "socket_error") >= 2
+    })
+    .await;
+
+    signal(&daemon, "USR1");
+    let evs = wait_events(&store, &daemon, "engine", "the manual suspension", |e| {
+        n(e, "suspended") == 1
+    })
+    .await;
+    let s = evs.iter().find(|e| e.event == "suspended").unwrap();
+    assert_eq!(s.initiator.as_deref(), Some("manual"), "{label}: {s:?}");
+    // Nothing was open, so nothing was closed: no connection, no close code.
+    assert_eq!((s.connection_id, s.code), (None, None), "{label}: {s:?}");
+    // An attempt already under way may finish; after that, silence.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = attempts.load(Ordering::SeqCst);
+    tokio::time::sleep(QUIET_WINDOW).await;
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        before,
+        "{label}: attempts while suspended"
+    );
+    let quiet = events(&store, "engine").await;
+    assert_eq!(n(&quiet, "suspended"), 1, "{label}");
+    let errors_while_suspended = n(&quiet, "socket_error");
+
+    // Resumed: the attempts start again (and fail, the upstream is still down).
+    signal(&daemon, "USR2");
+    wait_events(
+        &store,
+        &daemon,
+        "engine",
+        "attempts after the resume",
+        |e| n(e, "socket_error") >= errors_while_suspended + 2,
+    )
+    .await;
+    assert!(attempts.load(Ordering::SeqCst) > before, "{label}");
+
+    // Stopped while not connected: still a `closed` row, the last one.
+    stop(daemon).await;
+    let evs = events(&store, "engine").await;
+    let last = evs.last().unwrap();
+    assert_eq!(last.event, "closed", "{label}: {evs:#?}");
+    assert_eq!(last.connection_id, None, "{label}");
+    assert_eq!(n(&evs, "closed"), 1, "{label}");
+    assert_eq!(n(&evs, "opened"), 0, "{label}");
+}
