@@ -23,6 +23,11 @@
 //!   that quotes one (a server echoing the token in a notification or an error) is
 //!   masked before anything is stored; for `scheme credential` values the bare
 //!   credential is masked too.
+//! - `only_if_attached` (enigma's `resume(onlyIfAttached)`): an `OnConnected` on a
+//!   reconnection whose `qSessionState` is `SESSION_CREATED` means the server did not
+//!   attach us to the previous session and its state is gone. That is one `warning`
+//!   lifecycle row; recording goes on (the configured requests are replayed on every
+//!   open, so the subscription is rebuilt rather than lost).
 
 #[cfg(test)]
 mod tests;
@@ -50,6 +55,10 @@ pub struct JsonRpcProtocol {
     subscribe_timeout: Duration,
     /// Masks header credentials the server may echo back.
     redactor: Redactor,
+    /// Warn when a reconnection lands on a fresh server session.
+    only_if_attached: bool,
+    /// Connections opened so far (the first is not a resume).
+    opened: u64,
     /// The id the next request gets; never reset.
     next_id: i64,
     // Per connection.
@@ -72,6 +81,8 @@ impl JsonRpcProtocol {
             requests: cfg.requests.clone(),
             opts,
             subscribe_timeout: source.timing.subscribe_timeout,
+            only_if_attached: source.only_if_attached,
+            opened: 0,
             next_id: 1,
             pending: BTreeMap::new(),
             subscribed: false,
@@ -108,6 +119,9 @@ impl JsonRpcProtocol {
         let id = obj.get("id");
         match (method, id) {
             (Some(method), None) => {
+                if method == "OnConnected" {
+                    self.on_connected(out, ctx, obj);
+                }
                 self.seq += 1;
                 out.push(Output::Record(Record::Notification(Notification {
                     id: crate::ids::next_id(),
@@ -169,6 +183,27 @@ impl JsonRpcProtocol {
         self.answered(out, id);
     }
 
+    /// `OnConnected` after a reconnection: with `only_if_attached`, a fresh server
+    /// session (`SESSION_CREATED`) is worth a warning row.
+    fn on_connected(&self, out: &mut Vec<Output>, ctx: &Ctx, obj: &Map<String, Value>) {
+        let state = obj
+            .get("params")
+            .and_then(|p| p.get("qSessionState"))
+            .and_then(Value::as_str);
+        if self.only_if_attached && self.opened > 1 && state == Some("SESSION_CREATED") {
+            let msg = "resume did not attach: the server created a fresh session \
+                       (only_if_attached); state of the previous session is gone";
+            out.push(Output::Warning(format!("jsonrpc: {msg}")));
+            out.push(Output::Record(session_event(
+                ctx,
+                "warning",
+                None,
+                Some(msg.to_string()),
+                None,
+            )));
+        }
+    }
+
     /// Marks a response to `id` as received; the last missing one makes the source
     /// `Subscribed`.
     fn answered(&mut self, out: &mut Vec<Output>, id: &Value) {
@@ -207,6 +242,7 @@ impl Protocol for JsonRpcProtocol {
 
     fn on_open(&mut self, ctx: &Ctx) -> Vec<Output> {
         self.pending.clear();
+        self.opened += 1;
         self.seq = 0;
         self.subscribed = false;
         self.deadline = None;

@@ -7,6 +7,14 @@ use crate::record::{Event, SessionEvent};
 use chrono::TimeZone;
 
 fn build(requests: Vec<JsonRpcRequest>, raw: RawEvents) -> JsonRpcProtocol {
+    build_with(requests, raw, false)
+}
+
+fn build_with(
+    requests: Vec<JsonRpcRequest>,
+    raw: RawEvents,
+    only_if_attached: bool,
+) -> JsonRpcProtocol {
     let cfg = JsonRpcConfig {
         headers: vec![
             ("Authorization".to_string(), Secret::new("Bearer tok-123")),
@@ -19,7 +27,7 @@ fn build(requests: Vec<JsonRpcRequest>, raw: RawEvents) -> JsonRpcProtocol {
         url: Url::parse("wss://qlik.example/app/engineData?reloadUri=x").unwrap(),
         timezone: chrono_tz::Tz::UTC,
         traffic: false,
-        only_if_attached: false,
+        only_if_attached,
         timing: Timing {
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
@@ -384,4 +392,40 @@ fn malformed_and_odd_messages_are_kept() {
         assert!(notes(&out).is_empty());
     }
     assert!(p.on_close(&clock.at(2, 1)).is_empty());
+}
+
+#[test]
+fn only_if_attached_warns_when_a_resume_gets_a_fresh_session() {
+    let clock = Clock(Instant::now());
+    let created =
+        r#"{"jsonrpc":"2.0","method":"OnConnected","params":{"qSessionState":"SESSION_CREATED"}}"#;
+    let attached =
+        r#"{"jsonrpc":"2.0","method":"OnConnected","params":{"qSessionState":"SESSION_ATTACHED"}}"#;
+    let warnings = |out: &[Output]| {
+        out.iter()
+            .filter(
+                |o| matches!(o, Output::Record(Record::SessionEvent(e)) if e.event == "warning"),
+            )
+            .count()
+    };
+    for only in [false, true] {
+        let mut p = build_with(vec![], RawEvents::Envelope, only);
+        p.on_open(&clock.at(0, 1));
+        // The first connection is no resume: a fresh session is expected.
+        assert_eq!(warnings(&p.on_text(&clock.at(1, 1), created)), 0);
+        p.on_open(&clock.at(2, 2));
+        assert_eq!(warnings(&p.on_text(&clock.at(3, 2), attached)), 0);
+        p.on_open(&clock.at(4, 3));
+        let out = p.on_text(&clock.at(5, 3), created);
+        assert_eq!(
+            warnings(&out),
+            usize::from(only),
+            "only_if_attached = {only}"
+        );
+        // The notification itself is stored either way.
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Record(Record::Notification(_))))
+        );
+    }
 }
