@@ -262,3 +262,56 @@ async fn request_error(db: &TestDb) {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_if_attached_flags_a_resume_onto_a_fresh_session() {
+    for db in test_databases().await {
+        for only in [true, false] {
+            fresh_session_on_resume(&db, only).await;
+        }
+    }
+}
+
+/// The simulator never attaches (`SESSION_CREATED` on every connection): with
+/// `only_if_attached` the resume is flagged by one `warning` row on the new
+/// connection; either way the source resumes and keeps recording.
+async fn fresh_session_on_resume(db: &TestDb, only: bool) {
+    let label = format!("{} only_if_attached={only}", db.label);
+    let sim = sim(JsonRpcSimConfig {
+        interval: Duration::from_millis(50),
+        attach_on_reconnect: false,
+        ..JsonRpcSimConfig::default()
+    })
+    .await;
+    let ctl = sim.control().clone();
+    let store = db.store().await;
+    let source_name = format!("engine-{only}");
+    let dir = tempfile::tempdir().unwrap();
+    let sources = source(&sim, &format!("only_if_attached = {only}")).replace(
+        &format!("name = \"{SOURCE}\""),
+        &format!("name = \"{source_name}\""),
+    );
+    let daemon = start(dir.path(), &config(db, false, &sources));
+    wait_events(&store, &daemon, &source_name, "the subscription", |e| {
+        n(e, "subscribed") == 1
+    })
+    .await;
+    assert_eq!(ctl.drop_now(), 1, "{label}");
+    wait_events(&store, &daemon, &source_name, "the resume", |e| {
+        n(e, "resumed") == 1
+    })
+    .await;
+    let before = scalar(&store, DATA_COUNT).await;
+    wait_count_at_least(&store, &daemon, before + 3).await;
+    stop(daemon).await;
+    let evs = events(&store, &source_name).await;
+    let conns = connections(&store, &source_name).await;
+    let warnings: Vec<&Ev> = evs.iter().filter(|e| e.event == "warning").collect();
+    assert_eq!(warnings.len(), usize::from(only), "{label}: {evs:#?}");
+    if let Some(w) = warnings.first() {
+        assert_eq!(w.connection_id, Some(conns[1].id), "{label}");
+        let reason = w.reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("fresh session"), "{label}: {reason}");
+    }
+    sim.shutdown().await;
+}

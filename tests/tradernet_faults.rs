@@ -54,7 +54,10 @@ async fn demo(db: &TestDb) {
     let store = db.store().await;
     let dir = tempfile::tempdir().unwrap();
     // backoff_max 400 ms: a dead credential waits 300..400 ms between attempts.
-    let mut daemon = start(dir.path(), &config(db, false, &source(&sim, "")));
+    // only_if_attached: "never log in again"; Tradernet has no login to redo, so the
+    // same SID is retried at the cap, exactly as without the flag.
+    let extra = "only_if_attached = true";
+    let mut daemon = start(dir.path(), &config(db, false, &source(&sim, extra)));
 
     wait_events(&store, &daemon, SOURCE, "three auth failures", |e| {
         n(e, "auth_failed") >= 3
@@ -106,6 +109,12 @@ async fn demo(db: &TestDb) {
     .await;
     assert!(user_data >= failed.len() as i64, "{label}");
 
+    // Every attempt carried the configured SID, nothing else.
+    let targets = ctl.stats().connect_targets;
+    assert!(
+        targets.iter().all(|t| t == &format!("/?SID={DEFAULT_SID}")),
+        "{label}: {targets:?}"
+    );
     // The SID works again: the next attempt subscribes and the source resumes.
     ctl.set_demo(false);
     wait_events(&store, &daemon, SOURCE, "recovery", |e| {
