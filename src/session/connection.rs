@@ -58,7 +58,7 @@ impl Runner {
         let ctx = self.ctx(connection_id);
         let outputs = self.protocol.on_open(&ctx);
         if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
-            return end;
+            return self.conclude(&mut tx, &mut rx, end).await;
         }
         let mut idle_deadline = tokio::time::Instant::now() + idle;
         loop {
@@ -115,7 +115,7 @@ impl Runner {
                     let ctx = self.ctx(connection_id);
                     let outputs = self.protocol.on_text(&ctx, &text);
                     if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
-                        return end;
+                        return self.conclude(&mut tx, &mut rx, end).await;
                     }
                     idle_deadline = tokio::time::Instant::now() + idle;
                 }
@@ -123,7 +123,7 @@ impl Runner {
                     let ctx = self.ctx(connection_id);
                     let outputs = self.protocol.on_tick(&ctx);
                     if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
-                        return end;
+                        return self.conclude(&mut tx, &mut rx, end).await;
                     }
                 }
                 _ = tokio::time::sleep_until(idle_deadline) => {
@@ -203,6 +203,21 @@ impl Runner {
             }
         }
         None
+    }
+
+    /// Ends the connection the way `end` calls for: giving up on a dead credential
+    /// is our decision, so the server gets a clean close (1000) rather than a reset;
+    /// every other ending has already happened on the wire.
+    async fn conclude<S, R>(&self, tx: &mut S, rx: &mut R, end: Ending) -> Ending
+    where
+        S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+        R: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+            + Unpin,
+    {
+        if matches!(end, Ending::CredentialDead { .. }) {
+            self.close(tx, rx, 1000, "credential dead").await;
+        }
+        end
     }
 
     /// Sends a close frame and waits briefly for the server's answer, so a clean

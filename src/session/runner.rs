@@ -437,6 +437,7 @@ impl Runner {
                     "suspended",
                     Detail {
                         initiator: Some("network"),
+                        code: Some(1000),
                         reason: Some("credential dead".into()),
                         ..Detail::default()
                     },
