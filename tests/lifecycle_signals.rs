@@ -267,6 +267,12 @@ async fn suspend_and_resume(db: &TestDb) {
         assert_eq!(evs[5].connection_id, Some(conns[1].id), "{label} {source}");
         assert_eq!(conns[1].close_code, Some(1000), "{label} {source}");
     }
+    // On the wire: the suspension closed with 4000, the shutdown with 1000.
+    assert_eq!(
+        sims.tradernet.control().stats().client_close_codes,
+        [4000, 1000],
+        "{label}"
+    );
     assert!(log.contains("suspending every source"), "{label}");
     assert!(log.contains("resuming every source"), "{label}");
     sims.tradernet.shutdown().await;
