@@ -115,13 +115,19 @@ async fn demo(db: &TestDb) {
     assert!(closes.len() >= failed.len(), "{label}: {closes:?}");
     assert!(closes.iter().all(|c| *c == 1000), "{label}: {closes:?}");
     for f in &failed {
-        let conn = conns.iter().find(|c| Some(c.id) == f.connection_id).unwrap();
+        let conn = conns
+            .iter()
+            .find(|c| Some(c.id) == f.connection_id)
+            .unwrap();
         assert_eq!(conn.close_code, Some(1000), "{label}");
         let s = evs
             .iter()
             .find(|e| e.event == "suspended" && e.connection_id == f.connection_id)
             .unwrap_or_else(|| panic!("{label}: no suspension after {f:?}"));
-        assert_eq!((s.initiator.as_deref(), s.code), (Some("network"), Some(1000)));
+        assert_eq!(
+            (s.initiator.as_deref(), s.code),
+            (Some("network"), Some(1000))
+        );
     }
     // Every attempt carried the configured SID, nothing else.
     let targets = ctl.stats().connect_targets;
