@@ -29,7 +29,8 @@ pub(super) enum Ending {
     /// Manual suspension; closed with 4000.
     Suspended,
     /// Lost: transport error, server close (any code, 1000 included), idle deadline,
-    /// or the protocol asked to reconnect.
+    /// or the protocol asked to reconnect. `code` is the server's close code, `None`
+    /// when no close frame arrived (recorded as 1006).
     Network { code: Option<i64>, reason: String },
     /// The credential is dead.
     CredentialDead { reason: String },
@@ -57,7 +58,7 @@ impl Runner {
         let ctx = self.ctx(connection_id);
         let outputs = self.protocol.on_open(&ctx);
         if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
-            return end;
+            return self.conclude(&mut tx, &mut rx, connection_id, end).await;
         }
         let mut idle_deadline = tokio::time::Instant::now() + idle;
         loop {
@@ -120,7 +121,7 @@ impl Runner {
                     let ctx = self.ctx(connection_id);
                     let outputs = self.protocol.on_text(&ctx, &text);
                     if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
-                        return end;
+                        return self.conclude(&mut tx, &mut rx, connection_id, end).await;
                     }
                     idle_deadline = tokio::time::Instant::now() + idle;
                 }
@@ -128,7 +129,7 @@ impl Runner {
                     let ctx = self.ctx(connection_id);
                     let outputs = self.protocol.on_tick(&ctx);
                     if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
-                        return end;
+                        return self.conclude(&mut tx, &mut rx, connection_id, end).await;
                     }
                 }
                 _ = tokio::time::sleep_until(idle_deadline) => {
@@ -234,6 +235,31 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// Ends the connection the way `end` calls for: giving up on a dead credential
+    /// is our decision, so the server gets a clean close (1000) rather than a reset;
+    /// every other ending has already happened on the wire.
+    /// Frames the server sent before it saw our close are still recorded.
+    async fn conclude<S, R>(
+        &mut self,
+        tx: &mut S,
+        rx: &mut R,
+        connection_id: i64,
+        end: Ending,
+    ) -> Ending
+    where
+        S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+        R: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+            + Unpin,
+    {
+        if matches!(end, Ending::CredentialDead { .. }) {
+            let late = self.close(tx, rx, 1000, "credential dead").await;
+            if self.keep_late(connection_id, late).await.is_err() {
+                return Ending::WriterClosed;
+            }
+        }
+        end
     }
 
     /// Sends a close frame and waits briefly for the server's answer, so a clean

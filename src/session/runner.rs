@@ -20,6 +20,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+/// The close code of a connection that ended without a close frame (RFC 6455
+/// §7.1.5): recorded for drops so `close_code` is never empty after a close.
+const ABNORMAL_CLOSURE: i64 = 1006;
+
 /// State of one source across its connections.
 pub(super) struct Runner {
     pub(super) config: SourceConfig,
@@ -38,6 +42,10 @@ pub(super) struct Runner {
     pending_resume: bool,
     subscribed_at: Option<Instant>,
     opened_once: bool,
+    /// The current manual suspension already has its `suspended` row.
+    manual_recorded: bool,
+    /// The `closed` row is written (by the connection that was open at the stop).
+    closed_recorded: bool,
 }
 
 /// What the outer loop does after a wait.
@@ -92,6 +100,8 @@ impl Runner {
             pending_resume: false,
             subscribed_at: None,
             opened_once: false,
+            manual_recorded: false,
+            closed_recorded: false,
             config,
         }
     }
@@ -146,12 +156,15 @@ impl Runner {
                 Command::Stop => break,
                 Command::Suspend => {
                     self.status.set_state(State::Suspended);
+                    if !self.manual_recorded && self.suspended_unconnected().await.is_err() {
+                        break;
+                    }
                     if self.commands.changed().await.is_err() {
                         break;
                     }
                     continue;
                 }
-                Command::Run => {}
+                Command::Run => self.manual_recorded = false,
             }
             if self.status.state() == State::Failed {
                 // Only an operator (reload, SIGUSR2 after a fix) gets us out of here.
@@ -175,7 +188,40 @@ impl Runner {
                 Next::Stop => break,
             }
         }
+        if !self.closed_recorded {
+            // Stopped between connections (backoff, connect, login, suspension):
+            // the lifecycle still ends with `closed`. Fails only if the writer is
+            // gone, when nothing can be recorded anyway.
+            let rec = self.life.event(
+                None,
+                "closed",
+                Detail {
+                    reason: Some("closed by wsvault while not connected".into()),
+                    ..Detail::default()
+                },
+            );
+            let _ = self.emit(rec).await;
+        }
         self.status.set_state(State::Closed);
+    }
+
+    /// A manual suspension that found no open connection (waiting out a backoff,
+    /// connecting, logging in, or not started yet) is a transition too: recorded
+    /// without a connection or close code, since nothing was closed.
+    async fn suspended_unconnected(&mut self) -> Result<(), ()> {
+        self.manual_recorded = true;
+        self.pending_resume = true;
+        tracing::info!("suspended by operator while not connected");
+        self.emit(self.life.event(
+            None,
+            "suspended",
+            Detail {
+                initiator: Some("manual"),
+                reason: Some("suspended by operator while not connected".into()),
+                ..Detail::default()
+            },
+        ))
+        .await
     }
 
     /// One login attempt for a Navixy login source; on failure waits and returns.
@@ -323,13 +369,16 @@ impl Runner {
                     ..Detail::default()
                 },
             ),
+            // No close frame was received (reset, I/O error, idle deadline, a
+            // protocol-requested reconnect): RFC 6455 §7.1.5 names that close code
+            // 1006, so the row says so instead of leaving the code empty.
             Ending::Network { code, reason } => (
-                *code,
+                Some(code.unwrap_or(ABNORMAL_CLOSURE)),
                 reason.clone(),
                 "suspended",
                 Detail {
                     initiator: Some("network"),
-                    code: *code,
+                    code: Some(code.unwrap_or(ABNORMAL_CLOSURE)),
                     reason: Some(reason.clone()),
                     ..Detail::default()
                 },
@@ -362,8 +411,12 @@ impl Runner {
             return Next::Stop;
         }
         match ending {
-            Ending::Stopped | Ending::WriterClosed => Next::Stop,
+            Ending::Stopped | Ending::WriterClosed => {
+                self.closed_recorded = true;
+                Next::Stop
+            }
             Ending::Suspended => {
+                self.manual_recorded = true;
                 self.pending_resume = true;
                 self.status.set_state(State::Suspended);
                 Next::Continue
@@ -385,6 +438,7 @@ impl Runner {
                     "suspended",
                     Detail {
                         initiator: Some("network"),
+                        code: Some(1000),
                         reason: Some("credential dead".into()),
                         ..Detail::default()
                     },

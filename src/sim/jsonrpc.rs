@@ -137,6 +137,8 @@ pub struct JsonRpcStats {
     pub open_connections: u64,
     /// Connections dropped on purpose.
     pub drops: u64,
+    /// Connections closed on purpose with a close frame (`close_now`).
+    pub closes: u64,
     /// Per connection: upgrade request and requests received.
     pub connection_log: Vec<JsonRpcConnection>,
     /// Requests received over all connections.
@@ -151,12 +153,21 @@ pub struct JsonRpcStats {
     pub other_client_frames: Vec<String>,
 }
 
+/// A clean server-side close: the close frame every open connection sends when
+/// told to (`JsonRpcControl::close_now`), so clients can be tested on a server that
+/// ends the session with a status code (1000 included) rather than a bare drop.
+#[derive(Debug, Clone)]
+pub(crate) struct CloseWith {
+    code: u16,
+    reason: String,
+}
+
 /// State shared by the control handle, the generator and the connection tasks.
 #[derive(Debug)]
 struct Shared {
     cfg: JsonRpcSimConfig,
     stats: Observed<JsonRpcStats>,
-    faults: Faults<()>,
+    faults: Faults<CloseWith>,
     fanout: Arc<Fanout<Arc<(u64, String)>>>,
     next_conn: AtomicU64,
 }
@@ -185,6 +196,15 @@ impl JsonRpcControl {
     /// Drops every open connection now, without a close frame; returns how many.
     pub fn drop_now(&self) -> usize {
         self.shared.faults.command(Command::Drop)
+    }
+
+    /// Closes every open connection now with a close frame carrying `code` and
+    /// `reason` (then waits briefly for the client's answer); returns how many.
+    pub fn close_now(&self, code: u16, reason: &str) -> usize {
+        self.shared.faults.command(Command::Proto(CloseWith {
+            code,
+            reason: reason.to_owned(),
+        }))
     }
 
     /// Drops each connection this long after it opened (`None` = never).

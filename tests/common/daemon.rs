@@ -7,6 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary under test: `WSVAULT_TEST_BIN` when set, else Cargo's. Worktrees that
+/// share one target dir overwrite each other's `target/debug/wsvault` (only the
+/// hashed copy under `deps/` is per worktree), so a run that must not pick up a
+/// neighbour's build points this at its own `deps/wsvault-<hash>`.
+fn binary() -> PathBuf {
+    std::env::var_os("WSVAULT_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wsvault")))
+}
+
 /// A running daemon process.
 pub struct Daemon {
     child: Child,
@@ -27,7 +37,7 @@ impl Daemon {
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let log_path = dir.join(format!("wsvault-{n}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsvault"));
+        let mut cmd = Command::new(binary());
         cmd.arg("run")
             .arg("--config")
             .arg(config_path)

@@ -19,6 +19,15 @@
 //!   `request` and not answered.
 //! - Requests unanswered after `subscribe_timeout` give one warning per connection;
 //!   the connection stays.
+//! - Header values are credentials (`Authorization`, cookies, Qlik keys). A frame
+//!   that quotes one (a server echoing the token in a notification or an error) is
+//!   masked before anything is stored; for `scheme credential` values the bare
+//!   credential is masked too.
+//! - `only_if_attached` (enigma's `resume(onlyIfAttached)`): an `OnConnected` on a
+//!   reconnection whose `qSessionState` is `SESSION_CREATED` means the server did not
+//!   attach us to the previous session and its state is gone. That is one `warning`
+//!   lifecycle row; recording goes on (the configured requests are replayed on every
+//!   open, so the subscription is rebuilt rather than lost).
 
 #[cfg(test)]
 mod tests;
@@ -28,6 +37,7 @@ use crate::protocol::{
     CommonOptions, Ctx, Output, Protocol, event_record, session_event, text_as_json,
 };
 use crate::record::{Notification, Record};
+use crate::redact::Redactor;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -43,6 +53,12 @@ pub struct JsonRpcProtocol {
     requests: Vec<JsonRpcRequest>,
     opts: CommonOptions,
     subscribe_timeout: Duration,
+    /// Masks header credentials the server may echo back.
+    redactor: Redactor,
+    /// Warn when a reconnection lands on a fresh server session.
+    only_if_attached: bool,
+    /// Connections opened so far (the first is not a resume).
+    opened: u64,
     /// The id the next request gets; never reset.
     next_id: i64,
     // Per connection.
@@ -60,10 +76,13 @@ impl JsonRpcProtocol {
     pub fn new(source: &SourceConfig, cfg: &JsonRpcConfig, opts: CommonOptions) -> Self {
         JsonRpcProtocol {
             url: source.url.clone(),
+            redactor: Redactor::new(header_secrets(&cfg.headers)),
             headers: cfg.headers.clone(),
             requests: cfg.requests.clone(),
             opts,
             subscribe_timeout: source.timing.subscribe_timeout,
+            only_if_attached: source.only_if_attached,
+            opened: 0,
             next_id: 1,
             pending: BTreeMap::new(),
             subscribed: false,
@@ -100,6 +119,9 @@ impl JsonRpcProtocol {
         let id = obj.get("id");
         match (method, id) {
             (Some(method), None) => {
+                if method == "OnConnected" {
+                    self.on_connected(out, ctx, obj);
+                }
                 self.seq += 1;
                 out.push(Output::Record(Record::Notification(Notification {
                     id: crate::ids::next_id(),
@@ -161,6 +183,27 @@ impl JsonRpcProtocol {
         self.answered(out, id);
     }
 
+    /// `OnConnected` after a reconnection: with `only_if_attached`, a fresh server
+    /// session (`SESSION_CREATED`) is worth a warning row.
+    fn on_connected(&self, out: &mut Vec<Output>, ctx: &Ctx, obj: &Map<String, Value>) {
+        let state = obj
+            .get("params")
+            .and_then(|p| p.get("qSessionState"))
+            .and_then(Value::as_str);
+        if self.only_if_attached && self.opened > 1 && state == Some("SESSION_CREATED") {
+            let msg = "resume did not attach: the server created a fresh session \
+                       (only_if_attached); state of the previous session is gone";
+            out.push(Output::Warning(format!("jsonrpc: {msg}")));
+            out.push(Output::Record(session_event(
+                ctx,
+                "warning",
+                None,
+                Some(msg.to_string()),
+                None,
+            )));
+        }
+    }
+
     /// Marks a response to `id` as received; the last missing one makes the source
     /// `Subscribed`.
     fn answered(&mut self, out: &mut Vec<Output>, id: &Value) {
@@ -199,6 +242,7 @@ impl Protocol for JsonRpcProtocol {
 
     fn on_open(&mut self, ctx: &Ctx) -> Vec<Output> {
         self.pending.clear();
+        self.opened += 1;
         self.seq = 0;
         self.subscribed = false;
         self.deadline = None;
@@ -219,6 +263,8 @@ impl Protocol for JsonRpcProtocol {
     }
 
     fn on_text(&mut self, ctx: &Ctx, text: &str) -> Vec<Output> {
+        let redacted = self.redactor.redact(text);
+        let text = redacted.as_str();
         let mut out = Vec::new();
         match serde_json::from_str::<Value>(text) {
             Err(_) => self.malformed(&mut out, ctx, text_as_json(text), "not JSON"),
@@ -270,11 +316,27 @@ impl Protocol for JsonRpcProtocol {
     }
 
     fn secrets(&self) -> Vec<String> {
-        // Any header may carry a credential (Authorization, Cookie, X-Qlik-*…).
-        self.headers
-            .iter()
-            .map(|(_, v)| v.expose().to_string())
-            .filter(|v| !v.is_empty())
-            .collect()
+        header_secrets(&self.headers)
     }
+}
+
+/// Every header value (any header may carry a credential: Authorization, Cookie,
+/// X-Qlik-*…), plus, for values shaped `scheme credential` (`Bearer …`, `Basic …`),
+/// the credential alone, which a server may quote without its scheme.
+fn header_secrets(headers: &[(String, Secret)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, v) in headers {
+        let v = v.expose().trim();
+        if v.is_empty() {
+            continue;
+        }
+        out.push(v.to_string());
+        if let Some((_scheme, credential)) = v.split_once(char::is_whitespace) {
+            let credential = credential.trim();
+            if !credential.is_empty() && !out.iter().any(|s| s == credential) {
+                out.push(credential.to_string());
+            }
+        }
+    }
+    out
 }

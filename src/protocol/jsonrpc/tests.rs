@@ -6,7 +6,17 @@ use crate::config::{SourceKind, Timing};
 use crate::record::{Event, SessionEvent};
 use chrono::TimeZone;
 
+mod echo_and_attach;
+
 fn build(requests: Vec<JsonRpcRequest>, raw: RawEvents) -> JsonRpcProtocol {
+    build_with(requests, raw, false)
+}
+
+fn build_with(
+    requests: Vec<JsonRpcRequest>,
+    raw: RawEvents,
+    only_if_attached: bool,
+) -> JsonRpcProtocol {
     let cfg = JsonRpcConfig {
         headers: vec![
             ("Authorization".to_string(), Secret::new("Bearer tok-123")),
@@ -19,7 +29,7 @@ fn build(requests: Vec<JsonRpcRequest>, raw: RawEvents) -> JsonRpcProtocol {
         url: Url::parse("wss://qlik.example/app/engineData?reloadUri=x").unwrap(),
         timezone: chrono_tz::Tz::UTC,
         traffic: false,
-        only_if_attached: false,
+        only_if_attached,
         timing: Timing {
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
@@ -156,7 +166,10 @@ fn url_headers_and_secrets() {
             ("X-Qlik-Xrfkey".to_string(), "0123456789abcdef".to_string()),
         ]
     );
-    assert_eq!(p.secrets(), vec!["Bearer tok-123", "0123456789abcdef"]);
+    assert_eq!(
+        p.secrets(),
+        vec!["Bearer tok-123", "tok-123", "0123456789abcdef"]
+    );
 }
 
 #[test]

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::{JsonRpcConnection, SentNotification, Shared};
+use super::{CloseWith, JsonRpcConnection, SentNotification, Shared};
 use crate::sim::fanout::Subscription;
 use crate::sim::faults::{FaultEvent, FaultListener, Flow};
 use crate::sim::http::{self, Ws};
@@ -96,7 +98,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
 
 /// What woke the connection loop.
 enum Step {
-    Fault(FaultEvent<()>),
+    Fault(FaultEvent<CloseWith>),
     Inbound(Option<Result<Message, WsError>>),
     Notify(Arc<(u64, String)>),
 }
@@ -110,7 +112,7 @@ impl Conn {
     async fn run(
         &mut self,
         mut ws: Ws,
-        mut faults: FaultListener<()>,
+        mut faults: FaultListener<CloseWith>,
         mut sub: Subscription<Arc<(u64, String)>>,
         session_state: &str,
     ) {
@@ -150,7 +152,11 @@ impl Conn {
         let result = match step {
             Step::Fault(FaultEvent::Drop) => return Flow::Drop,
             Step::Fault(FaultEvent::Raw(text)) => self.send(ws, text).await,
-            Step::Fault(FaultEvent::Proto(()) | FaultEvent::Changed) => Ok(()),
+            Step::Fault(FaultEvent::Proto(close)) => {
+                self.close(ws, close).await;
+                return Flow::Stop;
+            }
+            Step::Fault(FaultEvent::Changed) => Ok(()),
             Step::Inbound(Some(Ok(Message::Text(text)))) => self.on_text(ws, text.as_str()).await,
             Step::Inbound(Some(Ok(Message::Close(_)) | Err(_)) | None) => return Flow::Stop,
             Step::Inbound(Some(Ok(_))) => Ok(()),
@@ -161,6 +167,27 @@ impl Conn {
         } else {
             Flow::Stop
         }
+    }
+
+    /// Sends a close frame and waits up to a second for the client's answer, so the
+    /// client sees a clean close rather than a reset.
+    async fn close(&mut self, ws: &mut Ws, close: CloseWith) {
+        let frame = CloseFrame {
+            code: CloseCode::from(close.code),
+            reason: close.reason.into(),
+        };
+        if ws.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        self.shared.stats.update(|s| s.closes += 1);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            while let Some(Ok(m)) = ws.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 
     async fn send(&mut self, ws: &mut Ws, text: String) -> Result<(), WsError> {

@@ -249,6 +249,9 @@ pub struct TradernetStats {
     pub frames_sent: u64,
     /// WebSocket pings received (each answered with a pong).
     pub pings_received: u64,
+    /// Close code of every close frame a client sent (1005 = a frame without a
+    /// code); a client that just drops its socket adds nothing.
+    pub client_close_codes: Vec<u16>,
     /// Ground truth: every session opened or ended, in order.
     pub history: Vec<SessionChange>,
 }

@@ -187,7 +187,14 @@ impl Conn {
                 self.shared.stats.update(|s| s.pings_received += 1);
                 Ok(())
             }
-            Step::Inbound(Some(Ok(Message::Close(_)) | Err(_)) | None) => return Flow::Stop,
+            Step::Inbound(Some(Ok(Message::Close(frame)))) => {
+                let code = frame.map_or(1005, |f| u16::from(f.code));
+                self.shared
+                    .stats
+                    .update(|s| push_capped(&mut s.client_close_codes, code));
+                return Flow::Stop;
+            }
+            Step::Inbound(Some(Err(_)) | None) => return Flow::Stop,
             Step::Inbound(Some(Ok(_))) => Ok(()),
             Step::Push => self.push(ws).await,
         };
