@@ -7,6 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary to run: `WSVAULT_TEST_BIN` when set (a private copy, for machines
+/// where several worktrees share one target dir and overwrite `target/debug/wsvault`),
+/// else the one cargo built for this test.
+pub fn binary() -> PathBuf {
+    std::env::var_os("WSVAULT_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wsvault")))
+}
+
 /// A running daemon process.
 pub struct Daemon {
     child: Child,
@@ -27,7 +36,7 @@ impl Daemon {
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let log_path = dir.join(format!("wsvault-{n}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsvault"));
+        let mut cmd = Command::new(binary());
         cmd.arg("run")
             .arg("--config")
             .arg(config_path)
@@ -103,7 +112,10 @@ impl Daemon {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let st = self.child.wait().unwrap();
-                panic!("daemon did not exit within {timeout:?} ({st}); log:\n{}", self.log());
+                panic!(
+                    "daemon did not exit within {timeout:?} ({st}); log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

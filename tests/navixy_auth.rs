@@ -1,0 +1,385 @@
+//! End to end, Navixy authentication: the real `wsvault` binary against the
+//! in-process simulator, on SQLite and (when configured) PostgreSQL.
+//!
+//! - a refused hash is recorded (`subscribe_error`), retried only at the backoff cap,
+//!   and recovered from once the server accepts it again;
+//! - `logout` with a login configured: exactly one new `user/auth` call and a
+//!   subscribe with the new hash; with `only_if_attached`, no new login at all;
+//! - a second-factor answer and a wrong password (102) stop logins for good;
+//! - hashes and passwords never reach the log, `connections.url`, `events`,
+//!   `session_events` or `traffic` (nor anywhere in the SQLite files).
+
+mod common;
+mod navixy_support;
+
+use std::time::{Duration, Instant};
+
+use navixy_support::*;
+use wsvault::sim::navixy::NavixySimConfig;
+
+/// A source that logs in with the simulator's default credentials.
+fn login_lines(password: &str) -> String {
+    format!("login = \"demo@example.com\"\npassword = \"{password}\"\n{ALL_DATA}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_hash_is_recorded_and_retried_only_at_the_backoff_cap() {
+    for db in common::test_databases().await {
+        let sim = start_sim(NavixySimConfig {
+            reject_hash: true,
+            ..small_fleet()
+        })
+        .await;
+        let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
+        let sup = supervisor("backoff_initial = \"100ms\"\nbackoff_max = \"2s\"");
+        let mut run = Run::start(&db, &config(&db, "", &sup, &source)).await;
+        let control = sim.control().clone();
+
+        // A dead API key cannot be fixed by retrying soon: attempts come at the cap
+        // (2 s, jittered down to no less than 1.5 s), never faster.
+        wait_sim(&control, "the first attempt", SOON, |s| s.connections == 1).await;
+        let first = Instant::now();
+        wait_sim(&control, "the fourth attempt", SOON, |s| s.connections == 4).await;
+        let three_gaps = first.elapsed();
+        assert!(
+            three_gaps >= Duration::from_millis(3 * 1400),
+            "[{}] 3 retries took only {three_gaps:?}",
+            db.label
+        );
+        assert!(
+            three_gaps <= Duration::from_secs(15),
+            "[{}] {three_gaps:?}",
+            db.label
+        );
+        let s = control.stats();
+        assert_eq!(s.subscribe_errors, s.subscribes, "[{}]", db.label);
+
+        let rows = run
+            .wait_lifecycle(SOURCE, "three subscribe_error rows", |r| {
+                n_events(r, "subscribe_error") >= 3
+            })
+            .await;
+        let err = rows.iter().find(|r| r.event == "subscribe_error").unwrap();
+        assert_eq!(err.code, Some(3), "[{}] {err:?}", db.label);
+        assert_eq!(err.reason.as_deref(), Some("Wrong hash"), "[{}]", db.label);
+        assert!(
+            n_events(&rows, "auth_failed") >= 3,
+            "[{}] {rows:#?}",
+            db.label
+        );
+        assert_eq!(n_events(&rows, "subscribed"), 0, "[{}] {rows:#?}", db.label);
+        assert!(run.alive(), "[{}]", db.label);
+
+        // Once the server accepts the key again the session recovers by itself.
+        control.set_reject_hash(false);
+        run.wait_lifecycle(SOURCE, "subscribed, resumed", |r| {
+            n_events(r, "subscribed") == 1 && n_events(r, "resumed") == 1
+        })
+        .await;
+        run.wait_count("tracker_states", SOON, |n| n >= 5).await;
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_logs_in_exactly_once_more_and_subscribes_with_the_new_hash() {
+    for db in common::test_databases().await {
+        let sim = start_sim(small_fleet()).await;
+        let source = navixy_source(SOURCE, &sim, &login_lines("demo-password"));
+        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let control = sim.control().clone();
+        run.wait_lifecycle(SOURCE, "subscribed", |r| n_events(r, "subscribed") == 1)
+            .await;
+        assert_eq!(control.stats().auth_calls, 1, "[{}]", db.label);
+
+        assert_eq!(control.send_logout(), 1);
+        wait_sim(&control, "a subscribe with a new hash", SOON, |s| {
+            s.subscribes == 2
+        })
+        .await;
+        let rows = run
+            .wait_lifecycle(SOURCE, "resumed", |r| n_events(r, "resumed") == 1)
+            .await;
+        // Give a wrong implementation time to log in again: a few heartbeats.
+        let beats = control.stats().heartbeats_received;
+        wait_sim(&control, "more heartbeats", SOON, |s| {
+            s.heartbeats_received >= beats + 5
+        })
+        .await;
+
+        let s = control.stats();
+        assert_eq!(s.auth_calls, 2, "[{}] exactly one new login", db.label);
+        assert_eq!(s.subscribes, 2, "[{}]", db.label);
+        assert_eq!(
+            s.subscribe_errors, 0,
+            "[{}] never subscribed with the dead hash",
+            db.label
+        );
+        let hashes = hashes_used(&s);
+        assert_eq!(hashes.len(), 2, "[{}]", db.label);
+        assert_ne!(hashes[0], hashes[1], "[{}]", db.label);
+        assert!(!control.hash_valid(&hashes[0]) && control.hash_valid(&hashes[1]));
+
+        let events: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
+        let logout = rows
+            .iter()
+            .position(|r| {
+                r.event == "notification"
+                    && r.reason.as_deref().is_some_and(|t| t.contains("logout"))
+            })
+            .unwrap_or_else(|| panic!("[{}] no logout notification: {events:?}", db.label));
+        assert!(
+            events[logout..].starts_with(&["notification", "auth_failed", "suspended"]),
+            "[{}] {events:?}",
+            db.label
+        );
+        assert_eq!(events.last(), Some(&"resumed"), "[{}] {events:?}", db.label);
+        let stored = run.count("tracker_states").await;
+        run.wait_count("tracker_states", SOON, |n| n > stored).await;
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_if_attached_never_logs_in_again() {
+    for db in common::test_databases().await {
+        let sim = start_sim(small_fleet()).await;
+        let source = navixy_source(
+            SOURCE,
+            &sim,
+            &format!("only_if_attached = true\n{}", login_lines("demo-password")),
+        );
+        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let control = sim.control().clone();
+        run.wait_lifecycle(SOURCE, "subscribed", |r| n_events(r, "subscribed") == 1)
+            .await;
+        control.send_logout();
+        // It may retry with the hash it has (at the cap), but never log in again.
+        wait_sim(&control, "two retries with the old hash", SOON, |s| {
+            s.subscribe_errors >= 2
+        })
+        .await;
+        let s = control.stats();
+        assert_eq!(s.auth_calls, 1, "[{}]", db.label);
+        let hashes = hashes_used(&s);
+        assert!(
+            hashes.iter().all(|h| *h == hashes[0]),
+            "[{}] {hashes:?}",
+            db.label
+        );
+        let rows = run.lifecycle(SOURCE).await;
+        assert_eq!(n_events(&rows, "resumed"), 0, "[{}] {rows:#?}", db.label);
+        assert!(run.alive(), "[{}]", db.label);
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        sim.shutdown().await;
+    }
+}
+
+/// Runs a login source whose login cannot succeed and checks that exactly one
+/// `user/auth` call is made, an `auth_failed` row names `reason`, and nothing else
+/// happens while a retry loop would have made several more calls.
+async fn login_refused_for_good(sim_cfg: NavixySimConfig, password: &str, reason: &str) {
+    for db in common::test_databases().await {
+        let sim = start_sim(sim_cfg.clone()).await;
+        let source = navixy_source(SOURCE, &sim, &login_lines(password));
+        let sup = supervisor("backoff_initial = \"50ms\"\nbackoff_max = \"200ms\"");
+        let mut run = Run::start(&db, &config(&db, "", &sup, &source)).await;
+        let control = sim.control().clone();
+        let rows = run
+            .wait_lifecycle(SOURCE, "auth_failed", |r| n_events(r, "auth_failed") == 1)
+            .await;
+        let failed = rows.iter().find(|r| r.event == "auth_failed").unwrap();
+        assert!(
+            failed.reason.as_deref().is_some_and(|t| t.contains(reason)),
+            "[{}] {failed:?}",
+            db.label
+        );
+        // With a 200 ms backoff cap a retry loop would make ~10 calls in 2 s; there is
+        // no event to wait for when nothing must happen, so this window is a sleep.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let s = control.stats();
+        assert_eq!(s.auth_calls, 1, "[{}] no second login", db.label);
+        assert_eq!(s.connections, 0, "[{}] no socket without a hash", db.label);
+        let rows = run.lifecycle(SOURCE).await;
+        assert_eq!(
+            n_events(&rows, "auth_failed"),
+            1,
+            "[{}] {rows:#?}",
+            db.label
+        );
+        assert!(
+            run.alive(),
+            "[{}] the daemon stays up for other sources",
+            db.label
+        );
+        assert!(
+            run.log().contains(reason),
+            "[{}] the log says why: {}",
+            db.label,
+            tail(&run.log())
+        );
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        assert!(
+            !log.contains(password),
+            "[{}] password in the log",
+            db.label
+        );
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_factor_stops_logins() {
+    let cfg = NavixySimConfig {
+        two_factor: true,
+        ..small_fleet()
+    };
+    login_refused_for_good(cfg, "demo-password", "second factor").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_102_is_not_retried() {
+    login_refused_for_good(small_fleet(), "not-the-Pa55word", "102").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashes_and_passwords_are_never_logged_or_stored() {
+    const KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e7aa";
+    const PASSWORD: &str = "Pa55-w0rd-never-stored";
+    for db in common::test_databases().await {
+        let keyed = start_sim(NavixySimConfig {
+            api_keys: vec![KEY.into()],
+            ..small_fleet()
+        })
+        .await;
+        let logged = start_sim(NavixySimConfig {
+            password: PASSWORD.into(),
+            ..small_fleet()
+        })
+        .await;
+        let sources = format!(
+            "{}\n{}",
+            navixy_source(
+                "keyed",
+                &keyed,
+                &format!("api_key_hash = \"{KEY}\"\n{ALL_DATA}")
+            ),
+            navixy_source("logged", &logged, &login_lines(PASSWORD))
+        );
+        let cfg = config(
+            &db,
+            "traffic = true\nraw_events = \"full\"",
+            &supervisor(""),
+            &sources,
+        );
+        let mut run = Run::start(&db, &cfg).await;
+        for source in ["keyed", "logged"] {
+            run.wait_lifecycle(source, "subscribed", |r| n_events(r, "subscribed") == 1)
+                .await;
+        }
+        // A logout makes a second session hash; the first must stay hidden too.
+        logged.control().send_logout();
+        run.wait_lifecycle("logged", "resumed", |r| n_events(r, "resumed") == 1)
+            .await;
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        wait_sim(logged.control(), "the unsubscribe", SOON, |s| {
+            !s.unsubscribe_messages.is_empty()
+        })
+        .await;
+
+        let mut secrets = vec![KEY.to_string(), PASSWORD.to_string()];
+        secrets.extend(hashes_used(&logged.control().stats()));
+        assert_eq!(secrets.len(), 4, "[{}] two session hashes", db.label);
+        for secret in &secrets {
+            assert!(
+                !log.contains(secret.as_str()),
+                "[{}] secret in the log",
+                db.label
+            );
+            for (table, column) in [
+                ("connections", "url"),
+                ("connections", "close_reason"),
+                ("events", "payload"),
+                ("traffic", "payload"),
+                ("session_events", "reason"),
+                ("session_events", "detail"),
+                ("rejected", "payload"),
+            ] {
+                let text = if db.label == "postgres" {
+                    format!("CAST({column} AS TEXT)")
+                } else {
+                    column.to_string()
+                };
+                let hits = run
+                    .count(&format!("{table} WHERE {text} LIKE '%{secret}%'"))
+                    .await;
+                assert_eq!(hits, 0, "[{}] secret in {table}.{column}", db.label);
+            }
+        }
+        // Redacted, not merely absent: the subscribe and unsubscribe frames are in
+        // `traffic` with the hash masked.
+        for action in ["subscribe", "unsubscribe"] {
+            let masked = run
+                .count(&format!(
+                    "traffic WHERE direction = 'sent' AND payload LIKE '%\"action\":\"{action}\"%' \
+                     AND payload LIKE '%\"hash\":\"***\"%'"
+                ))
+                .await;
+            assert!(
+                masked >= 2,
+                "[{}] {masked} masked {action} frames",
+                db.label
+            );
+        }
+        assert!(run.count("traffic WHERE direction = 'received'").await > 10);
+        if let Some(path) = db.sqlite_path() {
+            let mut bytes = Vec::new();
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                if let Ok(b) = std::fs::read(&p) {
+                    bytes.extend(b);
+                }
+            }
+            assert!(bytes.len() > 4096);
+            for secret in &secrets {
+                let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+                assert!(!found, "[sqlite] a secret is in the database files");
+            }
+        }
+        keyed.shutdown().await;
+        logged.shutdown().await;
+    }
+}

@@ -1,0 +1,372 @@
+//! End to end, a Navixy source under network faults: the real `wsvault` binary
+//! against the in-process simulator, on SQLite and (when configured) PostgreSQL.
+//!
+//! - five drops: each a `suspended{network}` then `resumed`, a new subscribe, and the
+//!   re-sent snapshots add no duplicate typed rows;
+//! - drops in the middle of a fast stream: still no duplicates, and every tracker's
+//!   latest state is stored;
+//! - a silent server is caught by the idle deadline and resumed once it speaks;
+//! - a malformed frame, an unknown event and an 8 MiB message are recorded and the
+//!   session keeps running; a message above `max_message_bytes` is logged and the
+//!   session reconnects.
+
+mod common;
+mod navixy_support;
+
+use std::time::Duration;
+
+use navixy_support::*;
+use wsvault::sim::navixy::NavixySimConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_drops_resubscribe_without_duplicate_rows() {
+    const TRACKERS: u64 = 20;
+    for db in common::test_databases().await {
+        let sim = start_sim(NavixySimConfig {
+            trackers: TRACKERS as usize,
+            rate: 400.0,
+            batch_size: 10,
+            heartbeat_interval: Duration::from_millis(200),
+            server_heartbeat: Duration::from_millis(200),
+            ..NavixySimConfig::default()
+        })
+        .await;
+        let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
+        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let control = sim.control().clone();
+        wait_sim(&control, "the first subscribe", SOON, |s| s.subscribes == 1).await;
+
+        for round in 1..=5u64 {
+            // Let updates flow, then hold them so nothing is in flight at the drop:
+            // everything generated must then be stored, and the snapshot the server
+            // re-sends after the reconnect holds only states already stored.
+            let before = control.stats().states_generated;
+            wait_sim(&control, "updates flowing", SOON, |s| {
+                s.states_generated >= before + 100
+            })
+            .await;
+            control.pause_updates(true);
+            wait_db_matches_sim(&run, &control, SOON).await;
+            assert_eq!(control.drop_now(), 1, "[{}] round {round}", db.label);
+            wait_sim(&control, "a new subscribe", SOON, |s| {
+                s.subscribes == round + 1
+            })
+            .await;
+            wait_sim(&control, "the re-sent snapshot", SOON, |s| {
+                s.state_items_sent == s.states_generated + round * TRACKERS
+            })
+            .await;
+            run.wait_lifecycle(SOURCE, "resumed", |r| {
+                n_events(r, "resumed") == round as usize
+            })
+            .await;
+            control.pause_updates(false);
+        }
+        control.pause_updates(true);
+        wait_db_matches_sim(&run, &control, SOON).await;
+
+        let s = control.stats();
+        assert_eq!(s.subscribes, 6, "[{}]", db.label);
+        assert_eq!(s.drops, 5, "[{}]", db.label);
+        assert_eq!(
+            s.state_items_sent,
+            s.states_generated + 5 * TRACKERS,
+            "[{}] each reconnect re-sent the whole snapshot",
+            db.label
+        );
+        assert_eq!(
+            run.count("tracker_states").await as u64,
+            s.states_generated,
+            "[{}]",
+            db.label
+        );
+        assert_eq!(
+            run.count("tracker_readings").await as u64,
+            s.reading_values_generated,
+            "[{}]",
+            db.label
+        );
+        assert_eq!(duplicate_keys(&run.store).await, 0, "[{}]", db.label);
+        assert_eq!(run.count("connections").await, 6, "[{}]", db.label);
+
+        // Lifecycle: after the first subscription, exactly suspended{network} → resumed
+        // five times, each resume on a new connection.
+        let rows = run.lifecycle(SOURCE).await;
+        let transitions: Vec<&Lifecycle> = rows
+            .iter()
+            .filter(|r| r.event == "suspended" || r.event == "resumed")
+            .collect();
+        assert_eq!(transitions.len(), 10, "[{}] {rows:#?}", db.label);
+        for pair in transitions.chunks(2) {
+            assert_eq!(pair[0].event, "suspended", "[{}] {rows:#?}", db.label);
+            assert_eq!(
+                pair[0].initiator.as_deref(),
+                Some("network"),
+                "[{}]",
+                db.label
+            );
+            assert_eq!(pair[1].event, "resumed", "[{}] {rows:#?}", db.label);
+            assert_ne!(
+                pair[0].connection_id, pair[1].connection_id,
+                "[{}]",
+                db.label
+            );
+        }
+        assert_eq!(n_events(&rows, "subscribed"), 6, "[{}]", db.label);
+        assert!(run.alive(), "[{}]", db.label);
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_mid_stream_keep_latest_states_and_add_no_duplicates() {
+    const TRACKERS: usize = 50;
+    const UPDATES: u64 = 40;
+    for db in common::test_databases().await {
+        let sim = start_sim(NavixySimConfig {
+            trackers: TRACKERS,
+            updates: Some(UPDATES),
+            rate: 1000.0,
+            batch_size: 25,
+            heartbeat_interval: Duration::from_millis(200),
+            server_heartbeat: Duration::from_millis(200),
+            ..NavixySimConfig::default()
+        })
+        .await;
+        let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
+        let run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let control = sim.control().clone();
+        wait_sim(&control, "the first subscribe", SOON, |s| s.subscribes == 1).await;
+        let total = (TRACKERS as u64) * (UPDATES + 1);
+        let mut drops = 0;
+        while drops < 5 {
+            let at = control.stats().states_generated;
+            wait_sim(&control, "some progress", SOON, |s| {
+                s.states_generated >= (at + 150).min(total)
+            })
+            .await;
+            if control.stats().states_generated >= total {
+                break;
+            }
+            drops += control.drop_now();
+            wait_sim(&control, "a new subscribe", SOON, |s| {
+                s.subscribes == drops as u64 + 1
+            })
+            .await;
+        }
+        assert!(
+            drops >= 3,
+            "[{}] only {drops} drops before the stream ended",
+            db.label
+        );
+        wait_sim(&control, "every update generated", SOON, |s| {
+            s.states_generated == total
+        })
+        .await;
+
+        // The last snapshot (or the live stream) carried every tracker's final state.
+        let finals =
+            "tracker_states WHERE state_time = (SELECT max(state_time) FROM tracker_states)";
+        run.wait_count(finals, SOON, |n| n == TRACKERS as i64).await;
+        let stored = run.count("tracker_states").await as u64;
+        assert!(stored <= total, "[{}] {stored} > {total}", db.label);
+        assert_eq!(duplicate_keys(&run.store).await, 0, "[{}]", db.label);
+        let rows = run
+            .wait_lifecycle(SOURCE, "every resume", |r| n_events(r, "resumed") == drops)
+            .await;
+        assert_eq!(
+            n_events(&rows, "suspended"),
+            drops,
+            "[{}] {rows:#?}",
+            db.label
+        );
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_server_hits_the_idle_deadline_and_resumes() {
+    for db in common::test_databases().await {
+        let sim = start_sim(NavixySimConfig {
+            server_heartbeat: Duration::from_millis(100),
+            ..small_fleet()
+        })
+        .await;
+        let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
+        let sup = supervisor("idle_timeout = \"500ms\"\nhandshake_timeout = \"1s\"");
+        let mut run = Run::start(&db, &config(&db, "", &sup, &source)).await;
+        let control = sim.control().clone();
+        run.wait_lifecycle(SOURCE, "subscribed", |r| n_events(r, "subscribed") == 1)
+            .await;
+        // Healthy but quiet-ish: server heartbeats every 100 ms keep a 500 ms
+        // deadline from firing.
+        let quiet = run.lifecycle(SOURCE).await;
+        assert_eq!(
+            n_events(&quiet, "suspended"),
+            0,
+            "[{}] {quiet:#?}",
+            db.label
+        );
+
+        control.set_silent(true);
+        let rows = run
+            .wait_lifecycle(SOURCE, "a suspension by the idle deadline", |r| {
+                r.iter().any(|x| {
+                    x.event == "suspended"
+                        && x.initiator.as_deref() == Some("network")
+                        && x.reason
+                            .as_deref()
+                            .is_some_and(|t| t.contains("idle deadline"))
+                })
+            })
+            .await;
+        assert_eq!(n_events(&rows, "resumed"), 0, "[{}] {rows:#?}", db.label);
+        run.wait_log("no frame for 500ms (idle deadline)", SOON)
+            .await;
+
+        let stored = run.count("tracker_states").await;
+        control.set_silent(false);
+        run.wait_lifecycle(SOURCE, "resumed", |r| n_events(r, "resumed") == 1)
+            .await;
+        run.wait_count("tracker_states", SOON, |n| n > stored).await;
+        assert!(run.alive(), "[{}]", db.label);
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        sim.shutdown().await;
+    }
+}
+
+/// `length(payload)` in characters on either backend.
+fn payload_len(db: &common::TestDb, kind: &str) -> String {
+    let expr = if db.label == "postgres" {
+        "length(payload::text)"
+    } else {
+        "length(payload)"
+    };
+    format!("SELECT CAST({expr} AS BIGINT) FROM events WHERE kind = '{kind}'")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_unknown_and_8mib_frames_are_recorded_and_the_session_goes_on() {
+    for db in common::test_databases().await {
+        let sim = start_sim(small_fleet()).await;
+        let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
+        let sup = supervisor("max_message_bytes = 16777216");
+        let mut run = Run::start(&db, &config(&db, "", &sup, &source)).await;
+        let control = sim.control().clone();
+        run.wait_lifecycle(SOURCE, "subscribed", |r| n_events(r, "subscribed") == 1)
+            .await;
+
+        assert_eq!(control.send_malformed(), 1);
+        assert_eq!(control.send_unknown_event(), 1);
+        assert_eq!(control.send_oversized(8 << 20), 1);
+        run.wait_count("events WHERE kind = 'malformed'", SOON, |n| n == 1)
+            .await;
+        run.wait_count("events WHERE kind = 'sim_unknown'", SOON, |n| n == 1)
+            .await;
+        run.wait_count("events WHERE kind = 'sim_oversized'", SOON, |n| n == 1)
+            .await;
+        let len = common::fetch_cells(&run.store, &payload_len(&db, "sim_oversized")).await;
+        assert!(
+            len[0][0].i64() >= (8 << 20) - 16,
+            "[{}] stored {} chars",
+            db.label,
+            len[0][0].i64()
+        );
+        let malformed = common::fetch_cells(
+            &run.store,
+            "SELECT payload FROM events WHERE kind = 'malformed'",
+        )
+        .await;
+        assert!(
+            malformed[0][0].text().contains("not json"),
+            "[{}] {:?}",
+            db.label,
+            malformed[0][0]
+        );
+
+        // The session went on: same connection, data still stored, process alive.
+        let stored = run.count("tracker_states").await;
+        run.wait_count("tracker_states", SOON, |n| n >= stored + 20)
+            .await;
+        let rows = run.lifecycle(SOURCE).await;
+        assert_eq!(n_events(&rows, "suspended"), 0, "[{}] {rows:#?}", db.label);
+        assert_eq!(control.stats().subscribes, 1, "[{}]", db.label);
+        assert!(run.alive(), "[{}]", db.label);
+        let log = run.log();
+        assert!(
+            log.contains("sim_unknown"),
+            "[{}] unknown event logged",
+            db.label
+        );
+        assert!(
+            log.contains("malformed"),
+            "[{}] malformed frame logged",
+            db.label
+        );
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_over_max_message_bytes_is_logged_and_the_session_reconnects() {
+    for db in common::test_databases().await {
+        let sim = start_sim(small_fleet()).await;
+        let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
+        let sup = supervisor("max_message_bytes = 1048576");
+        let mut run = Run::start(&db, &config(&db, "", &sup, &source)).await;
+        let control = sim.control().clone();
+        run.wait_lifecycle(SOURCE, "subscribed", |r| n_events(r, "subscribed") == 1)
+            .await;
+
+        assert_eq!(control.send_oversized(8 << 20), 1);
+        let rows = run
+            .wait_lifecycle(SOURCE, "suspended for size, then resumed", |r| {
+                n_events(r, "resumed") == 1
+            })
+            .await;
+        let suspended: Vec<&Lifecycle> = rows.iter().filter(|r| r.event == "suspended").collect();
+        assert_eq!(suspended.len(), 1, "[{}] {rows:#?}", db.label);
+        assert!(
+            suspended[0]
+                .reason
+                .as_deref()
+                .is_some_and(|t| t.contains("max_message_bytes")),
+            "[{}] {rows:#?}",
+            db.label
+        );
+        run.wait_log("max_message_bytes", SOON).await;
+        assert_eq!(run.count("events WHERE kind = 'sim_oversized'").await, 0);
+        let stored = run.count("tracker_states").await;
+        run.wait_count("tracker_states", SOON, |n| n >= stored + 20)
+            .await;
+        assert!(run.alive(), "[{}]", db.label);
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        sim.shutdown().await;
+    }
+}
