@@ -276,6 +276,9 @@ pub struct NavixyStats {
     pub unsubscribe_messages: Vec<Value>,
     /// Client frames that were neither heartbeats nor (un)subscribe messages.
     pub other_client_frames: Vec<String>,
+    /// Close frames received from clients, by status code (`None`: a close frame
+    /// without one); a connection that ended without a close frame adds nothing.
+    pub close_frames: Vec<Option<u16>>,
     /// Client heartbeats (`X`) received.
     pub heartbeats_received: u64,
     /// When each client heartbeat arrived.

@@ -145,7 +145,14 @@ impl Conn {
             Step::Fault(FaultEvent::Proto(NavixyCmd::Logout)) => self.logout(ws).await,
             Step::Fault(FaultEvent::Changed) => Ok(()),
             Step::Inbound(Some(Ok(Message::Text(text)))) => self.on_text(ws, text.as_str()).await,
-            Step::Inbound(Some(Ok(Message::Close(_)) | Err(_)) | None) => return Flow::Stop,
+            Step::Inbound(Some(Ok(Message::Close(frame)))) => {
+                let code = frame.map(|f| u16::from(f.code));
+                self.shared
+                    .stats
+                    .update(|s| push_capped(&mut s.close_frames, code));
+                return Flow::Stop;
+            }
+            Step::Inbound(Some(Err(_)) | None) => return Flow::Stop,
             Step::Inbound(Some(Ok(_))) => Ok(()),
             Step::Chunk(Some(chunk)) => self.send_chunk(ws, &chunk).await,
             Step::Chunk(None) => {
