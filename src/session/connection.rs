@@ -59,7 +59,7 @@ impl Runner {
         let ctx = self.ctx(connection_id);
         let outputs = self.protocol.on_open(&ctx);
         if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
-            return end;
+            return self.end_by_us(&mut tx, &mut rx, end).await;
         }
         let mut idle_deadline = tokio::time::Instant::now() + idle;
         loop {
@@ -93,7 +93,7 @@ impl Runner {
                     let ctx = self.ctx(connection_id);
                     let outputs = self.protocol.on_tick(&ctx);
                     if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
-                        return end;
+                        return self.end_by_us(&mut tx, &mut rx, end).await;
                     }
                 }
                 msg = rx.next() => {
@@ -125,7 +125,7 @@ impl Runner {
                     let ctx = self.ctx(connection_id);
                     let outputs = self.protocol.on_text(&ctx, &text);
                     if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
-                        return end;
+                        return self.end_by_us(&mut tx, &mut rx, end).await;
                     }
                     idle_deadline = tokio::time::Instant::now() + idle;
                 }
@@ -206,6 +206,21 @@ impl Runner {
             }
         }
         None
+    }
+
+    /// Ends a connection the protocol gave up on. A dead credential is our decision
+    /// on a working socket, recorded as a close with 1000, so it is closed with 1000
+    /// on the wire too rather than dropped.
+    async fn end_by_us<S, R>(&self, tx: &mut S, rx: &mut R, end: Ending) -> Ending
+    where
+        S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+        R: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+            + Unpin,
+    {
+        if matches!(end, Ending::CredentialDead { .. }) {
+            self.close(tx, rx, 1000, "credential dead").await;
+        }
+        end
     }
 
     /// Sends a close frame and waits briefly for the server's answer, so a clean
