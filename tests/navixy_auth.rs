@@ -126,6 +126,11 @@ async fn logout_logs_in_exactly_once_more_and_subscribes_with_the_new_hash() {
         assert_eq!(hashes.len(), 2, "[{}]", db.label);
         assert_ne!(hashes[0], hashes[1], "[{}]", db.label);
         assert!(!control.hash_valid(&hashes[0]) && control.hash_valid(&hashes[1]));
+        // The dead session is closed cleanly, as its `connections` row says.
+        assert_eq!(s.close_frames, vec![Some(1000)], "[{}]", db.label);
+        let closed =
+            common::fetch_cells(&run.store, "SELECT close_code FROM connections ORDER BY id").await;
+        assert_eq!(closed[0][0].opt_i64(), Some(1000), "[{}]", db.label);
 
         let events: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
         let logout = rows

@@ -224,6 +224,12 @@ async fn sigterm_unsubscribes_closes_1000_and_exits_0() {
         .await;
         let s = control.stats();
         assert_eq!(s.unsubscribe_messages.len(), 1, "[{}]", db.label);
+        assert_eq!(
+            s.close_frames,
+            vec![Some(1000)],
+            "[{}] closed with 1000 on the wire",
+            db.label
+        );
         let mut unsub = s.unsubscribe_messages[0].clone();
         let mut sub = s.subscribe_messages[0].clone();
         assert_eq!(unsub["action"], "unsubscribe");
@@ -250,6 +256,96 @@ async fn sigterm_unsubscribes_closes_1000_and_exits_0() {
         assert!(
             conns[0][1].opt_ts().is_some(),
             "[{}] closed_at set",
+            db.label
+        );
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_their_interval_while_a_slow_writer_lags_behind_the_stream() {
+    // Batches of one record make the writer the bottleneck, so the socket always
+    // has data waiting while the flood lasts: heartbeats must still go out on time.
+    const TRACKERS: usize = 300;
+    const UPDATES: u64 = 20;
+    for db in common::test_databases().await {
+        let sim = start_sim(NavixySimConfig {
+            trackers: TRACKERS,
+            updates: Some(UPDATES),
+            rate: 0.0,
+            batch_size: 10,
+            readings: false,
+            heartbeat_interval: Duration::from_millis(200),
+            server_heartbeat: Duration::from_secs(10),
+            ..NavixySimConfig::default()
+        })
+        .await;
+        let source = navixy_source(
+            SOURCE,
+            &sim,
+            &format!(
+                "{}\nsubscriptions = [{{ type = \"state_batch\", target = \"all\" }}]",
+                api_key_line()
+            ),
+        );
+        let storage = "batch_size = 1\nqueue_capacity = 20\ntraffic = true";
+        let mut run = Run::start(&db, &config(&db, storage, &supervisor(""), &source)).await;
+        let control = sim.control().clone();
+        let total = TRACKERS as u64 * (UPDATES + 1);
+        wait_sim(
+            &control,
+            "every update generated",
+            Duration::from_secs(120),
+            |s| s.states_generated == total,
+        )
+        .await;
+        wait_db_matches_sim(&run, &control, Duration::from_secs(120)).await;
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+
+        // When each heartbeat left, from the daemon's own traffic rows, over the time
+        // data was arriving.
+        let span = common::fetch_cells(
+            &run.store,
+            "SELECT min(received_at), max(received_at) FROM tracker_states",
+        )
+        .await;
+        let (first, last) = (span[0][0].ts(), span[0][1].ts());
+        let beats: Vec<_> = common::fetch_cells(
+            &run.store,
+            "SELECT at FROM traffic WHERE direction = 'sent' AND payload = 'X' ORDER BY at",
+        )
+        .await
+        .into_iter()
+        .map(|c| c[0].ts())
+        .filter(|t| *t >= first && *t <= last)
+        .collect();
+        let flood = (last - first).to_std().unwrap();
+        assert!(
+            flood >= Duration::from_secs(1),
+            "[{}] the flood lasted only {flood:?}; make it longer",
+            db.label
+        );
+        let gaps: Vec<Duration> = beats
+            .windows(2)
+            .map(|w| (w[1] - w[0]).to_std().unwrap())
+            .collect();
+        let expected = flood.as_millis() / 200;
+        assert!(
+            beats.len() as u128 * 4 >= expected * 3,
+            "[{}] {} heartbeats during a {flood:?} flood (expected ~{expected}); gaps {gaps:?}",
+            db.label,
+            beats.len()
+        );
+        assert!(
+            // A due heartbeat waits at most for the frame being handled (10 states).
+            gaps.iter().all(|g| *g <= Duration::from_millis(1000)),
+            "[{}] heartbeat gaps {gaps:?}",
             db.label
         );
         sim.shutdown().await;

@@ -38,20 +38,13 @@ pub fn small_fleet() -> NavixySimConfig {
     }
 }
 
-/// Short reconnect knobs for `[supervisor]` (overridable by `extra`, TOML lines).
-pub fn supervisor(extra: &str) -> String {
-    let mut lines: Vec<(String, String)> = [
-        ("backoff_initial", "\"50ms\""),
-        ("backoff_max", "\"300ms\""),
-        ("idle_timeout", "\"3s\""),
-        ("handshake_timeout", "\"3s\""),
-        ("connect_timeout", "\"3s\""),
-        ("stable_after", "\"60s\""),
-        ("subscribe_timeout", "\"5s\""),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+/// A TOML table `[name]` with `defaults` (key, value) overridden or extended by
+/// `extra` (`key = value` lines).
+fn section(name: &str, defaults: &[(&str, &str)], extra: &str) -> String {
+    let mut lines: Vec<(String, String)> = defaults
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     for line in extra.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (k, v) = line.split_once('=').expect("key = value");
         let k = k.trim().to_string();
@@ -61,7 +54,24 @@ pub fn supervisor(extra: &str) -> String {
         }
     }
     let body: Vec<String> = lines.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-    format!("[supervisor]\n{}\n", body.join("\n"))
+    format!("[{name}]\n{}\n", body.join("\n"))
+}
+
+/// Short reconnect knobs for `[supervisor]` (overridable by `extra`, TOML lines).
+pub fn supervisor(extra: &str) -> String {
+    section(
+        "supervisor",
+        &[
+            ("backoff_initial", "\"50ms\""),
+            ("backoff_max", "\"300ms\""),
+            ("idle_timeout", "\"3s\""),
+            ("handshake_timeout", "\"3s\""),
+            ("connect_timeout", "\"3s\""),
+            ("stable_after", "\"60s\""),
+            ("subscribe_timeout", "\"5s\""),
+        ],
+        extra,
+    )
 }
 
 /// A `[[sources]]` entry of kind navixy for `sim`; `rest` holds auth, subscriptions
@@ -87,13 +97,20 @@ pub const ALL_DATA: &str = r#"subscriptions = [
   { type = "readings_batch", target = "all" },
 ]"#;
 
-/// The whole config file: `[storage]` for `db` (with `storage_extra` lines), the
-/// supervisor section and the sources.
+/// The whole config file: `[storage]` for `db` (defaults overridden or extended by
+/// `storage_extra` lines), the supervisor section and the sources.
 pub fn config(db: &TestDb, storage_extra: &str, supervisor: &str, sources: &str) -> String {
-    format!(
-        "[storage]\nurl = \"{}\"\nbatch_size = 500\nflush_interval = \"20ms\"\n{storage_extra}\n\n{supervisor}\n{sources}",
-        db.cfg.url
-    )
+    let url = format!("\"{}\"", db.cfg.url);
+    let storage = section(
+        "storage",
+        &[
+            ("url", url.as_str()),
+            ("batch_size", "500"),
+            ("flush_interval", "\"20ms\""),
+        ],
+        storage_extra,
+    );
+    format!("{storage}\n{supervisor}\n{sources}")
 }
 
 /// A running daemon with the store the test reads through.
