@@ -270,7 +270,7 @@ pub struct NavixyStats {
     pub subscribes: u64,
     /// Every `subscribe` message, parsed.
     pub subscribe_messages: Vec<Value>,
-    /// Subscribes refused with `Wrong hash`.
+    /// Subscribes refused (`Wrong hash`, or a refusal set with `refuse_next_subscribes`).
     pub subscribe_errors: u64,
     /// Every `unsubscribe` message, parsed.
     pub unsubscribe_messages: Vec<Value>,

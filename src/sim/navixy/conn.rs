@@ -240,13 +240,23 @@ impl Conn {
             .unwrap_or("")
             .to_owned();
         let valid = self.shared.hash_valid(&hash);
+        let refusal = if valid {
+            self.shared.take_refusal()
+        } else {
+            None
+        };
         self.shared.stats.update(|s| {
             s.subscribes += 1;
-            if !valid {
+            if !valid || refusal.is_some() {
                 s.subscribe_errors += 1;
             }
             push_capped(&mut s.subscribe_messages, msg.clone());
         });
+        if let Some((code, description)) = refusal {
+            return self
+                .send_json(ws, &subscribe::refused(&requests, code, &description))
+                .await;
+        }
         if !valid {
             return self
                 .send_json(ws, &subscribe::wrong_hash(&msg, &requests))
