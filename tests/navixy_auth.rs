@@ -200,6 +200,58 @@ async fn only_if_attached_never_logs_in_again() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_stay_within_max_logins_per_10min() {
+    for db in common::test_databases().await {
+        let sim = start_sim(small_fleet()).await;
+        let source = navixy_source(
+            SOURCE,
+            &sim,
+            &format!("max_logins_per_10min = 2\n{}", login_lines("demo-password")),
+        );
+        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let control = sim.control().clone();
+        wait_sim(&control, "the first subscribe", SOON, |s| s.subscribes == 1).await;
+        control.send_logout();
+        wait_sim(&control, "the second login's subscribe", SOON, |s| {
+            s.subscribes == 2
+        })
+        .await;
+        control.send_logout();
+        let rows = run
+            .wait_lifecycle(SOURCE, "a refused third login", |r| {
+                r.iter().any(|x| {
+                    x.event == "auth_failed"
+                        && x.reason
+                            .as_deref()
+                            .is_some_and(|t| t.contains("login limit of 2"))
+                })
+            })
+            .await;
+        let s = control.stats();
+        assert_eq!(
+            s.auth_calls, 2,
+            "[{}] the third login is held back",
+            db.label
+        );
+        assert_eq!(s.subscribes, 2, "[{}] {rows:#?}", db.label);
+        assert!(run.alive(), "[{}]", db.label);
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        assert!(
+            log.contains("login limit of 2 per 10 minutes"),
+            "[{}]",
+            db.label
+        );
+        sim.shutdown().await;
+    }
+}
+
 /// Runs a login source whose login cannot succeed and checks that exactly one
 /// `user/auth` call is made, an `auth_failed` row names `reason`, and nothing else
 /// happens while a retry loop would have made several more calls.

@@ -370,3 +370,65 @@ async fn message_over_max_message_bytes_is_logged_and_the_session_reconnects() {
         sim.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_server_refusing_the_subscribe_is_retried_until_it_accepts() {
+    for db in common::test_databases().await {
+        let sim = start_sim(small_fleet()).await;
+        let control = sim.control().clone();
+        control.refuse_next_subscribes(2, 15, "Too many requests");
+        let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
+        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let rows = run
+            .wait_lifecycle(SOURCE, "subscribed after two refusals", |r| {
+                n_events(r, "subscribed") == 1
+            })
+            .await;
+        let s = control.stats();
+        assert_eq!((s.subscribes, s.subscribe_errors), (3, 2), "[{}]", db.label);
+        assert_eq!(
+            s.connections, 3,
+            "[{}] one connection per attempt",
+            db.label
+        );
+        let errors: Vec<&Lifecycle> = rows
+            .iter()
+            .filter(|r| r.event == "subscribe_error")
+            .collect();
+        assert_eq!(errors.len(), 2, "[{}] {rows:#?}", db.label);
+        assert!(
+            errors.iter().all(|e| e.code == Some(15)),
+            "[{}] {rows:#?}",
+            db.label
+        );
+        let suspended: Vec<&Lifecycle> = rows.iter().filter(|r| r.event == "suspended").collect();
+        assert_eq!(suspended.len(), 2, "[{}] {rows:#?}", db.label);
+        assert!(
+            suspended
+                .iter()
+                .all(|r| r.initiator.as_deref() == Some("network")
+                    && r.reason
+                        .as_deref()
+                        .is_some_and(|t| t.contains("Too many requests"))),
+            "[{}] {rows:#?}",
+            db.label
+        );
+        assert_eq!(
+            n_events(&rows, "auth_failed"),
+            0,
+            "[{}] the key is fine",
+            db.label
+        );
+        run.wait_lifecycle(SOURCE, "resumed", |r| n_events(r, "resumed") == 1)
+            .await;
+        run.wait_count("tracker_states", SOON, |n| n >= 5).await;
+        let (status, log) = run.stop().await;
+        assert!(
+            status.success(),
+            "[{}] exit {status}; log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        sim.shutdown().await;
+    }
+}
