@@ -38,6 +38,9 @@ pub(super) struct Runner {
     pending_resume: bool,
     subscribed_at: Option<Instant>,
     opened_once: bool,
+    /// The last transition recorded was a `closed` (set by a clean close, cleared
+    /// by anything after it).
+    closed_recorded: bool,
 }
 
 /// What the outer loop does after a wait.
@@ -92,6 +95,7 @@ impl Runner {
             pending_resume: false,
             subscribed_at: None,
             opened_once: false,
+            closed_recorded: false,
             config,
         }
     }
@@ -174,7 +178,28 @@ impl Runner {
                 Next::Stop => break,
             }
         }
+        self.record_stop_while_disconnected().await;
         self.status.set_state(State::Closed);
+    }
+
+    /// A stop that found no open connection (waiting out a backoff, suspended,
+    /// failed) still ends the session: without a `closed` row its last transition
+    /// would be e.g. `suspended`, and a source removed or shut down would look
+    /// blind until it reappears. Best effort: the writer may already be gone.
+    async fn record_stop_while_disconnected(&mut self) {
+        if self.closed_recorded {
+            return;
+        }
+        self.closed_recorded = true;
+        let rec = self.life.event(
+            None,
+            "closed",
+            Detail {
+                reason: Some("stopped while not connected".into()),
+                ..Detail::default()
+            },
+        );
+        let _ = self.emit(rec).await;
     }
 
     /// One login attempt for a Navixy login source; on failure waits and returns.
@@ -360,6 +385,7 @@ impl Runner {
         {
             return Next::Stop;
         }
+        self.closed_recorded = ending == Ending::Stopped;
         match ending {
             Ending::Stopped | Ending::WriterClosed => Next::Stop,
             Ending::Suspended => {
