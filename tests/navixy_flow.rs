@@ -351,3 +351,45 @@ async fn heartbeats_keep_their_interval_while_a_slow_writer_lags_behind_the_stre
         sim.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_waiting_to_reconnect_exits_at_once_and_records_closed() {
+    for db in common::test_databases().await {
+        let sim = start_sim(NavixySimConfig {
+            reject_hash: true,
+            ..small_fleet()
+        })
+        .await;
+        let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
+        let sup = supervisor("backoff_initial = \"5s\"\nbackoff_max = \"10s\"");
+        let mut run = Run::start(&db, &config(&db, "", &sup, &source)).await;
+        run.wait_lifecycle(SOURCE, "a suspension", |r| n_events(r, "suspended") == 1)
+            .await;
+        let asked = std::time::Instant::now();
+        let (status, log) = run.stop().await;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "[{}] log:\n{}",
+            db.label,
+            tail(&log)
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "[{}] the backoff wait was not cut short: {:?}",
+            db.label,
+            asked.elapsed()
+        );
+        let rows = run.lifecycle(SOURCE).await;
+        assert_eq!(n_events(&rows, "closed"), 1, "[{}] {rows:#?}", db.label);
+        let last = rows.last().unwrap();
+        assert_eq!(
+            (last.event.as_str(), last.code, last.connection_id),
+            ("closed", None, None),
+            "[{}] {rows:#?}",
+            db.label
+        );
+        assert_eq!(sim.control().stats().connections, 1, "[{}]", db.label);
+        sim.shutdown().await;
+    }
+}
