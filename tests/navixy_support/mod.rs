@@ -97,6 +97,12 @@ pub const ALL_DATA: &str = r#"subscriptions = [
   { type = "readings_batch", target = "all" },
 ]"#;
 
+/// Source lines that log in with the simulator's default login and `password`,
+/// subscribed to all data.
+pub fn login_lines(password: &str) -> String {
+    format!("login = \"demo@example.com\"\npassword = \"{password}\"\n{ALL_DATA}")
+}
+
 /// The whole config file: `[storage]` for `db` (defaults overridden or extended by
 /// `storage_extra` lines), the supervisor section and the sources.
 pub fn config(db: &TestDb, storage_extra: &str, supervisor: &str, sources: &str) -> String {
