@@ -2,8 +2,10 @@
 //!
 //! The loop reads with an idle deadline that restarts after every inbound frame has
 //! been fully handled, so time spent waiting on a full writer queue (back-pressure)
-//! never counts as upstream silence. It returns *why* the connection ended; the
-//! runner turns that into lifecycle rows and decides what happens next.
+//! never counts as upstream silence. Protocol deadlines (heartbeats) are served
+//! before the socket, so a socket that always has a frame waiting cannot delay them
+//! past the frame being handled. It returns *why* the connection ended; the runner
+//! turns that into lifecycle rows and decides what happens next.
 
 use super::Command;
 use super::runner::Runner;
@@ -92,6 +94,15 @@ impl Runner {
                         }
                     }
                 }
+                // Before the socket: a stream that always has a frame waiting (the
+                // writer lagging behind a flood) must not starve heartbeats.
+                _ = tokio::time::sleep_until(tick_at) => {
+                    let ctx = self.ctx(connection_id);
+                    let outputs = self.protocol.on_tick(&ctx);
+                    if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
+                        return self.conclude(&mut tx, &mut rx, connection_id, end).await;
+                    }
+                }
                 msg = rx.next() => {
                     let text = match msg {
                         Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
@@ -124,13 +135,6 @@ impl Runner {
                         return self.conclude(&mut tx, &mut rx, connection_id, end).await;
                     }
                     idle_deadline = tokio::time::Instant::now() + idle;
-                }
-                _ = tokio::time::sleep_until(tick_at) => {
-                    let ctx = self.ctx(connection_id);
-                    let outputs = self.protocol.on_tick(&ctx);
-                    if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
-                        return self.conclude(&mut tx, &mut rx, connection_id, end).await;
-                    }
                 }
                 _ = tokio::time::sleep_until(idle_deadline) => {
                     return Ending::Network {

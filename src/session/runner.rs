@@ -410,6 +410,7 @@ impl Runner {
         {
             return Next::Stop;
         }
+        self.closed_recorded = ending == Ending::Stopped;
         match ending {
             Ending::Stopped | Ending::WriterClosed => {
                 self.closed_recorded = true;

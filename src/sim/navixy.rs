@@ -63,6 +63,8 @@ struct Shared {
     latest: Mutex<Vec<u64>>,
     auth: Mutex<AuthState>,
     reject_hash: AtomicBool,
+    /// The next subscribes to refuse, and with which status (code, description).
+    refusals: Mutex<(u64, u16, String)>,
     paused: AtomicBool,
     wake: Notify,
     next_conn: AtomicU64,
@@ -75,6 +77,16 @@ impl Shared {
 
     fn latest(&self) -> MutexGuard<'_, Vec<u64>> {
         self.latest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes one pending refusal, if any: the status the next subscribe is refused with.
+    fn take_refusal(&self) -> Option<(u16, String)> {
+        let mut r = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        if r.0 == 0 {
+            return None;
+        }
+        r.0 -= 1;
+        Some((r.1, r.2.clone()))
     }
 
     fn hash_valid(&self, hash: &str) -> bool {
@@ -194,6 +206,17 @@ impl NavixyControl {
         self.shared.reject_hash.store(reject, Ordering::SeqCst);
     }
 
+    /// Refuse the next `n` subscribes (valid hash or not) with an error frame carrying
+    /// `code` and `description`, as the server does when busy (8 queue error, 15
+    /// too many requests). Counted in `subscribe_errors`.
+    pub fn refuse_next_subscribes(&self, n: u64, code: u16, description: &str) {
+        *self
+            .shared
+            .refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (n, code, description.to_owned());
+    }
+
     /// Pause (or resume) the generation of updates.
     pub fn pause_updates(&self, paused: bool) {
         self.shared.paused.store(paused, Ordering::SeqCst);
@@ -228,6 +251,7 @@ impl NavixySim {
             fanout: Fanout::new(),
             auth: Mutex::new(AuthState::default()),
             reject_hash: AtomicBool::new(cfg.reject_hash),
+            refusals: Mutex::new((0, 0, String::new())),
             paused: AtomicBool::new(cfg.paused),
             wake: Notify::new(),
             next_conn: AtomicU64::new(1),

@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary under test: `WSVAULT_TEST_BIN` when set, else Cargo's. Worktrees that
-/// share one target dir overwrite each other's `target/debug/wsvault` (only the
-/// hashed copy under `deps/` is per worktree), so a run that must not pick up a
-/// neighbour's build points this at its own `deps/wsvault-<hash>`.
-fn binary() -> PathBuf {
+/// The binary to run: `WSVAULT_TEST_BIN` when set (a private copy, for machines
+/// where several worktrees share one target dir and overwrite `target/debug/wsvault`),
+/// else the one cargo built for this test.
+pub fn binary() -> PathBuf {
     std::env::var_os("WSVAULT_TEST_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wsvault")))

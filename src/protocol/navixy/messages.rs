@@ -94,6 +94,7 @@ impl NavixyProtocol {
                 "navixy: the server refused the subscription (see subscribe_error in session_events)"
                     .into(),
             ));
+            self.retry_refused_subscribe("navixy refused every requested event type", out);
         }
     }
 
@@ -116,7 +117,22 @@ impl NavixyProtocol {
         if e.credential_dead() {
             out.push(Output::CredentialDead { reason });
         } else {
-            out.push(Output::Warning(reason));
+            out.push(Output::Warning(reason.clone()));
+            self.retry_refused_subscribe(&reason, out);
+        }
+    }
+
+    /// A refusal that arrives while this connection's subscribe is still unconfirmed
+    /// leaves the socket open with nothing subscribed: blind for as long as the
+    /// server keeps it. Queue errors (8) and rate limits (15) pass, so the session
+    /// reconnects and subscribes again, with the runner's backoff (capped) spacing
+    /// the attempts when the refusal persists. After a confirmed subscription an
+    /// error frame says nothing about it and is only recorded.
+    fn retry_refused_subscribe(&self, reason: &str, out: &mut Vec<Output>) {
+        if self.conn.subscribe_sent && !self.conn.subscribed {
+            out.push(Output::Reconnect {
+                reason: format!("{reason}; subscribing again after a backoff"),
+            });
         }
     }
 

@@ -270,12 +270,15 @@ pub struct NavixyStats {
     pub subscribes: u64,
     /// Every `subscribe` message, parsed.
     pub subscribe_messages: Vec<Value>,
-    /// Subscribes refused with `Wrong hash`.
+    /// Subscribes refused (`Wrong hash`, or a refusal set with `refuse_next_subscribes`).
     pub subscribe_errors: u64,
     /// Every `unsubscribe` message, parsed.
     pub unsubscribe_messages: Vec<Value>,
     /// Client frames that were neither heartbeats nor (un)subscribe messages.
     pub other_client_frames: Vec<String>,
+    /// Close frames received from clients, by status code (`None`: a close frame
+    /// without one); a connection that ended without a close frame adds nothing.
+    pub close_frames: Vec<Option<u16>>,
     /// Client heartbeats (`X`) received.
     pub heartbeats_received: u64,
     /// When each client heartbeat arrived.

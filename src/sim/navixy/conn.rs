@@ -145,7 +145,14 @@ impl Conn {
             Step::Fault(FaultEvent::Proto(NavixyCmd::Logout)) => self.logout(ws).await,
             Step::Fault(FaultEvent::Changed) => Ok(()),
             Step::Inbound(Some(Ok(Message::Text(text)))) => self.on_text(ws, text.as_str()).await,
-            Step::Inbound(Some(Ok(Message::Close(_)) | Err(_)) | None) => return Flow::Stop,
+            Step::Inbound(Some(Ok(Message::Close(frame)))) => {
+                let code = frame.map(|f| u16::from(f.code));
+                self.shared
+                    .stats
+                    .update(|s| push_capped(&mut s.close_frames, code));
+                return Flow::Stop;
+            }
+            Step::Inbound(Some(Err(_)) | None) => return Flow::Stop,
             Step::Inbound(Some(Ok(_))) => Ok(()),
             Step::Chunk(Some(chunk)) => self.send_chunk(ws, &chunk).await,
             Step::Chunk(None) => {
@@ -233,13 +240,23 @@ impl Conn {
             .unwrap_or("")
             .to_owned();
         let valid = self.shared.hash_valid(&hash);
+        let refusal = if valid {
+            self.shared.take_refusal()
+        } else {
+            None
+        };
         self.shared.stats.update(|s| {
             s.subscribes += 1;
-            if !valid {
+            if !valid || refusal.is_some() {
                 s.subscribe_errors += 1;
             }
             push_capped(&mut s.subscribe_messages, msg.clone());
         });
+        if let Some((code, description)) = refusal {
+            return self
+                .send_json(ws, &subscribe::refused(&requests, code, &description))
+                .await;
+        }
         if !valid {
             return self
                 .send_json(ws, &subscribe::wrong_hash(&msg, &requests))

@@ -144,6 +144,16 @@ pub(super) fn wrong_hash(msg: &Value, requests: &[Request]) -> Value {
     })
 }
 
+/// A subscribe refused for a reason other than the hash (busy server).
+pub(super) fn refused(requests: &[Request], code: u16, description: &str) -> Value {
+    json!({
+        "type": "error",
+        "action": "subscription/subscribe",
+        "status": {"code": code, "description": description},
+        "data": {"events": kinds(requests)},
+    })
+}
+
 /// The error for a client message the server cannot make sense of (`action` is
 /// the string `"null"`, as seen on the wire).
 pub(super) fn invalid_message() -> Value {

@@ -224,3 +224,49 @@ fn error_codes_3_and_4_kill_the_credential() {
         assert_eq!(json(&events(&out)[0].payload)["data"]["trackers"][0], 501);
     }
 }
+
+fn reconnects(out: &[Output]) -> usize {
+    out.iter()
+        .filter(|o| matches!(o, Output::Reconnect { .. }))
+        .count()
+}
+
+#[test]
+fn a_refused_subscribe_reconnects_but_a_later_error_does_not() {
+    let clock = Clock::new();
+    // A failed response to the subscribe: nothing is subscribed, so try again.
+    let mut p = proto();
+    connected(&mut p, &clock);
+    let out = p.on_text(
+        &clock.ctx(),
+        r#"{"type":"response","action":"subscription/subscribe","data":{"state_batch":{"success":false,"status":{"code":15,"description":"Too many requests"}}}}"#,
+    );
+    assert_eq!(reconnects(&out), 1);
+    // An error frame (not about the credential) to the subscribe: the same.
+    let mut p = proto();
+    connected(&mut p, &clock);
+    let out = p.on_text(
+        &clock.ctx(),
+        r#"{"type":"error","action":"subscription/subscribe","status":{"code":8,"description":"Queue error"}}"#,
+    );
+    assert_eq!(reconnects(&out), 1);
+    assert!(!credential_dead(&out));
+    assert_eq!(session_events(&out)[0].code, Some(8));
+    // Once subscribed, an error is recorded and the connection kept.
+    let mut p = proto();
+    subscribed(&mut p, &clock);
+    let out = p.on_text(
+        &clock.ctx(),
+        r#"{"type":"error","action":"null","status":{"code":7,"description":"Invalid parameters"}}"#,
+    );
+    assert_eq!(reconnects(&out), 0);
+    assert_eq!(warnings(&out).len(), 1);
+    // Before the handshake nothing was asked for, so nothing was refused.
+    let mut p = proto();
+    assert!(p.on_open(&clock.ctx()).is_empty());
+    let out = p.on_text(
+        &clock.ctx(),
+        r#"{"type":"error","action":"null","status":{"code":8,"description":"Queue error"}}"#,
+    );
+    assert_eq!(reconnects(&out), 0);
+}
