@@ -26,6 +26,8 @@ pub enum Cmd {
     Migrate(ConfigArg),
     /// Serve a loopback simulator of an upstream API (tests, demo, benchmarks).
     Simulate(Box<SimulateArgs>),
+    /// End-to-end benchmarks (simulator → daemon → database) or the fault soak.
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// `wsvault simulate KIND --listen ADDR …`.
@@ -117,6 +119,16 @@ pub fn main(cli: Cli) -> ExitCode {
         Cmd::Simulate(a) => {
             crate::telemetry::init(&crate::config::LogConfig::default());
             report(runtime().and_then(|rt| rt.block_on(simulate(a.kind))))
+        }
+        Cmd::Bench(a) => {
+            crate::telemetry::init(&crate::config::LogConfig {
+                level: Some("warn".into()),
+                ..Default::default()
+            });
+            report(runtime().and_then(|rt| {
+                rt.block_on(crate::bench::run(*a))
+                    .context("benchmark failed")
+            }))
         }
         Cmd::Migrate(a) => {
             let cfg = match load(&a.config) {

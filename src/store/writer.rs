@@ -14,6 +14,7 @@
 use super::Store;
 use super::batch::{Batch, Fate};
 use super::classify::{ErrorClass, classify};
+use super::latency::{LatencyHistogram, LatencySummary};
 use crate::config::StorageConfig;
 use crate::record::Record;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -100,6 +101,8 @@ pub struct WriterStats {
     pub last_error: Mutex<Option<String>>,
     /// False while a batch is being retried.
     pub healthy: AtomicBool,
+    /// Receipt (`received_at`) to commit latency of every committed record.
+    pub latency: LatencyHistogram,
     queue: mpsc::WeakSender<Record>,
 }
 
@@ -114,6 +117,7 @@ impl WriterStats {
             last_commit: AtomicI64::new(0),
             last_error: Mutex::new(None),
             healthy: AtomicBool::new(true),
+            latency: LatencyHistogram::default(),
             queue,
         }
     }
@@ -139,6 +143,11 @@ impl WriterStats {
     /// Unix milliseconds of the last commit, `None` before the first.
     pub fn last_commit_unix_ms(&self) -> Option<i64> {
         Some(self.last_commit.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// p50/p99 of receipt-to-commit latency so far (benchmarks, shutdown log).
+    pub fn latency(&self) -> LatencySummary {
+        self.latency.summary()
     }
 
     /// A snapshot of the counters.
@@ -277,12 +286,16 @@ async fn run(
             "storage writer stopped; records were lost"
         );
     }
+    let latency = stats.latency();
     tracing::info!(
         written = report.written,
         batches = report.batches,
         retries = report.retries,
         rejected = report.rejected,
         lost = report.lost,
+        latency_count = latency.count,
+        latency_p50_ms = latency.p50_ms.unwrap_or(-1.0),
+        latency_p99_ms = latency.p99_ms.unwrap_or(-1.0),
         "storage writer finished"
     );
     report
@@ -373,9 +386,15 @@ fn account(stats: &WriterStats, batch: &Batch) {
     stats.batches.fetch_add(1, Ordering::Relaxed);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
-    stats.last_commit.store(now, Ordering::Relaxed);
+    for (record, fate) in batch.records.iter().zip(&batch.fates) {
+        if *fate != Fate::Dropped {
+            let waited = now - record.received_at().timestamp_micros();
+            stats.latency.record_n(waited, 1);
+        }
+    }
+    stats.last_commit.store(now / 1000, Ordering::Relaxed);
     stats.healthy.store(true, Ordering::Relaxed);
 }
 
