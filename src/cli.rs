@@ -122,7 +122,7 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Cmd::Bench(a) => {
             crate::telemetry::init(&crate::config::LogConfig {
-                level: Some("warn".into()),
+                level: Some("warn,sqlx=error".into()),
                 ..Default::default()
             });
             report(runtime().and_then(|rt| {

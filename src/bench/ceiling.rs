@@ -1,7 +1,7 @@
 //! The ceiling: the rows one ingest run stored, written again into a fresh database
 //! of the same schema by the plainest fast path of that database, without the
-//! wsvault writer, queue or protocol. SQLite: prepared multi-row `INSERT`s (64 rows
-//! per statement), one transaction per batch. PostgreSQL: `COPY … FROM STDIN` (text
+//! wsvault writer, queue or protocol. SQLite: prepared multi-row `INSERT`s (256 rows
+//! per statement, the daemon's largest), one transaction per batch. PostgreSQL: `COPY … FROM STDIN` (text
 //! format), one transaction per batch. Batches hold `batch_size` rows, each table's
 //! share in proportion, like the daemon's mixed batches.
 //!
@@ -211,15 +211,21 @@ async fn write_all(
     let what = "writing the ceiling rows";
     if let Some(pool) = target.store.sqlite_pool() {
         let mut conn = pool.acquire().await.map_err(BenchError::sql(what))?;
+        let full: Vec<String> = tables.iter().map(|(t, _)| insert_sql(t, CHUNK)).collect();
         let started = Instant::now();
         for k in 0..batches {
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut *conn)
                 .await
                 .map_err(BenchError::sql(what))?;
-            for (t, all) in &tables {
-                for chunk in slice(all, k, batches).chunks(64) {
-                    sqlite_insert(&mut conn, t, chunk)
+            for (i, (t, all)) in tables.iter().enumerate() {
+                for chunk in slice(all, k, batches).chunks(CHUNK) {
+                    let sql = if chunk.len() == CHUNK {
+                        full[i].clone()
+                    } else {
+                        insert_sql(t, chunk.len())
+                    };
+                    sqlite_insert(&mut conn, sql, chunk)
                         .await
                         .map_err(BenchError::sql(what))?;
                 }
@@ -230,7 +236,7 @@ async fn write_all(
                 .map_err(BenchError::sql(what))?;
         }
         Ok((
-            "prepared 64-row INSERTs, one transaction per batch",
+            "prepared 256-row INSERTs, one transaction per batch",
             started.elapsed().as_secs_f64(),
         ))
     } else if let Some(pool) = target.store.postgres_pool() {
@@ -353,19 +359,25 @@ async fn psql_copy(
     }
 }
 
-async fn sqlite_insert(
-    conn: &mut sqlx::SqliteConnection,
-    t: &Table,
-    chunk: &[Vec<Val>],
-) -> Result<(), sqlx::Error> {
+/// Rows per SQLite statement: the daemon's largest chunk.
+const CHUNK: usize = 256;
+
+fn insert_sql(t: &Table, rows: usize) -> String {
     let one = format!("({})", vec!["?"; t.cols.len()].join(","));
     let cols: Vec<&str> = t.cols.iter().map(|(c, _)| *c).collect();
-    let sql = format!(
+    format!(
         "INSERT INTO {} ({}) VALUES {}",
         t.name,
         cols.join(", "),
-        vec![one; chunk.len()].join(",")
-    );
+        vec![one; rows].join(",")
+    )
+}
+
+async fn sqlite_insert(
+    conn: &mut sqlx::SqliteConnection,
+    sql: String,
+    chunk: &[Vec<Val>],
+) -> Result<(), sqlx::Error> {
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for row in chunk {
         for v in row {
