@@ -16,8 +16,8 @@ use tokio::process::{Child, Command};
 pub struct DaemonSettings {
     /// `[storage] batch_size`.
     pub batch_size: usize,
-    /// `[storage] queue_capacity`.
-    pub queue_capacity: usize,
+    /// `[storage] queue_capacity`; `None` keeps the daemon's default.
+    pub queue_capacity: Option<usize>,
     /// Subscribe to readings_batch as well as state_batch.
     pub readings: bool,
     /// `[supervisor] idle_timeout`.
@@ -28,15 +28,15 @@ impl Default for DaemonSettings {
     fn default() -> Self {
         DaemonSettings {
             batch_size: 500,
-            queue_capacity: 20_000,
+            queue_capacity: None,
             readings: true,
             idle_timeout: Duration::from_secs(150),
         }
     }
 }
 
-/// The `wsvault.toml` the daemon runs with: the shipped example's storage values
-/// (flush 100 ms, queue 20 000) unless the settings say otherwise.
+/// The `wsvault.toml` the daemon runs with: the daemon's defaults (flush 100 ms,
+/// default queue capacity) unless the settings say otherwise.
 pub fn config_toml(storage_url: &str, ws_url: &str, s: &DaemonSettings) -> String {
     let readings = if s.readings {
         "\n  { type = \"readings_batch\", target = \"all\" },"
@@ -48,8 +48,7 @@ pub fn config_toml(storage_url: &str, ws_url: &str, s: &DaemonSettings) -> Strin
 url = "{storage_url}"
 batch_size = {batch}
 flush_interval = "100ms"
-queue_capacity = {queue}
-raw_events = "envelope"
+{queue}raw_events = "envelope"
 
 [supervisor]
 backoff_initial = "100ms"
@@ -71,7 +70,9 @@ subscriptions = [
 ]
 "#,
         batch = s.batch_size,
-        queue = s.queue_capacity,
+        queue = s
+            .queue_capacity
+            .map_or_else(String::new, |q| format!("queue_capacity = {q}\n")),
         idle = s.idle_timeout.as_millis(),
         key = crate::sim::navixy::DEFAULT_API_KEY,
     )
@@ -258,7 +259,7 @@ mod tests {
 {"timestamp":"x","level":"INFO","message":"storage writer finished","written":10,"batches":1,"retries":2,"rejected":0,"lost":0,"latency_count":10,"latency_p50_ms":3.0,"latency_p99_ms":-1.0}
 "#;
         let l = writer_line(log).unwrap();
-        assert_eq!((l.written, l.retries, l.latency_count), (10, 2, 10));
+        assert_eq!((l.retries, l.lost, l.latency_count), (2, 0, 10));
         assert_eq!((l.p50_ms, l.p99_ms), (Some(3.0), None));
         assert!(writer_line("not json").is_none());
     }

@@ -31,6 +31,8 @@ pub struct Throughput {
     pub peak_rss_mib: f64,
     pub daemon_cpu_s: f64,
     pub sim_cpu_s: f64,
+    /// PostgreSQL server CPU for this database (PostgreSQL only).
+    pub db_cpu_s: Option<f64>,
     /// The stored rows, for the ceiling run.
     pub rows: Rows,
 }
@@ -122,6 +124,7 @@ pub async fn throughput(env: &Env, args: &BenchArgs) -> Result<Throughput, Bench
     let settings = DaemonSettings {
         batch_size: args.batch_size,
         readings: !args.no_readings,
+        queue_capacity: args.queue_capacity,
         ..DaemonSettings::default()
     };
     let sim_cfg = sim_config(trackers, Some(updates), 0.0, !args.no_readings);
@@ -167,6 +170,7 @@ pub async fn throughput(env: &Env, args: &BenchArgs) -> Result<Throughput, Bench
     let secs = started.elapsed().as_secs_f64();
     let daemon_cpu_s = rig.daemon.cpu_seconds();
     let sim_cpu_s = super::daemon::cpu_seconds("self") - sim_cpu_before;
+    let db_cpu_s = rig.target.server_cpu_seconds().await;
     let steady = match (t10, t90) {
         (Some((a, na)), Some((b, nb))) if b > a => (nb - na) as f64 / (b - a).as_secs_f64(),
         _ => expected as f64 / secs,
@@ -193,6 +197,7 @@ pub async fn throughput(env: &Env, args: &BenchArgs) -> Result<Throughput, Bench
         peak_rss_mib: peak_rss,
         daemon_cpu_s,
         sim_cpu_s,
+        db_cpu_s,
         rows,
     })
 }
@@ -212,6 +217,7 @@ pub async fn latency(env: &Env, args: &BenchArgs, rate: u64) -> Result<Latency, 
     let settings = DaemonSettings {
         batch_size: args.batch_size,
         readings: !args.no_readings,
+        queue_capacity: args.queue_capacity,
         ..DaemonSettings::default()
     };
     let sim_cfg = sim_config(1000, None, rate as f64, !args.no_readings);

@@ -43,9 +43,11 @@ pub async fn print_header(admin: Option<&str>, args: &BenchArgs) {
         let _ = c.close().await;
     }
     println!(
-        "machine: wsvault {} ({profile} build), PostgreSQL {pg}; daemon batch_size {}, flush_interval 100ms, queue_capacity 20000, readings {}",
+        "machine: wsvault {} ({profile} build), PostgreSQL {pg}; daemon batch_size {}, flush_interval 100ms, queue_capacity {}, readings {}",
         env!("CARGO_PKG_VERSION"),
         args.batch_size,
+        args.queue_capacity
+            .map_or_else(|| "default".to_string(), |q| q.to_string()),
         if args.no_readings { "off" } else { "on" }
     );
 }

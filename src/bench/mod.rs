@@ -55,6 +55,9 @@ pub struct BenchArgs {
     /// `[storage] batch_size` of the daemon (and batch size of the ceiling).
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
+    /// `[storage] queue_capacity` of the daemon; default: the daemon's default.
+    #[arg(long)]
+    pub queue_capacity: Option<usize>,
     /// States only: no readings_batch subscription.
     #[arg(long)]
     pub no_readings: bool,
@@ -196,7 +199,7 @@ async fn bench_backend(env: &target::Env, args: &BenchArgs) -> Result<(), BenchE
         let ceiling = ceiling::measure(env, &run.rows, args.batch_size).await?;
         let ratio = run.rows_per_s / ceiling.rows_per_s;
         println!(
-            "[{label}] run {}: ingest {} states + {} readings + {} events in {:.2} s = {:.0} states/s, {:.0} rows/s (steady 10-90%: {:.0} states/s); daemon peak RSS {:.1} MiB, CPU daemon {:.1} s / sim {:.1} s",
+            "[{label}] run {}: ingest {} states + {} readings + {} events in {:.2} s = {:.0} states/s, {:.0} rows/s (steady 10-90%: {:.0} states/s); daemon peak RSS {:.1} MiB, CPU daemon {:.1} s ({:.0} us/state) / sim+harness {:.1} s",
             i + 1,
             run.states,
             run.readings,
@@ -207,8 +210,16 @@ async fn bench_backend(env: &target::Env, args: &BenchArgs) -> Result<(), BenchE
             run.steady_states_per_s,
             run.peak_rss_mib,
             run.daemon_cpu_s,
+            run.daemon_cpu_s * 1e6 / run.states.max(1) as f64,
             run.sim_cpu_s
         );
+        if let Some(db) = run.db_cpu_s {
+            println!(
+                "[{label}] run {}: PostgreSQL server CPU for the run's database {db:.1} s ({:.0} us/state)",
+                i + 1,
+                db * 1e6 / run.states.max(1) as f64
+            );
+        }
         println!(
             "[{label}] run {}: ceiling ({}) {} rows in {:.2} s = {:.0} rows/s; wsvault/ceiling = {:.0} %",
             i + 1,

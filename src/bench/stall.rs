@@ -105,6 +105,7 @@ pub async fn run(env: &Env, args: &BenchArgs) -> Result<Stall, BenchError> {
     let settings = DaemonSettings {
         batch_size: args.batch_size,
         readings: !args.no_readings,
+        queue_capacity: args.queue_capacity,
         ..DaemonSettings::default()
     };
     // The database is created first so the proxy can point at it.

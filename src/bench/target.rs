@@ -133,6 +133,23 @@ impl Target {
         self.scalar("SELECT MAX(id) FROM tracker_states").await
     }
 
+    /// CPU seconds of the PostgreSQL server processes serving this database now
+    /// (the daemon's pool and the harness's), when the server runs on this machine.
+    pub async fn server_cpu_seconds(&self) -> Option<f64> {
+        let pool = self.store.postgres_pool()?;
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()",
+        )
+        .fetch_all(pool)
+        .await
+        .ok()?;
+        Some(
+            pids.iter()
+                .map(|p| super::daemon::cpu_seconds(&p.to_string()))
+                .sum(),
+        )
+    }
+
     /// Closes the pool, drops the PostgreSQL database and removes the directory
     /// (both kept, for inspection, when `WSVAULT_BENCH_KEEP` is set).
     pub async fn cleanup(self) {
