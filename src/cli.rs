@@ -34,6 +34,8 @@ pub enum Cmd {
     /// Record three simulated sources into ./wsvault-demo.db for a few seconds and
     /// show what was stored.
     Demo(DemoArgs),
+    /// End-to-end benchmarks (simulator → daemon → database) or the fault soak.
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// `wsvault backup --config FILE --to PATH`.
@@ -163,6 +165,16 @@ pub fn main(cli: Cli) -> ExitCode {
             };
             crate::telemetry::init(&quiet(&cfg.log));
             report(runtime().and_then(|rt| rt.block_on(status(cfg))))
+        }
+        Cmd::Bench(a) => {
+            crate::telemetry::init(&crate::config::LogConfig {
+                level: Some("warn,sqlx=error".into()),
+                ..Default::default()
+            });
+            report(runtime().and_then(|rt| {
+                rt.block_on(crate::bench::run(*a))
+                    .context("benchmark failed")
+            }))
         }
         Cmd::Demo(a) => {
             crate::telemetry::init(&quiet(&crate::config::LogConfig::default()));

@@ -156,7 +156,7 @@ fn storage(n: &Node<'_>) -> Result<StorageConfig, ConfigError> {
         });
     }
     let batch_size = n.int("batch_size", 1..=50_000)?.unwrap_or(500) as usize;
-    let queue_capacity = n.int("queue_capacity", 1..=10_000_000)?.unwrap_or(20_000) as usize;
+    let queue_capacity = n.int("queue_capacity", 1..=10_000_000)?.unwrap_or(5_000) as usize;
     if queue_capacity < batch_size {
         return Err(ConfigError::BadValue {
             key: "queue_capacity".into(),

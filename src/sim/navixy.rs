@@ -68,6 +68,11 @@ struct Shared {
     paused: AtomicBool,
     wake: Notify,
     next_conn: AtomicU64,
+    /// Per tracker: 1 + the highest update number whose state was written to a
+    /// client (0 = none yet), so re-sends are not counted as new (benchmarks).
+    sent_state: Vec<AtomicU64>,
+    /// The same for readings items.
+    sent_readings: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -255,6 +260,8 @@ impl NavixySim {
             paused: AtomicBool::new(cfg.paused),
             wake: Notify::new(),
             next_conn: AtomicU64::new(1),
+            sent_state: (0..cfg.trackers).map(|_| AtomicU64::new(0)).collect(),
+            sent_readings: (0..cfg.trackers).map(|_| AtomicU64::new(0)).collect(),
             cfg,
         });
         fleet::count_initial(&shared);

@@ -11,6 +11,7 @@
 
 mod batch;
 mod classify;
+mod latency;
 mod postgres;
 mod read;
 mod sqlite;
@@ -18,6 +19,7 @@ pub mod time;
 mod writer;
 
 pub use classify::{ErrorClass, classify, error_text};
+pub use latency::{LatencyHistogram, LatencySummary};
 pub use time::{TimestampError, format_ts, parse_ts};
 pub use writer::{
     ForceStop, RecordSink, Writer, WriterClosed, WriterHandle, WriterReport, WriterStats,

@@ -14,6 +14,7 @@
 use super::Store;
 use super::batch::{Batch, Fate};
 use super::classify::{ErrorClass, classify};
+use super::latency::{LatencyHistogram, LatencySummary};
 use crate::config::StorageConfig;
 use crate::record::Record;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -106,6 +107,8 @@ pub struct WriterStats {
     /// Unix milliseconds since which the writer holds a batch it has not committed
     /// yet; 0 while it waits for records.
     pub busy_since: AtomicI64,
+    /// Receipt (`received_at`) to commit latency of every committed record.
+    pub latency: LatencyHistogram,
     queue: mpsc::WeakSender<Record>,
 }
 
@@ -122,6 +125,7 @@ impl WriterStats {
             healthy: AtomicBool::new(true),
             last_retry: AtomicI64::new(0),
             busy_since: AtomicI64::new(0),
+            latency: LatencyHistogram::default(),
             queue,
         }
     }
@@ -147,6 +151,11 @@ impl WriterStats {
     /// Unix milliseconds of the last commit, `None` before the first.
     pub fn last_commit_unix_ms(&self) -> Option<i64> {
         Some(self.last_commit.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// p50/p99 of receipt-to-commit latency so far (benchmarks, shutdown log).
+    pub fn latency(&self) -> LatencySummary {
+        self.latency.summary()
     }
 
     /// A snapshot of the counters.
@@ -287,12 +296,16 @@ async fn run(
             "storage writer stopped; records were lost"
         );
     }
+    let latency = stats.latency();
     tracing::info!(
         written = report.written,
         batches = report.batches,
         retries = report.retries,
         rejected = report.rejected,
         lost = report.lost,
+        latency_count = latency.count,
+        latency_p50_ms = latency.p50_ms.unwrap_or(-1.0),
+        latency_p99_ms = latency.p99_ms.unwrap_or(-1.0),
         "storage writer finished"
     );
     report
@@ -384,6 +397,16 @@ fn account(stats: &WriterStats, batch: &Batch) {
         .lost
         .fetch_add(batch.count(Fate::Dropped), Ordering::Relaxed);
     stats.batches.fetch_add(1, Ordering::Relaxed);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    for (record, fate) in batch.records.iter().zip(&batch.fates) {
+        if *fate != Fate::Dropped {
+            let waited = now - record.received_at().timestamp_micros();
+            stats.latency.record_n(waited, 1);
+        }
+    }
     crate::ops::metrics::written(
         batch
             .records
@@ -392,7 +415,7 @@ fn account(stats: &WriterStats, batch: &Batch) {
             .filter(|(_, f)| **f != Fate::Dropped)
             .map(|(r, _)| r),
     );
-    stats.last_commit.store(unix_ms(), Ordering::Relaxed);
+    stats.last_commit.store(now / 1000, Ordering::Relaxed);
     stats.healthy.store(true, Ordering::Relaxed);
 }
 

@@ -298,6 +298,12 @@ pub struct NavixyStats {
     pub state_items_sent: u64,
     /// Readings items sent, over all connections (snapshots included).
     pub reading_items_sent: u64,
+    /// Distinct states written whole to a client at least once (re-sends in later
+    /// snapshots not counted): what a client that stored everything it received
+    /// holds, when no connection was reset with frames in flight.
+    pub states_first_sent: u64,
+    /// Distinct readings items written whole to a client at least once.
+    pub reading_items_first_sent: u64,
 }
 
 /// Reading values in each `readings_event` item: one input, one state field, one

@@ -120,7 +120,10 @@ impl Conn {
                 return;
             }
             let heartbeat_at = later(self.last_write, self.shared.cfg.server_heartbeat);
+            // Biased: a drop, or the client having gone, wins over sending more
+            // data, so nothing is counted as sent into a socket already closed.
             let step = tokio::select! {
+                biased;
                 ev = faults.next() => Step::Fault(ev),
                 msg = ws.next() => Step::Inbound(msg),
                 chunk = recv_opt(&mut self.sub) => Step::Chunk(chunk),
@@ -334,7 +337,13 @@ impl Conn {
         let mut batch_items = Vec::new();
         let mut single = Vec::new();
         let mut readings = Vec::new();
+        let mut state_keys = Vec::new();
+        let mut reading_keys = Vec::new();
         for &(idx, k) in chunk {
+            if self.selected("state_batch", idx).is_some() || self.selected("state", idx).is_some()
+            {
+                state_keys.push((idx, k));
+            }
             if let Some(req) = self.selected("state_batch", idx) {
                 let state = shared.render_state(idx, k, self.iso, req.compact);
                 let wrapped = match wrap {
@@ -351,6 +360,7 @@ impl Conn {
                 single.push(shared.render_state(idx, k, self.iso, req.compact));
             }
             if shared.cfg.readings && self.selected("readings_batch", idx).is_some() {
+                reading_keys.push((idx, k));
                 readings.push(shared.render_readings(idx, k, self.iso));
             }
         }
@@ -363,13 +373,17 @@ impl Conn {
         for state in single {
             self.send_event(ws, "state", state).await?;
         }
+        let first = count_first(&shared.sent_state, &state_keys);
+        shared.stats.update(|s| s.states_first_sent += first);
         if !readings.is_empty() {
             self.send_event(ws, "readings_batch", Value::Array(readings))
                 .await?;
         }
+        let first = count_first(&shared.sent_readings, &reading_keys);
         shared.stats.update(|s| {
             s.state_items_sent += states_sent;
             s.reading_items_sent += readings_sent;
+            s.reading_items_first_sent += first;
         });
         Ok(())
     }
@@ -378,4 +392,15 @@ impl Conn {
         let msg = json!({"type": "event", "event": event, "user_time": self.shared.user_time(self.iso), "data": data});
         self.send_json(ws, &msg).await
     }
+}
+
+/// Counts the `(tracker, update)` pairs written for the first time and marks them.
+fn count_first(marks: &[std::sync::atomic::AtomicU64], keys: &[(usize, u64)]) -> u64 {
+    keys.iter()
+        .filter(|(idx, k)| {
+            marks
+                .get(*idx)
+                .is_some_and(|m| m.fetch_max(k + 1, Ordering::Relaxed) < k + 1)
+        })
+        .count() as u64
 }
