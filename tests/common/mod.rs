@@ -175,7 +175,7 @@ async fn fresh_postgres(admin: &str) -> TestDb {
 /// Drops test databases left behind by runs that died more than an hour ago.
 async fn sweep_stale(conn: &mut sqlx::PgConnection, now: u64) {
     let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'wsvault_t_%'")
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'wsvault\\_t\\_%'")
             .fetch_all(&mut *conn)
             .await
             .unwrap_or_default();
