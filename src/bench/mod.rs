@@ -37,7 +37,7 @@ pub struct BenchArgs {
     /// PostgreSQL admin URL; a fresh database is created from it and dropped after.
     #[arg(long, env = PG_ENV, hide_env_values = true)]
     pub postgres_url: Option<String>,
-    /// Tracker states to ingest in the throughput run (readings come on top).
+    /// Tracker states to ingest in the throughput run (readings come on top); 0 skips it.
     #[arg(long, default_value_t = 200_000)]
     pub records: u64,
     /// Offered rates (tracker states/s) of the latency runs, comma separated; 0 skips them.
@@ -75,8 +75,11 @@ pub struct BenchArgs {
 /// `--backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
+    /// A temp SQLite file.
     Sqlite,
+    /// A fresh database on the PostgreSQL server of the admin URL.
     Postgres,
+    /// SQLite, then PostgreSQL.
     Both,
 }
 
@@ -93,6 +96,7 @@ pub enum BenchError {
     /// A query of the harness itself failed.
     #[error("benchmark query failed while {what}: {source}")]
     Sql {
+        /// What the harness was doing.
         what: &'static str,
         #[source]
         source: sqlx::Error,
@@ -100,6 +104,7 @@ pub enum BenchError {
     /// Files, processes, sockets of the harness.
     #[error("{what}: {source}")]
     Io {
+        /// What the harness was doing, naming the file or process.
         what: String,
         #[source]
         source: std::io::Error,
@@ -109,7 +114,12 @@ pub enum BenchError {
     Daemon(String),
     /// A phase did not finish in time.
     #[error("timed out after {after:?} while {what}")]
-    Timeout { what: String, after: Duration },
+    Timeout {
+        /// The phase that did not finish.
+        what: String,
+        /// How long it was given.
+        after: Duration,
+    },
     /// The soak found records lost or duplicated.
     #[error("soak failed: {0}")]
     SoakFailed(String),
@@ -194,7 +204,13 @@ async fn bench_backend(env: &target::Env, args: &BenchArgs) -> Result<(), BenchE
     let label = env.backend.name();
     let mut ratios = Vec::new();
     let mut states = Vec::new();
-    for i in 0..args.repeat.max(1) {
+    // `--records 0` skips the throughput runs.
+    let repeat = if args.records == 0 {
+        0
+    } else {
+        args.repeat.max(1)
+    };
+    for i in 0..repeat {
         let run = ingest::throughput(env, args).await?;
         let ceiling = ceiling::measure(env, &run.rows, args.batch_size).await?;
         let ratio = run.rows_per_s / ceiling.rows_per_s;
@@ -232,15 +248,17 @@ async fn bench_backend(env: &target::Env, args: &BenchArgs) -> Result<(), BenchE
         ratios.push(ratio);
         states.push(run.states_per_s);
     }
-    println!(
-        "[{label}] throughput: {} states/s (min {:.0}, median {:.0} of {}); ratio to ceiling min {:.0} %, median {:.0} %",
-        fmt_rate(median(&states)),
-        min(&states),
-        median(&states),
-        states.len(),
-        min(&ratios) * 100.0,
-        median(&ratios) * 100.0
-    );
+    if !states.is_empty() {
+        println!(
+            "[{label}] throughput: {} states/s (min {:.0}, median {:.0} of {}); ratio to ceiling min {:.0} %, median {:.0} %",
+            fmt_rate(median(&states)),
+            min(&states),
+            median(&states),
+            states.len(),
+            min(&ratios) * 100.0,
+            median(&ratios) * 100.0
+        );
+    }
     for rate in args.rate.iter().copied().filter(|r| *r > 0) {
         let l = ingest::latency(env, args, rate).await?;
         println!(
@@ -255,13 +273,14 @@ async fn bench_backend(env: &target::Env, args: &BenchArgs) -> Result<(), BenchE
     if args.stall > 0 {
         let s = stall::run(env, args).await?;
         println!(
-            "[{label}] memory: full rate peak RSS {:.1} MiB; {} s database stall: RSS {:.1} MiB at start, max {:.1} MiB, {:.1} MiB at end ({} rows stored during the stall, {} after it)",
+            "[{label}] memory: full rate peak RSS {:.1} MiB; {} s database stall: RSS {:.1} MiB at start, max {:.1} MiB, {:.1} MiB at end ({} states stored during the stall; first commit {:.2} s after it, {} states in the 5 s after that)",
             s.full_rate_peak_mib,
             args.stall,
             s.stall_start_mib,
             s.stall_max_mib,
             s.stall_end_mib,
             s.rows_during_stall,
+            s.recovery.as_secs_f64(),
             s.rows_after_stall
         );
     }

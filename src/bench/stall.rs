@@ -98,9 +98,11 @@ pub struct Stall {
     pub stall_end_mib: f64,
     pub rows_during_stall: i64,
     pub rows_after_stall: i64,
+    pub recovery: Duration,
 }
 
-/// Full rate for a warm-up, a stall of `args.stall` seconds, then 5 s of recovery.
+/// Full rate for a warm-up, a stall of `args.stall` seconds, then the wait for the
+/// first commit after it (the writer's backoff decides how long) and 5 s more.
 pub async fn run(env: &Env, args: &BenchArgs) -> Result<Stall, BenchError> {
     let settings = DaemonSettings {
         batch_size: args.batch_size,
@@ -158,10 +160,22 @@ async fn measure(
     let during = probe.states_progress().await? - before;
     outage.end().await?;
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(5) {
+    let limit = Duration::from_secs(120);
+    let mut recovery = None;
+    while t.elapsed() < limit {
         daemon.check_alive()?;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if probe.states_progress().await? > before + during {
+            recovery = Some(t.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let recovery = recovery.ok_or_else(|| BenchError::Timeout {
+        what: "waiting for the first commit after the stall".into(),
+        after: limit,
+    })?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    daemon.check_alive()?;
     let after = probe.states_progress().await? - before - during;
     Ok(Stall {
         full_rate_peak_mib: peak,
@@ -170,6 +184,7 @@ async fn measure(
         stall_end_mib: end_mib,
         rows_during_stall: during,
         rows_after_stall: after,
+        recovery,
     })
 }
 
