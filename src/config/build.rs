@@ -100,8 +100,11 @@ pub const DEFAULT_TIMING: Timing = Timing {
 };
 
 /// The product's own User-Agent: Tradernet's edge refuses well-known library agents.
+pub const USER_AGENT: &str = concat!("wsvault/", env!("CARGO_PKG_VERSION"));
+
+/// [`USER_AGENT`] as an owned value, for config defaults and HTTP clients.
 pub fn default_user_agent() -> String {
-    format!("wsvault/{}", env!("CARGO_PKG_VERSION"))
+    USER_AGENT.to_string()
 }
 
 pub(super) fn build(tree: &Value, base: &Path) -> Result<Config, ConfigError> {

@@ -60,7 +60,7 @@ pub const DEFAULT_SUBSCRIBE: &str = r#"["sessions"]"#;
 
 /// The User-Agent used when the config leaves it empty. Tradernet's edge answers
 /// well-known library agents with HTTP 403, so the product sends its own.
-pub const DEFAULT_USER_AGENT: &str = concat!("wsvault/", env!("CARGO_PKG_VERSION"));
+pub const DEFAULT_USER_AGENT: &str = crate::config::USER_AGENT;
 
 /// Reason given with [`Output::CredentialDead`] for a demo `userData` payload.
 pub const DEMO_USERDATA_REASON: &str = "demo userData: SID missing or dead";
