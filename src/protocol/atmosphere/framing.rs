@@ -166,12 +166,12 @@ impl Framer {
 /// One complete result of [`Reassembler::push`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Piece {
-    /// A whole JSON message: its text (kept raw) and its parsed value.
+    /// A whole JSON message, exactly as received (frames concatenated). It is only
+    /// checked to be JSON, not built into a value: the protocol reads it once, in
+    /// whatever form suits it.
     Message {
-        /// The message exactly as received (frames concatenated).
+        /// The message text.
         text: String,
-        /// The same message parsed, so nobody parses it twice.
-        value: serde_json::Value,
     },
     /// Text that is not JSON (a syntax error, not a truncation): report and keep it.
     Malformed {
@@ -206,14 +206,14 @@ pub struct Reassembler {
 }
 
 enum Attempt {
-    Done(serde_json::Value),
+    Done,
     Truncated,
     Invalid(String),
 }
 
 fn attempt(text: &str) -> Attempt {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(v) => Attempt::Done(v),
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => Attempt::Done,
         Err(e) if e.classify() == Category::Eof => Attempt::Truncated,
         Err(e) => Attempt::Invalid(e.to_string()),
     }
@@ -250,10 +250,7 @@ impl Reassembler {
         let mut joined = std::mem::take(&mut self.buf);
         joined.push_str(frame);
         match attempt(&joined) {
-            Attempt::Done(value) => out.push(Piece::Message {
-                text: joined,
-                value,
-            }),
+            Attempt::Done => out.push(Piece::Message { text: joined }),
             Attempt::Truncated => self.keep(joined)?,
             Attempt::Invalid(error) => {
                 joined.truncate(joined.len() - frame.len());
@@ -271,9 +268,8 @@ impl Reassembler {
 
     fn start(&mut self, frame: &str, out: &mut Vec<Piece>) -> Result<(), OversizeError> {
         match attempt(frame) {
-            Attempt::Done(value) => out.push(Piece::Message {
+            Attempt::Done => out.push(Piece::Message {
                 text: frame.to_string(),
-                value,
             }),
             Attempt::Truncated => self.keep(frame.to_string())?,
             Attempt::Invalid(error) => out.push(Piece::Malformed {

@@ -4,7 +4,7 @@
 //! Runs after the transport ([`super`]) has produced one whole message; never sees
 //! frames, heartbeats or the clock beyond `ctx`.
 
-use super::{MAX_WARNED, NavixyProtocol, decode, subscribe};
+use super::{MAX_WARNED, NavixyProtocol, decode, fast, subscribe};
 use crate::config::RawEvents;
 use crate::protocol::{Ctx, Output, Protocol, event_record, session_event, text_as_json};
 use crate::redact::Redactor;
@@ -30,18 +30,42 @@ impl NavixyProtocol {
         ctx: &Ctx,
         kind: &str,
         raw: &str,
-        envelope: &Value,
+        envelope: impl FnOnce() -> String,
         n: usize,
         out: &mut Vec<Output>,
     ) {
         let row = match self.opts.raw_events {
             RawEvents::Off => None,
             RawEvents::Full => event_record(ctx, &self.opts, kind, raw.to_string(), None),
-            RawEvents::Envelope => {
-                event_record(ctx, &self.opts, kind, envelope.to_string(), Some(n as i64))
-            }
+            RawEvents::Envelope => event_record(ctx, &self.opts, kind, envelope(), Some(n as i64)),
         };
         out.extend(row.map(Output::Record));
+    }
+
+    /// A data event the quick path ([`super::fast`]) decoded whole: the same
+    /// outputs, in the same order, as the general path gives it.
+    pub(super) fn on_data_event(
+        &mut self,
+        ctx: &Ctx,
+        raw: &str,
+        d: fast::Decoded,
+        out: &mut Vec<Output>,
+    ) {
+        let fast::Decoded {
+            name,
+            items,
+            envelope,
+        } = d;
+        self.keep_typed(
+            ctx,
+            name,
+            raw,
+            || envelope.unwrap_or_default(),
+            items.item_count,
+            out,
+        );
+        out.extend(items.records.into_iter().map(Output::Record));
+        self.mark_subscribed(out);
     }
 
     fn redact(&self, text: &str) -> String {
@@ -147,7 +171,7 @@ impl NavixyProtocol {
                 let data = v.as_object_mut().and_then(|o| o.remove("data"));
                 let items = decode::items(ctx, self.opts.timezone, data.as_ref());
                 if items.problems.is_empty() {
-                    self.keep_typed(ctx, &name, raw, &v, items.item_count, out);
+                    self.keep_typed(ctx, &name, raw, || v.to_string(), items.item_count, out);
                 } else {
                     self.keep_whole(ctx, &name, raw, out);
                     for p in &items.problems {

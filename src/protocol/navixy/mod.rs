@@ -20,6 +20,7 @@
 //!   occurrence is still kept whole in `events`.
 
 pub mod decode;
+mod fast;
 mod messages;
 pub mod subscribe;
 
@@ -164,21 +165,19 @@ impl NavixyProtocol {
             .map(|h| h.padding.as_str())
             .unwrap_or("X");
         let pieces: Result<Vec<Piece>, String> = match &mut self.conn.stream {
-            Stream::Framed(f) => f
-                .push(frame)
-                .map(|msgs| {
-                    msgs.into_iter()
+            Stream::Framed(f) => match f.push(frame) {
+                Ok(msgs) => {
+                    let msgs: Vec<String> = msgs
+                        .into_iter()
                         .filter(|m| !atmosphere::is_heartbeat(m, padding))
-                        .map(|m| match serde_json::from_str(&m) {
-                            Ok(value) => Piece::Message { text: m, value },
-                            Err(e) => Piece::Malformed {
-                                text: m,
-                                error: e.to_string(),
-                            },
-                        })
-                        .collect()
-                })
-                .map_err(|e| e.to_string()),
+                        .collect();
+                    for m in msgs {
+                        self.message(ctx, &m, out);
+                    }
+                    return;
+                }
+                Err(e) => Err(e.to_string()),
+            },
             Stream::Unframed(r) => {
                 // Mid-message only the exact padding is a heartbeat: whitespace may
                 // be part of the split message.
@@ -197,7 +196,7 @@ impl NavixyProtocol {
             Ok(pieces) => {
                 for p in pieces {
                     match p {
-                        Piece::Message { text, value } => self.dispatch(ctx, &text, value, out),
+                        Piece::Message { text } => self.message(ctx, &text, out),
                         Piece::Malformed { text, error } => self.malformed(ctx, &text, &error, out),
                     }
                 }
@@ -206,6 +205,21 @@ impl NavixyProtocol {
                 out.push(Output::Warning(format!("navixy: {e}")));
                 out.push(Output::Reconnect { reason: e });
             }
+        }
+    }
+}
+
+impl NavixyProtocol {
+    /// One whole message: the quick path for data events, else parsed and dispatched.
+    fn message(&mut self, ctx: &Ctx, text: &str, out: &mut Vec<Output>) {
+        let envelope = self.opts.raw_events == crate::config::RawEvents::Envelope;
+        if let Some(d) = fast::decode(ctx, self.opts.timezone, text, envelope) {
+            self.on_data_event(ctx, text, d, out);
+            return;
+        }
+        match serde_json::from_str(text) {
+            Ok(value) => self.dispatch(ctx, text, value, out),
+            Err(e) => self.malformed(ctx, text, &e.to_string(), out),
         }
     }
 }
