@@ -11,6 +11,7 @@ mod auth;
 mod config;
 mod conn;
 mod fleet;
+mod render;
 mod subscribe;
 
 use std::collections::{HashMap, HashSet};
@@ -76,6 +77,28 @@ struct Shared {
 }
 
 impl Shared {
+    /// Fresh state for `cfg`: no update generated, nothing sent, no connection.
+    fn new(cfg: NavixySimConfig) -> Shared {
+        let epoch = cfg.epoch.unwrap_or_else(fleet::now_truncated);
+        Shared {
+            latest: Mutex::new(vec![0; cfg.trackers]),
+            epoch,
+            offset: fleet::offset(cfg.utc_offset_secs),
+            stats: Observed::new(NavixyStats::default()),
+            faults: Faults::new(cfg.silent, cfg.drop_every),
+            fanout: Fanout::new(),
+            auth: Mutex::new(AuthState::default()),
+            reject_hash: AtomicBool::new(cfg.reject_hash),
+            refusals: Mutex::new((0, 0, String::new())),
+            paused: AtomicBool::new(cfg.paused),
+            wake: Notify::new(),
+            next_conn: AtomicU64::new(1),
+            sent_state: (0..cfg.trackers).map(|_| AtomicU64::new(0)).collect(),
+            sent_readings: (0..cfg.trackers).map(|_| AtomicU64::new(0)).collect(),
+            cfg,
+        }
+    }
+
     fn auth(&self) -> MutexGuard<'_, AuthState> {
         self.auth.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -246,24 +269,7 @@ impl NavixySim {
     /// Binds `listen` (port 0 allowed) and starts serving the WebSocket endpoint
     /// (any path ending `/event/subscription`) and the login call (`…/user/auth`).
     pub async fn start(listen: SocketAddr, cfg: NavixySimConfig) -> std::io::Result<NavixySim> {
-        let epoch = cfg.epoch.unwrap_or_else(fleet::now_truncated);
-        let shared = Arc::new(Shared {
-            latest: Mutex::new(vec![0; cfg.trackers]),
-            epoch,
-            offset: fleet::offset(cfg.utc_offset_secs),
-            stats: Observed::new(NavixyStats::default()),
-            faults: Faults::new(cfg.silent, cfg.drop_every),
-            fanout: Fanout::new(),
-            auth: Mutex::new(AuthState::default()),
-            reject_hash: AtomicBool::new(cfg.reject_hash),
-            refusals: Mutex::new((0, 0, String::new())),
-            paused: AtomicBool::new(cfg.paused),
-            wake: Notify::new(),
-            next_conn: AtomicU64::new(1),
-            sent_state: (0..cfg.trackers).map(|_| AtomicU64::new(0)).collect(),
-            sent_readings: (0..cfg.trackers).map(|_| AtomicU64::new(0)).collect(),
-            cfg,
-        });
+        let shared = Arc::new(Shared::new(cfg));
         fleet::count_initial(&shared);
         let conn_shared = Arc::clone(&shared);
         let mut server = ServerHandle::bind(listen, move |stream, _peer| {

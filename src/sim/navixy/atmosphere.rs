@@ -38,9 +38,14 @@ pub(super) fn tracking_uuid() -> String {
     )
 }
 
-/// Length of `text` in UTF-16 code units, as Atmosphere counts it.
+/// Length of `text` in UTF-16 code units, as Atmosphere counts it. ASCII text (all
+/// generated data) is measured without decoding it: one unit per byte.
 pub(super) fn utf16_len(text: &str) -> usize {
-    text.encode_utf16().count()
+    if text.is_ascii() {
+        text.len()
+    } else {
+        text.encode_utf16().count()
+    }
 }
 
 #[cfg(test)]
@@ -56,6 +61,7 @@ mod tests {
         assert!(!framework_too_old("garbage"));
         assert_eq!(utf16_len("X"), 1);
         assert_eq!(utf16_len("é😀"), 3);
+        assert_eq!(utf16_len("a|é"), 3);
         let uuid = tracking_uuid();
         assert_eq!(uuid.len(), 36);
         assert_eq!(uuid.matches('-').count(), 4);

@@ -17,8 +17,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::atmosphere;
 use super::fleet::Chunk;
+use super::render::{self, EventFrame, Times};
 use super::subscribe::{self, Request};
-use super::{NavixyCmd, Shared, TrackerStatus, WrapItems};
+use super::{NavixyCmd, Shared};
 use crate::sim::fanout::{Subscription, recv_opt};
 use crate::sim::faults::{FaultEvent, FaultListener, Flow, later};
 use crate::sim::http::{self, Ws};
@@ -68,7 +69,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
             shared: Arc::clone(&shared),
             id,
             track_size,
-            iso: false,
+            times: Times::new(false),
             subs: BTreeMap::new(),
             sub: None,
             last_write: Instant::now(),
@@ -94,7 +95,8 @@ struct Conn {
     shared: Arc<Shared>,
     id: u64,
     track_size: bool,
-    iso: bool,
+    /// Timestamps in the format of the latest subscribe (`iso_datetime`).
+    times: Times,
     subs: BTreeMap<String, Request>,
     sub: Option<Subscription<Arc<Chunk>>>,
     last_write: Instant,
@@ -111,7 +113,7 @@ impl Conn {
             atmosphere::tracking_uuid(),
             self.shared.cfg.heartbeat_interval.as_millis()
         );
-        if self.send(&mut ws, &handshake).await.is_err() {
+        if self.send(&mut ws, handshake).await.is_err() {
             return;
         }
         loop {
@@ -144,7 +146,9 @@ impl Conn {
         let result = match step {
             Step::Fault(FaultEvent::Drop) => return Flow::Drop,
             Step::Fault(FaultEvent::Raw(text)) => self.send_frame(ws, text).await,
-            Step::Fault(FaultEvent::Proto(NavixyCmd::Message(text))) => self.send(ws, &text).await,
+            Step::Fault(FaultEvent::Proto(NavixyCmd::Message(text))) => {
+                self.send(ws, text.to_string()).await
+            }
             Step::Fault(FaultEvent::Proto(NavixyCmd::Logout)) => self.logout(ws).await,
             Step::Fault(FaultEvent::Changed) => Ok(()),
             Step::Inbound(Some(Ok(Message::Text(text)))) => self.on_text(ws, text.as_str()).await,
@@ -164,7 +168,7 @@ impl Conn {
             }
             Step::Heartbeat => {
                 self.shared.stats.update(|s| s.heartbeats_sent += 1);
-                self.send(ws, "X").await
+                self.send(ws, "X".to_owned()).await
             }
         };
         if result.is_ok() {
@@ -183,11 +187,11 @@ impl Conn {
     }
 
     /// Sends one message with this connection's framing (and frame splitting).
-    async fn send(&mut self, ws: &mut Ws, msg: &str) -> Result<(), WsError> {
+    async fn send(&mut self, ws: &mut Ws, msg: String) -> Result<(), WsError> {
         let text = if self.track_size {
-            format!("{}|{msg}", atmosphere::utf16_len(msg))
+            format!("{}|{msg}", atmosphere::utf16_len(&msg))
         } else {
-            msg.to_owned()
+            msg
         };
         match self.shared.cfg.split_frames_at {
             Some(max) if max > 0 && text.len() > max => {
@@ -202,7 +206,7 @@ impl Conn {
     }
 
     async fn send_json(&mut self, ws: &mut Ws, value: &Value) -> Result<(), WsError> {
-        self.send(ws, &value.to_string()).await
+        self.send(ws, value.to_string()).await
     }
 
     async fn on_text(&mut self, ws: &mut Ws, text: &str) -> Result<(), WsError> {
@@ -266,10 +270,11 @@ impl Conn {
                 .await;
         }
         self.shared.auth().live.insert(self.id, hash);
-        self.iso = msg
-            .get("iso_datetime")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        self.times.set_iso(
+            msg.get("iso_datetime")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        );
         let response = subscribe::response(&self.shared, "subscribe", &requests);
         for req in &requests {
             self.subs.insert(req.kind.clone(), req.clone());
@@ -323,63 +328,23 @@ impl Conn {
             .any(|k| self.subs.contains_key(*k))
     }
 
-    /// Whether `kind` is subscribed for tracker `idx` (and the tracker sends data).
-    fn selected(&self, kind: &str, idx: usize) -> Option<&Request> {
-        let id = self.shared.tracker_id(idx);
-        self.subs
-            .get(kind)
-            .filter(|r| r.target.contains(id) && self.shared.status_of(id) == TrackerStatus::Normal)
-    }
-
     async fn send_chunk(&mut self, ws: &mut Ws, chunk: &[(usize, u64)]) -> Result<(), WsError> {
         let shared = Arc::clone(&self.shared);
-        let wrap = shared.cfg.wrap_items;
-        let mut batch_items = Vec::new();
-        let mut single = Vec::new();
-        let mut readings = Vec::new();
-        let mut state_keys = Vec::new();
-        let mut reading_keys = Vec::new();
-        for &(idx, k) in chunk {
-            if self.selected("state_batch", idx).is_some() || self.selected("state", idx).is_some()
-            {
-                state_keys.push((idx, k));
-            }
-            if let Some(req) = self.selected("state_batch", idx) {
-                let state = shared.render_state(idx, k, self.iso, req.compact);
-                let wrapped = match wrap {
-                    WrapItems::Always => true,
-                    WrapItems::Never => false,
-                    WrapItems::Alternate => batch_items.len() % 2 == 0,
-                };
-                batch_items.push(if wrapped {
-                    json!({"type": "source_state_event", "state": state})
-                } else {
-                    state
-                });
-            } else if let Some(req) = self.selected("state", idx) {
-                single.push(shared.render_state(idx, k, self.iso, req.compact));
-            }
-            if shared.cfg.readings && self.selected("readings_batch", idx).is_some() {
-                reading_keys.push((idx, k));
-                readings.push(shared.render_readings(idx, k, self.iso));
-            }
+        let frames = render::chunk_frames(&shared, &self.subs, &mut self.times, chunk)?;
+        let states_sent = frames.states_sent();
+        let readings_sent = frames.readings_sent();
+        if let Some(batch) = frames.state_batch {
+            self.send_event(ws, batch).await?;
         }
-        let states_sent = (batch_items.len() + single.len()) as u64;
-        let readings_sent = readings.len() as u64;
-        if !batch_items.is_empty() {
-            self.send_event(ws, "state_batch", Value::Array(batch_items))
-                .await?;
+        for state in frames.states {
+            self.send_event(ws, state).await?;
         }
-        for state in single {
-            self.send_event(ws, "state", state).await?;
-        }
-        let first = count_first(&shared.sent_state, &state_keys);
+        let first = count_first(&shared.sent_state, &frames.state_keys);
         shared.stats.update(|s| s.states_first_sent += first);
-        if !readings.is_empty() {
-            self.send_event(ws, "readings_batch", Value::Array(readings))
-                .await?;
+        if let Some(readings) = frames.readings_batch {
+            self.send_event(ws, readings).await?;
         }
-        let first = count_first(&shared.sent_readings, &reading_keys);
+        let first = count_first(&shared.sent_readings, &frames.reading_keys);
         shared.stats.update(|s| {
             s.state_items_sent += states_sent;
             s.reading_items_sent += readings_sent;
@@ -388,9 +353,10 @@ impl Conn {
         Ok(())
     }
 
-    async fn send_event(&mut self, ws: &mut Ws, event: &str, data: Value) -> Result<(), WsError> {
-        let msg = json!({"type": "event", "event": event, "user_time": self.shared.user_time(self.iso), "data": data});
-        self.send_json(ws, &msg).await
+    /// Stamps `frame` with the server time and sends it.
+    async fn send_event(&mut self, ws: &mut Ws, frame: EventFrame) -> Result<(), WsError> {
+        let text = frame.finish(self.times.user_time(&self.shared))?;
+        self.send(ws, text).await
     }
 }
 

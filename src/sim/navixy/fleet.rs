@@ -2,14 +2,13 @@
 //! generator that advances them at the configured rate.
 //!
 //! A tracker's `k`-th update is a pure function of (tracker index, k), so the
-//! generator only hands out `(index, k)` pairs and each connection renders them in
-//! the format its subscribe asked for. It never writes to a socket.
+//! generator only hands out `(index, k)` pairs and each connection renders them
+//! (see `render`) in the format its subscribe asked for. It never writes to a socket.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, FixedOffset, Offset, SubsecRound, TimeDelta, Utc};
-use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{Shared, TrackerStatus};
@@ -77,7 +76,10 @@ impl Shared {
             .collect()
     }
 
-    fn timestamp(&self, t: DateTime<Utc>, iso: bool) -> String {
+    /// `t` in the user's timezone: `2026-03-02 08:15:07` naive, or ISO 8601 with the
+    /// offset (`2026-03-02T09:15:07+01:00`) when the subscribe asked for `iso_datetime`.
+    /// Slow (chrono parses the format each time): callers cache, see [`super::render::Times`].
+    pub(super) fn timestamp(&self, t: DateTime<Utc>, iso: bool) -> String {
         let local = t.with_timezone(&self.offset);
         if iso {
             local.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
@@ -86,78 +88,13 @@ impl Shared {
         }
     }
 
-    /// Server time in the user's timezone, for `user_time`.
-    pub(super) fn user_time(&self, iso: bool) -> String {
-        self.timestamp(Utc::now(), iso)
-    }
-
-    fn state_time(&self, k: u64) -> DateTime<Utc> {
+    /// Time of update `k`: the epoch plus `k` seconds (saturating).
+    pub(super) fn state_time(&self, k: u64) -> DateTime<Utc> {
         i64::try_from(k)
             .ok()
             .and_then(TimeDelta::try_seconds)
             .and_then(|d| self.epoch.checked_add_signed(d))
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
-    }
-
-    /// The `k`-th state of tracker `idx`, in full or compact format.
-    pub(super) fn render_state(&self, idx: usize, k: u64, iso: bool, compact: bool) -> Value {
-        let t = self.timestamp(self.state_time(k), iso);
-        let t0 = self.timestamp(self.epoch, iso);
-        let i = idx as u64;
-        let phase = (k + i) % 4;
-        let moving = phase < 2;
-        let movement = ["moving", "moving", "stopped", "parked"][phase as usize];
-        let step = (k % 1000) as f64;
-        let gps = json!({
-            "updated": t, "signal_level": 70 + (k + i) % 30,
-            "location": {"lat": 48.2082 + 0.01 * i as f64 + 0.0001 * step,
-                         "lng": 16.3738 + 0.01 * i as f64 + 0.00013 * step},
-            "heading": (k * 7 + i * 13) % 360,
-            "speed": if moving { 20 + (k * 3 + i) % 60 } else { 0 },
-            "alt": 150 + (k + i) % 40,
-        });
-        let mut state = json!({
-            "source_id": self.source_id(idx), "gps": gps,
-            "connection_status": if movement == "parked" { "idle" } else { "active" },
-            "movement_status": movement, "movement_status_update": t,
-            "ignition": moving, "ignition_update": t, "last_update": t,
-        });
-        if compact {
-            return state;
-        }
-        let mut additional = serde_json::Map::new();
-        if self.cfg.seq {
-            additional.insert("seq".into(), json!({"value": k, "updated": t}));
-        }
-        if let Value::Object(map) = &mut state {
-            let full = json!({
-                "gsm": {"updated": t, "signal_level": 60 + k % 40, "network_name": "SIM-NET", "roaming": false},
-                "battery_level": 100 - k % 50, "battery_update": t,
-                "inputs": [k.is_multiple_of(2), false], "inputs_update": t0,
-                "outputs": [false], "outputs_update": t0,
-                "additional": additional, "actual_track_update": t,
-            });
-            if let Value::Object(extra) = full {
-                map.extend(extra);
-            }
-        }
-        state
-    }
-
-    /// The `k`-th readings item of tracker `idx` (all four values changed at once).
-    pub(super) fn render_readings(&self, idx: usize, k: u64, iso: bool) -> Value {
-        let t = self.timestamp(self.state_time(k), iso);
-        let sensor = 1000 + idx as u64 * 10;
-        json!({
-            "type": "readings_event", "tracker_id": self.tracker_id(idx), "timestamp": t,
-            "inputs": [{"sensor_id": sensor + 1, "label": "Fuel level", "name": "fuel_level",
-                        "type": "fuel", "units": "l", "units_type": "litre",
-                        "value": 40.0 + (k % 20) as f64 * 0.5, "update_time": t}],
-            "states": [{"field": "door_open", "value": k % 2 == 1, "update_time": t}],
-            "virtual_sensors": [{"sensor_id": sensor + 2, "label": "Engine", "type": "engine_state",
-                                 "value": if k.is_multiple_of(2) { "on" } else { "off" }, "update_time": t}],
-            "counters": [{"type": "odometer", "value": 12000.0 + k as f64 * 0.25, "update_time": t}],
-        })
     }
 }
 
