@@ -6,8 +6,8 @@
 //! statement serves every batch size and the 65 535-bind limit never applies. JSON
 //! columns travel as `text[]` and are cast to `jsonb` in the SELECT, so the server
 //! validates them. A batch is cut into runs of at most [`MESSAGE_BUDGET`] bytes per
-//! statement (see there: sqlx 0.9.0 leaves Nagle on). Upsert tables go row by row (PostgreSQL refuses to upsert the same
-//! key twice in one statement, and they are low volume). The pool tests connections
+//! statement. Upsert tables go row by row (PostgreSQL refuses to upsert the same key
+//! twice in one statement, and they are low volume). The pool tests connections
 //! before handing them out and gives up on an acquire quickly, so the writer's retry
 //! loop, not the pool, waits out an outage and recovers when the server is back.
 //! This module never decides about retries; it returns errors.
@@ -44,12 +44,11 @@ fn col<'a, T: 'a, U>(rows: &[&'a T], f: impl Fn(&'a T) -> U) -> Vec<U> {
     rows.iter().map(|r| f(r)).collect()
 }
 
-/// Largest estimated Bind message per statement. sqlx 0.9.0 does not set
-/// `TCP_NODELAY` (upstream issue transact-rs/sqlx#4335), so a message larger than the
-/// socket's initial send buffer (16 KiB on Linux) is written in two parts and the
-/// second waits ~40 ms for a delayed ACK (Nagle). Keeping each statement under this
-/// budget costs a few round trips per batch instead of 40 ms per statement.
-const MESSAGE_BUDGET: usize = 12 * 1024;
+/// Largest estimated Bind message per statement. With `TCP_NODELAY` (restored by the
+/// vendored sqlx-core, see vendor/README.md) a big message costs no delayed-ACK stall,
+/// so a normal batch is one statement per table; the budget only bounds the memory a
+/// batch of unusually large payloads asks of the server in one message.
+const MESSAGE_BUDGET: usize = 4 * 1024 * 1024;
 
 /// Splits `rows` into runs whose estimated encoded size stays under
 /// [`MESSAGE_BUDGET`] (at least one row per run), keeping their order.
