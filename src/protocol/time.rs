@@ -23,10 +23,15 @@ pub fn parse_timestamp(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
         return None;
     }
     match parse_common(t) {
-        Some(Common::Instant(dt)) => return Some(dt),
-        Some(Common::Naive(naive)) => return in_zone(naive, tz),
-        None => {}
+        Some(Common::Instant(dt)) => Some(dt),
+        Some(Common::Naive(naive)) => in_zone(naive, tz),
+        None => parse_general(t, tz),
     }
+}
+
+/// Every accepted shape through chrono's formats; [`parse_common`] is the quick
+/// path in front of it. `t` is trimmed and not empty.
+fn parse_general(t: &str, tz: Tz) -> Option<DateTime<Utc>> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Some(dt.with_timezone(&Utc));
     }
@@ -197,25 +202,8 @@ mod tests {
         );
     }
 
-    /// The general formats alone, as `parse_timestamp` was before `parse_common`.
     fn general(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
-        let t = text.trim();
-        if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-            return Some(dt.with_timezone(&Utc));
-        }
-        for fmt in [
-            "%Y-%m-%d %H:%M:%S%.f%:z",
-            "%Y-%m-%d %H:%M:%S%.f%z",
-            "%Y-%m-%dT%H:%M:%S%.f%z",
-        ] {
-            if let Ok(dt) = DateTime::parse_from_str(t, fmt) {
-                return Some(dt.with_timezone(&Utc));
-            }
-        }
-        let naive = NAIVE_FORMATS
-            .iter()
-            .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())?;
-        in_zone(naive, tz)
+        parse_general(text.trim(), tz)
     }
 
     #[test]
