@@ -21,6 +21,8 @@ pub const RECEIVED: &str = "wsvault_records_received_total";
 pub const WRITTEN: &str = "wsvault_records_written_total";
 /// Seconds from a batch's first attempt to its commit, retries included.
 pub const WRITE_SECONDS: &str = "wsvault_write_seconds";
+/// Counter of PostgreSQL batches by `COPY` outcome (label `outcome`).
+pub const COPY_BATCHES: &str = "wsvault_writer_copy_batches_total";
 
 const STATES: [State; 7] = [
     State::Connecting,
@@ -64,6 +66,10 @@ pub fn install() -> Option<PrometheusHandle> {
 fn describe() {
     describe_counter!(RECEIVED, "Records produced from upstream frames");
     describe_counter!(WRITTEN, "Records committed to the database");
+    describe_counter!(
+        COPY_BATCHES,
+        "PostgreSQL batches by COPY outcome: copied, or refused (duplicates) and rewritten with ON CONFLICT"
+    );
     describe_histogram!(
         WRITE_SECONDS,
         "Seconds from a batch's first attempt to its commit"
@@ -93,6 +99,11 @@ fn describe() {
         "0 while the writer retries a failing batch"
     );
     describe_gauge!("wsvault_healthy", "1 when /healthz answers 200, else 0");
+}
+
+/// Counts one PostgreSQL batch by how `COPY` went (`copied` or `refused`).
+pub fn copy_batch(outcome: &'static str) {
+    counter!(COPY_BATCHES, "outcome" => outcome).increment(1);
 }
 
 /// Counts one record a session produced from upstream frames.

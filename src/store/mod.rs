@@ -20,6 +20,7 @@ mod writer;
 
 pub use classify::{ErrorClass, classify, error_text};
 pub use latency::{LatencyHistogram, LatencySummary};
+pub use postgres::CopyCounts;
 pub use time::{TimestampError, format_ts, parse_ts};
 pub use writer::{
     ForceStop, RecordSink, Writer, WriterClosed, WriterHandle, WriterReport, WriterStats,
@@ -133,6 +134,8 @@ pub struct Store {
     pool: Pool,
     /// The URL with its password masked: the only form that may appear in messages.
     shown_url: Arc<str>,
+    /// Whether PostgreSQL batches try `COPY` first; shared by clones (unused on SQLite).
+    copy_gate: Arc<postgres::CopyGate>,
 }
 
 impl fmt::Debug for Store {
@@ -199,6 +202,7 @@ impl Store {
         Ok(Store {
             pool,
             shown_url: shown,
+            copy_gate: Arc::default(),
         })
     }
 
@@ -267,6 +271,12 @@ impl Store {
         }
     }
 
+    /// How many batches PostgreSQL took by `COPY` and how many it refused that way
+    /// (then written with `ON CONFLICT`); always zero on SQLite. For tests and status.
+    pub fn copy_counts(&self) -> CopyCounts {
+        self.copy_gate.counts()
+    }
+
     /// The SQLite pool, for backend-specific tools (backup, retention, tests).
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match &self.pool {
@@ -287,7 +297,7 @@ impl Store {
     pub(crate) async fn write_bulk(&self, batch: &Batch) -> Result<(), sqlx::Error> {
         match &self.pool {
             Pool::Sqlite(p) => sqlite::write_bulk(p, batch).await,
-            Pool::Postgres(p) => postgres::write_bulk(p, batch).await,
+            Pool::Postgres(p) => postgres::write_bulk(p, &self.copy_gate, batch).await,
         }
     }
 

@@ -6,7 +6,10 @@
 //! statement serves every batch size and the 65 535-bind limit never applies. JSON
 //! columns travel as `text[]` and are cast to `jsonb` in the SELECT, so the server
 //! validates them. A batch is cut into runs of at most [`MESSAGE_BUDGET`] bytes per
-//! statement. Upsert tables go row by row (PostgreSQL refuses to upsert the same key
+//! statement. The three high-volume tables (`events`, `tracker_states`,
+//! `tracker_readings`) first try an optimistic binary `COPY` ([`copy`]); a batch the
+//! server refuses that way is rolled back and written again through `UNNEST`, so
+//! `ON CONFLICT` still decides about duplicates. Upsert tables go row by row (PostgreSQL refuses to upsert the same key
 //! twice in one statement, and they are low volume). The pool tests connections
 //! before handing them out and gives up on an acquire quickly, so the writer's retry
 //! loop, not the pool, waits out an outage and recovers when the server is back.
@@ -21,8 +24,11 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
 
+mod copy;
 mod sql;
 
+pub use copy::CopyCounts;
+pub(crate) use copy::CopyGate;
 use sql::*;
 
 /// Opens the pool. Connecting eagerly makes a wrong URL or a missing server an
@@ -119,8 +125,58 @@ impl TextLen for Option<String> {
     }
 }
 
+/// Pre-encoded binary `COPY` streams, one per high-volume table; `None` means that
+/// table goes through its `UNNEST` statement.
+#[derive(Default)]
+struct Streams {
+    events: Option<Vec<u8>>,
+    tracker_states: Option<Vec<u8>>,
+    tracker_readings: Option<Vec<u8>>,
+}
+
+impl Streams {
+    /// Encodes the tables with at least [`copy::MIN_ROWS`] rows. Encoding happens
+    /// before the transaction opens, so it adds nothing to the time locks are held.
+    /// A value the format cannot carry sends the whole batch through `UNNEST`.
+    fn encode(g: &Groups<'_>) -> Streams {
+        fn one<T>(
+            rows: &[&T],
+            f: impl Fn(&[&T]) -> Result<Vec<u8>, copy::Unencodable>,
+        ) -> Result<Option<Vec<u8>>, copy::Unencodable> {
+            if rows.len() < copy::MIN_ROWS {
+                return Ok(None);
+            }
+            f(rows).map(Some)
+        }
+        let encoded = (|| {
+            Ok::<_, copy::Unencodable>(Streams {
+                events: one(&g.events, copy::events)?,
+                tracker_states: one(&g.tracker_states, copy::tracker_states)?,
+                tracker_readings: one(&g.tracker_readings, copy::tracker_readings)?,
+            })
+        })();
+        encoded.unwrap_or_default()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_none() && self.tracker_states.is_none() && self.tracker_readings.is_none()
+    }
+}
+
+/// Runs one `COPY … FROM STDIN` with `data` as its whole input.
+async fn copy_in(conn: &mut PgConnection, statement: &str, data: &[u8]) -> Result<(), sqlx::Error> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    copy.send(data).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
 /// Writes every group; the caller owns the transaction.
-async fn write_groups(conn: &mut PgConnection, g: &Groups<'_>) -> Result<(), sqlx::Error> {
+async fn write_groups(
+    conn: &mut PgConnection,
+    g: &Groups<'_>,
+    streams: &Streams,
+) -> Result<(), sqlx::Error> {
     for r in &g.connections {
         sqlx::query(CONNECTIONS)
             .bind(r.id)
@@ -148,52 +204,64 @@ async fn write_groups(conn: &mut PgConnection, g: &Groups<'_>) -> Result<(), sql
         |r| r.reason.as_deref(),
         |r| r.detail.as_deref()
     );
-    unnest!(
-        conn,
-        EVENTS,
-        g.events,
-        row_size!(r; r.source, r.kind, r.payload; 7),
-        |r| r.id,
-        |r| &*r.source,
-        |r| r.connection_id,
-        |r| r.received_at,
-        |r| r.kind.as_str(),
-        |r| r.payload.as_str(),
-        |r| r.item_count
-    );
-    unnest!(
-        conn,
-        TRACKER_STATES,
-        g.tracker_states,
-        row_size!(r; r.source, r.payload, r.connection_status, r.movement_status; 11),
-        |r| &*r.source,
-        |r| r.source_id,
-        |r| r.state_time,
-        |r| r.received_at,
-        |r| r.lat,
-        |r| r.lng,
-        |r| r.speed,
-        |r| r.heading,
-        |r| r.connection_status.as_deref(),
-        |r| r.movement_status.as_deref(),
-        |r| r.payload.as_str()
-    );
-    unnest!(
-        conn,
-        TRACKER_READINGS,
-        g.tracker_readings,
-        row_size!(r; r.source, r.reading_kind, r.name, r.value, r.units, r.payload; 10),
-        |r| &*r.source,
-        |r| r.tracker_id,
-        |r| r.reading_kind.as_str(),
-        |r| r.name.as_str(),
-        |r| r.value.as_str(),
-        |r| r.value_num,
-        |r| r.units.as_deref(),
-        |r| r.update_time,
-        |r| r.received_at,
-        |r| r.payload.as_str()
-    );
+    if let Some(data) = &streams.events {
+        copy_in(conn, copy::EVENTS, data).await?;
+    } else {
+        unnest!(
+            conn,
+            EVENTS,
+            g.events,
+            row_size!(r; r.source, r.kind, r.payload; 7),
+            |r| r.id,
+            |r| &*r.source,
+            |r| r.connection_id,
+            |r| r.received_at,
+            |r| r.kind.as_str(),
+            |r| r.payload.as_str(),
+            |r| r.item_count
+        );
+    }
+    if let Some(data) = &streams.tracker_states {
+        copy_in(conn, copy::TRACKER_STATES, data).await?;
+    } else {
+        unnest!(
+            conn,
+            TRACKER_STATES,
+            g.tracker_states,
+            row_size!(r; r.source, r.payload, r.connection_status, r.movement_status; 11),
+            |r| &*r.source,
+            |r| r.source_id,
+            |r| r.state_time,
+            |r| r.received_at,
+            |r| r.lat,
+            |r| r.lng,
+            |r| r.speed,
+            |r| r.heading,
+            |r| r.connection_status.as_deref(),
+            |r| r.movement_status.as_deref(),
+            |r| r.payload.as_str()
+        );
+    }
+    if let Some(data) = &streams.tracker_readings {
+        copy_in(conn, copy::TRACKER_READINGS, data).await?;
+    } else {
+        unnest!(
+            conn,
+            TRACKER_READINGS,
+            g.tracker_readings,
+            row_size!(r; r.source, r.reading_kind, r.name, r.value, r.units, r.payload; 10),
+            |r| &*r.source,
+            |r| r.tracker_id,
+            |r| r.reading_kind.as_str(),
+            |r| r.name.as_str(),
+            |r| r.value.as_str(),
+            |r| r.value_num,
+            |r| r.units.as_deref(),
+            |r| r.update_time,
+            |r| r.received_at,
+            |r| r.payload.as_str()
+        );
+    }
     unnest!(
         conn,
         TRACKER_LIFECYCLE,
@@ -275,10 +343,50 @@ async fn write_groups(conn: &mut PgConnection, g: &Groups<'_>) -> Result<(), sql
 }
 
 /// Writes the whole batch in one transaction; any error rolls all of it back.
-pub(crate) async fn write_bulk(pool: &PgPool, batch: &Batch) -> Result<(), sqlx::Error> {
+///
+/// When `gate` allows it and the batch is big enough, the high-volume tables go in
+/// by `COPY` first. If the server refuses that (a duplicate, a bad value), the batch
+/// is written again in a new transaction through `UNNEST … ON CONFLICT DO NOTHING`,
+/// and an error of that attempt is what the caller sees. A retriable error of the
+/// `COPY` attempt is returned as it is: the writer retries the batch later.
+pub(crate) async fn write_bulk(
+    pool: &PgPool,
+    gate: &CopyGate,
+    batch: &Batch,
+) -> Result<(), sqlx::Error> {
     let groups = Groups::of(batch);
+    let streams = if gate.open() {
+        Streams::encode(&groups)
+    } else {
+        Streams::default()
+    };
+    if !streams.is_empty() {
+        match write_tx(pool, &groups, &streams).await {
+            Ok(()) => {
+                gate.copied();
+                return Ok(());
+            }
+            Err(e) if classify(Backend::Postgres, &e) == ErrorClass::Retriable => return Err(e),
+            Err(e) => {
+                gate.refused();
+                tracing::debug!(
+                    error = %e,
+                    "COPY refused the batch; writing it with ON CONFLICT DO NOTHING"
+                );
+            }
+        }
+    }
+    write_tx(pool, &groups, &Streams::default()).await
+}
+
+/// One transaction holding every group.
+async fn write_tx(
+    pool: &PgPool,
+    groups: &Groups<'_>,
+    streams: &Streams,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    write_groups(&mut tx, &groups).await?;
+    write_groups(&mut tx, groups, streams).await?;
     tx.commit().await
 }
 
@@ -308,7 +416,7 @@ async fn write_one(
     record: &Record,
 ) -> Result<Option<sqlx::Error>, sqlx::Error> {
     let mut sp = conn.begin().await?;
-    match write_groups(&mut sp, &Groups::single(record)).await {
+    match write_groups(&mut sp, &Groups::single(record), &Streams::default()).await {
         Ok(()) => {
             sp.commit().await?;
             Ok(None)

@@ -1,0 +1,316 @@
+//! Binary `COPY … FROM STDIN` for the three high-volume tables (`events`,
+//! `tracker_states`, `tracker_readings`).
+//!
+//! `COPY` is PostgreSQL's fastest way in: the server inserts rows in bulk instead of
+//! planning an `INSERT … SELECT FROM UNNEST(…)` and running the speculative-insert
+//! protocol of `ON CONFLICT` for every row. It cannot skip duplicates, though, so it is
+//! *optimistic*: the parent module tries it first and, when the server refuses the
+//! batch (a duplicate after a reconnect, a value out of range), rolls the transaction
+//! back and writes the same batch through the `ON CONFLICT DO NOTHING` statements.
+//! [`CopyGate`] stops trying for a while after a refusal, so a source that keeps
+//! re-sending what is already stored does not pay for two attempts per batch.
+//!
+//! The binary format (not text) is used because values then arrive exactly as the
+//! `UNNEST` path binds them: timestamps as microseconds since 2000 computed the way
+//! sqlx computes them, floats bit for bit, JSON as jsonb's version byte plus text. The
+//! two paths therefore store identical rows, which matters because the unique keys
+//! hold timestamps: a row written by one path must be a duplicate of the same row
+//! written by the other.
+
+use crate::record::{Event, TrackerReading, TrackerState};
+use chrono::{DateTime, TimeZone, Utc};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Tables with fewer rows than this in a batch go through `UNNEST`: `COPY` costs one
+/// extra round trip, which only pays off once there are rows to amortise it.
+pub(super) const MIN_ROWS: usize = 16;
+
+/// Batches written through `ON CONFLICT` after `COPY` was refused, before `COPY` is
+/// tried again. Duplicates come in bursts (a snapshot re-sent after a reconnect), so
+/// a refusal predicts the next few batches; 32 batches is a few seconds at full rate.
+const SKIP_AFTER_REFUSAL: u32 = 32;
+
+/// Decides whether the next batch tries `COPY` first. Shared by the store's clones;
+/// only the writer task uses it, so relaxed ordering is enough.
+#[derive(Debug, Default)]
+pub(crate) struct CopyGate {
+    skip: AtomicU32,
+    copied: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// How PostgreSQL batches have gone in since the store was opened. A steady share of
+/// refusals means duplicates keep arriving (two daemons on one account, a source that
+/// re-sends everything): correct, but each such batch is written twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyCounts {
+    /// Batches whose high-volume tables went in by `COPY`.
+    pub copied: u64,
+    /// Batches the server refused by `COPY`, then written with `ON CONFLICT`.
+    pub refused: u64,
+}
+
+impl CopyGate {
+    /// `true` when `COPY` should be tried for this batch; counts down the skips.
+    pub(super) fn open(&self) -> bool {
+        let left = self.skip.load(Ordering::Relaxed);
+        if left == 0 {
+            return true;
+        }
+        self.skip.store(left - 1, Ordering::Relaxed);
+        false
+    }
+
+    /// The server took a batch by `COPY`.
+    pub(super) fn copied(&self) {
+        self.copied.fetch_add(1, Ordering::Relaxed);
+        crate::ops::metrics::copy_batch("copied");
+    }
+
+    /// The server refused a `COPY`: use `ON CONFLICT` for the next batches.
+    pub(super) fn refused(&self) {
+        self.skip.store(SKIP_AFTER_REFUSAL, Ordering::Relaxed);
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        crate::ops::metrics::copy_batch("refused");
+    }
+
+    pub(crate) fn counts(&self) -> CopyCounts {
+        CopyCounts {
+            copied: self.copied.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A value the binary format cannot carry (a text longer than 2 GiB, a time outside
+/// PostgreSQL's range); the batch then goes through `UNNEST`, whose encoder or the
+/// server reports the value properly.
+#[derive(Debug)]
+pub(super) struct Unencodable;
+
+/// One `COPY` data stream in PostgreSQL's binary format.
+struct CopyBuf {
+    buf: Vec<u8>,
+}
+
+/// Signature, flags word and header-extension length of the binary format.
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+impl CopyBuf {
+    fn new(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity + HEADER.len() + 2);
+        buf.extend_from_slice(HEADER);
+        CopyBuf { buf }
+    }
+
+    fn row(&mut self, fields: i16) {
+        self.buf.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    fn null(&mut self) {
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+
+    fn i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&8i32.to_be_bytes());
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+
+    fn opt_i64(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => self.i64(v),
+            None => self.null(),
+        }
+    }
+
+    fn f64(&mut self, v: Option<f64>) {
+        match v {
+            Some(v) => {
+                self.buf.extend_from_slice(&8i32.to_be_bytes());
+                self.buf.extend_from_slice(&v.to_be_bytes());
+            }
+            None => self.null(),
+        }
+    }
+
+    fn bytes(&mut self, prefix: Option<u8>, s: &str) -> Result<(), Unencodable> {
+        let len = s.len() + usize::from(prefix.is_some());
+        let len = i32::try_from(len).map_err(|_| Unencodable)?;
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.extend(prefix);
+        self.buf.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+
+    fn text(&mut self, s: &str) -> Result<(), Unencodable> {
+        self.bytes(None, s)
+    }
+
+    fn opt_text(&mut self, s: Option<&str>) -> Result<(), Unencodable> {
+        match s {
+            Some(s) => self.text(s),
+            None => {
+                self.null();
+                Ok(())
+            }
+        }
+    }
+
+    /// jsonb's binary input: format version 1, then the JSON text (the server parses
+    /// and validates it, as it does for the `::jsonb` cast of the `UNNEST` path).
+    fn jsonb(&mut self, s: &str) -> Result<(), Unencodable> {
+        self.bytes(Some(1), s)
+    }
+
+    fn ts(&mut self, t: DateTime<Utc>) -> Result<(), Unencodable> {
+        self.i64(pg_micros(t).ok_or(Unencodable)?);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf
+    }
+}
+
+/// Microseconds since 2000-01-01 UTC, truncated toward that epoch: the exact value
+/// sqlx binds for a `timestamptz` parameter, so both paths store the same instant.
+/// `None` outside PostgreSQL's `timestamptz` range (4713 BC to 294276 AD).
+fn pg_micros(t: DateTime<Utc>) -> Option<i64> {
+    // Julian day 0 of PostgreSQL, and the first microsecond past its upper bound,
+    // both relative to 2000-01-01 (src/include/datatype/timestamp.h).
+    const MIN: i64 = -211_813_488_000_000_000;
+    const END: i64 = 9_223_371_331_200_000_000;
+    let epoch = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single()?;
+    let micros = (t - epoch).num_microseconds()?;
+    (MIN..END).contains(&micros).then_some(micros)
+}
+
+/// Column list of `events`' `COPY` statement; the order of [`events`]' fields.
+pub(super) const EVENTS: &str = "COPY events \
+    (id, source, connection_id, received_at, kind, payload, item_count) \
+    FROM STDIN (FORMAT binary)";
+
+/// Encodes `rows` for [`EVENTS`].
+pub(super) fn events(rows: &[&Event]) -> Result<Vec<u8>, Unencodable> {
+    let mut c = CopyBuf::new(rows.iter().map(|r| r.payload.len() + 96).sum());
+    for r in rows {
+        c.row(7);
+        c.i64(r.id);
+        c.text(&r.source)?;
+        c.opt_i64(r.connection_id);
+        c.ts(r.received_at)?;
+        c.text(&r.kind)?;
+        c.jsonb(&r.payload)?;
+        c.opt_i64(r.item_count);
+    }
+    Ok(c.finish())
+}
+
+/// Column list of `tracker_states`' `COPY` statement; the order of [`tracker_states`].
+pub(super) const TRACKER_STATES: &str = "COPY tracker_states \
+    (source, source_id, state_time, received_at, lat, lng, speed, heading, \
+     connection_status, movement_status, payload) \
+    FROM STDIN (FORMAT binary)";
+
+/// Encodes `rows` for [`TRACKER_STATES`].
+pub(super) fn tracker_states(rows: &[&TrackerState]) -> Result<Vec<u8>, Unencodable> {
+    let mut c = CopyBuf::new(rows.iter().map(|r| r.payload.len() + 160).sum());
+    for r in rows {
+        c.row(11);
+        c.text(&r.source)?;
+        c.i64(r.source_id);
+        c.ts(r.state_time)?;
+        c.ts(r.received_at)?;
+        c.f64(r.lat);
+        c.f64(r.lng);
+        c.f64(r.speed);
+        c.f64(r.heading);
+        c.opt_text(r.connection_status.as_deref())?;
+        c.opt_text(r.movement_status.as_deref())?;
+        c.jsonb(&r.payload)?;
+    }
+    Ok(c.finish())
+}
+
+/// Column list of `tracker_readings`' `COPY` statement; the order of [`tracker_readings`].
+pub(super) const TRACKER_READINGS: &str = "COPY tracker_readings \
+    (source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
+     received_at, payload) \
+    FROM STDIN (FORMAT binary)";
+
+/// Encodes `rows` for [`TRACKER_READINGS`].
+pub(super) fn tracker_readings(rows: &[&TrackerReading]) -> Result<Vec<u8>, Unencodable> {
+    let size = |r: &&TrackerReading| r.payload.len() + r.name.len() + r.value.len() + 160;
+    let mut c = CopyBuf::new(rows.iter().map(size).sum());
+    for r in rows {
+        c.row(10);
+        c.text(&r.source)?;
+        c.i64(r.tracker_id);
+        c.text(&r.reading_kind)?;
+        c.text(&r.name)?;
+        c.jsonb(&r.value)?;
+        c.f64(r.value_num);
+        c.opt_text(r.units.as_deref())?;
+        c.ts(r.update_time)?;
+        c.ts(r.received_at)?;
+        c.jsonb(&r.payload)?;
+    }
+    Ok(c.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn micros_match_sqlx_on_both_sides_of_2000_and_refuse_out_of_range() {
+        let epoch = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(pg_micros(epoch), Some(0));
+        let after = epoch + Duration::nanoseconds(1_999);
+        assert_eq!(pg_micros(after), Some(1));
+        // Before 2000 sqlx truncates toward the epoch, not toward minus infinity.
+        let before = epoch - Duration::nanoseconds(1_999);
+        assert_eq!(pg_micros(before), Some(-1));
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 19, 21, 39).unwrap();
+        assert_eq!(
+            pg_micros(t),
+            Some((t.timestamp() - 946_684_800) * 1_000_000)
+        );
+        // chrono ends at year 262 143, inside PostgreSQL's range; it starts long before.
+        assert!(pg_micros(DateTime::<Utc>::MAX_UTC).is_some());
+        let first = Utc.with_ymd_and_hms(-4713, 11, 24, 0, 0, 0).unwrap();
+        assert_eq!(pg_micros(first), Some(-211_813_488_000_000_000));
+        assert!(pg_micros(first - Duration::microseconds(1)).is_none());
+        assert!(pg_micros(DateTime::<Utc>::MIN_UTC).is_none());
+    }
+
+    #[test]
+    fn binary_stream_has_header_rows_and_trailer() {
+        let mut c = CopyBuf::new(0);
+        c.row(3);
+        c.i64(7);
+        c.opt_text(None).unwrap();
+        c.jsonb("{}").unwrap();
+        let out = c.finish();
+        let mut want = HEADER.to_vec();
+        want.extend_from_slice(&[0, 3]);
+        want.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 7]);
+        want.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        want.extend_from_slice(&[0, 0, 0, 3, 1, b'{', b'}']);
+        want.extend_from_slice(&[0xff, 0xff]);
+        assert_eq!(out, want);
+        assert_eq!(HEADER.len(), 19);
+    }
+
+    #[test]
+    fn gate_skips_after_a_refusal_then_opens_again() {
+        let gate = CopyGate::default();
+        assert!(gate.open());
+        gate.refused();
+        let skipped = (0..SKIP_AFTER_REFUSAL).filter(|_| !gate.open()).count();
+        assert_eq!(skipped, SKIP_AFTER_REFUSAL as usize);
+        assert!(gate.open());
+    }
+}
