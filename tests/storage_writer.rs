@@ -365,6 +365,46 @@ async fn sqlite_times_are_fixed_width_utc_text_that_sqlite_understands() {
 }
 
 #[tokio::test]
+async fn sqlite_wal_is_checkpointed_beside_the_writer() {
+    let dbs = test_databases().await;
+    let db = &dbs[0];
+    let path = db.sqlite_path().expect("the first test database is SQLite");
+    let store = db.store().await;
+    let before = std::fs::metadata(&path).unwrap().len();
+    let (sink, handle) = Writer::spawn(store.clone(), &db.cfg);
+    let stats = handle.stats();
+    for n in 0..5_000 {
+        sink.send(event("wal", n)).await.unwrap();
+    }
+    // 5 000 rows are two rounds of the checkpoint task's 2 000-row trigger, and far
+    // below the ~40 MiB at which the writer's own autocheckpoint would run.
+    wait_until(
+        Duration::from_secs(20),
+        "two background checkpoints",
+        || {
+            let stats = stats.clone();
+            async move {
+                stats
+                    .wal_checkpoints
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    >= 2
+            }
+        },
+    )
+    .await;
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        after > before + 200_000,
+        "the checkpoints copied committed rows into the database file: {before} -> {after} bytes"
+    );
+    drop(sink);
+    let report = handle.join().await;
+    assert_eq!((report.written, report.lost), (5_000, 0));
+    assert_eq!(count(&store, "events").await, 5_000);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn connect_refuses_unknown_schemes_and_hides_passwords() {
     let cfg = storage_config("mysql://u:hunter22@127.0.0.1/db");
     let err = Store::connect(&cfg).await.unwrap_err().to_string();

@@ -121,6 +121,41 @@ pub enum StoreError {
     },
 }
 
+/// The SQLite connection the writer keeps from batch to batch.
+///
+/// SQLite empties a connection's whole page cache when it sees that *another*
+/// connection committed since its last transaction. Taking any idle pooled connection
+/// per batch therefore started most batches with a cold cache and re-read every
+/// index page the batch touched; one connection for all batches keeps them warm
+/// (BENCHMARKS.md). After a retriable failure it is given back, so the retry starts
+/// on a fresh connection. PostgreSQL keeps its caches on the server, and a held
+/// connection there would meet server or firewall idle timeouts, so it takes one
+/// from the pool per batch as before.
+#[derive(Default)]
+pub(crate) struct HeldConnection {
+    sqlite: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
+}
+
+impl HeldConnection {
+    async fn sqlite(
+        &mut self,
+        pool: &SqlitePool,
+    ) -> Result<&mut sqlx::SqliteConnection, sqlx::Error> {
+        if self.sqlite.is_none() {
+            self.sqlite = Some(pool.acquire().await?);
+        }
+        self.sqlite.as_deref_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+
+    fn keep_unless_retriable(&mut self, result: &Result<(), sqlx::Error>) {
+        if let Err(e) = result
+            && classify(Backend::Sqlite, e) == ErrorClass::Retriable
+        {
+            self.sqlite = None;
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Pool {
     Sqlite(SqlitePool),
@@ -294,17 +329,33 @@ impl Store {
     }
 
     /// One transaction with every live record of the batch.
-    pub(crate) async fn write_bulk(&self, batch: &Batch) -> Result<(), sqlx::Error> {
+    pub(crate) async fn write_bulk(
+        &self,
+        held: &mut HeldConnection,
+        batch: &Batch,
+    ) -> Result<(), sqlx::Error> {
         match &self.pool {
-            Pool::Sqlite(p) => sqlite::write_bulk(p, batch).await,
+            Pool::Sqlite(p) => {
+                let result = sqlite::write_bulk(held.sqlite(p).await?, batch).await;
+                held.keep_unless_retriable(&result);
+                result
+            }
             Pool::Postgres(p) => postgres::write_bulk(p, &self.copy_gate, batch).await,
         }
     }
 
     /// One transaction, a savepoint per record, refused records swapped for `rejected` rows.
-    pub(crate) async fn write_each(&self, batch: &mut Batch) -> Result<(), sqlx::Error> {
+    pub(crate) async fn write_each(
+        &self,
+        held: &mut HeldConnection,
+        batch: &mut Batch,
+    ) -> Result<(), sqlx::Error> {
         match &self.pool {
-            Pool::Sqlite(p) => sqlite::write_each(p, batch).await,
+            Pool::Sqlite(p) => {
+                let result = sqlite::write_each(held.sqlite(p).await?, batch).await;
+                held.keep_unless_retriable(&result);
+                result
+            }
             Pool::Postgres(p) => postgres::write_each(p, batch).await,
         }
     }

@@ -11,10 +11,11 @@
 //! This module must never drop a record silently: whatever cannot be written is
 //! counted in [`WriterStats::lost`] and logged with the count.
 
-use super::Store;
 use super::batch::{Batch, Fate};
 use super::classify::{ErrorClass, classify};
 use super::latency::{LatencyHistogram, LatencySummary};
+use super::sqlite::checkpoint::Checkpointer;
+use super::{HeldConnection, Store};
 use crate::config::StorageConfig;
 use crate::record::Record;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -109,6 +110,9 @@ pub struct WriterStats {
     pub busy_since: AtomicI64,
     /// Receipt (`received_at`) to commit latency of every committed record.
     pub latency: LatencyHistogram,
+    /// SQLite WAL checkpoints run beside the writer (see `store/sqlite/checkpoint.rs`);
+    /// stays 0 on PostgreSQL. Shared with the checkpoint task, hence the `Arc`.
+    pub wal_checkpoints: Arc<AtomicU64>,
     queue: mpsc::WeakSender<Record>,
 }
 
@@ -126,6 +130,7 @@ impl WriterStats {
             last_retry: AtomicI64::new(0),
             busy_since: AtomicI64::new(0),
             latency: LatencyHistogram::default(),
+            wal_checkpoints: Arc::default(),
             queue,
         }
     }
@@ -253,6 +258,10 @@ async fn run(
 ) -> WriterReport {
     let mut batch = Batch::default();
     let mut gave_up = false;
+    let mut held = HeldConnection::default();
+    let checkpointer = store
+        .sqlite_pool()
+        .map(|p| Checkpointer::spawn(p.clone(), stats.wal_checkpoints.clone()));
     loop {
         let is_forced = *force.borrow();
         if is_forced {
@@ -286,8 +295,11 @@ async fn run(
                 .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
             continue;
         }
-        gave_up = !commit(&store, &mut batch, s, &stats, &mut force).await;
+        gave_up = !commit(&store, &mut held, &mut batch, s, &stats, &mut force).await;
         stats.busy_since.store(0, Ordering::Relaxed);
+        if let (false, Some(c)) = (gave_up, &checkpointer) {
+            c.committed(batch.records.len() as u64);
+        }
     }
     let report = stats.report();
     if report.lost > 0 {
@@ -312,13 +324,17 @@ async fn run(
 }
 
 /// Bulk first; on a permanent failure, record by record with `rejected` fallback.
-async fn attempt(store: &Store, batch: &mut Batch) -> Result<(), sqlx::Error> {
-    match store.write_bulk(batch).await {
+async fn attempt(
+    store: &Store,
+    held: &mut HeldConnection,
+    batch: &mut Batch,
+) -> Result<(), sqlx::Error> {
+    match store.write_bulk(held, batch).await {
         Ok(()) => Ok(()),
         Err(e) if classify(store.backend(), &e) == ErrorClass::Retriable => Err(e),
         Err(e) => {
             tracing::debug!(error = %e, "bulk insert refused; writing record by record");
-            store.write_each(batch).await
+            store.write_each(held, batch).await
         }
     }
 }
@@ -327,6 +343,7 @@ async fn attempt(store: &Store, batch: &mut Batch) -> Result<(), sqlx::Error> {
 /// force-stopped and the database did not take the batch (it is counted as lost).
 async fn commit(
     store: &Store,
+    held: &mut HeldConnection,
     batch: &mut Batch,
     s: Settings,
     stats: &WriterStats,
@@ -339,12 +356,12 @@ async fn commit(
     loop {
         let is_forced = *force.borrow();
         let result = if is_forced {
-            match timeout(QUICK_ATTEMPT, attempt(store, batch)).await {
+            match timeout(QUICK_ATTEMPT, attempt(store, held, batch)).await {
                 Ok(r) => r.map_err(|e| e.to_string()),
                 Err(_) => Err(format!("attempt timed out after {QUICK_ATTEMPT:?}")),
             }
         } else {
-            attempt(store, batch).await.map_err(|e| e.to_string())
+            attempt(store, held, batch).await.map_err(|e| e.to_string())
         };
         match result {
             Ok(()) => {

@@ -26,6 +26,7 @@ use sqlx::sqlite::{
 use std::str::FromStr;
 use std::time::Duration;
 
+pub(super) mod checkpoint;
 mod sql;
 
 use sql::*;
@@ -250,9 +251,12 @@ async fn write_groups(conn: &mut SqliteConnection, g: &Groups<'_>) -> Result<(),
 }
 
 /// Writes the whole batch in one transaction; any error rolls all of it back.
-pub(crate) async fn write_bulk(pool: &SqlitePool, batch: &Batch) -> Result<(), sqlx::Error> {
+pub(crate) async fn write_bulk(
+    conn: &mut SqliteConnection,
+    batch: &Batch,
+) -> Result<(), sqlx::Error> {
     let groups = Groups::of(batch);
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     write_groups(&mut tx, &groups).await?;
     tx.commit().await
 }
@@ -260,8 +264,11 @@ pub(crate) async fn write_bulk(pool: &SqlitePool, batch: &Batch) -> Result<(), s
 /// Writes the batch record by record in one transaction, a savepoint per record; a
 /// refused record is swapped for its `rejected` row. Returns an error only for
 /// failures that are not about one record (the caller retries the whole batch).
-pub(crate) async fn write_each(pool: &SqlitePool, batch: &mut Batch) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+pub(crate) async fn write_each(
+    conn: &mut SqliteConnection,
+    batch: &mut Batch,
+) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     for i in 0..batch.records.len() {
         if !batch.is_live(i) {
             continue;
