@@ -307,3 +307,77 @@ async fn a_busy_server_refusing_the_subscribe_is_retried_until_it_accepts() {
         sim.shutdown().await;
     }
 }
+
+/// A database stall with a tiny writer queue: the session must stop reading the
+/// socket (back-pressure) yet keep sending heartbeats, not reconnect, and lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_continue_while_a_database_stall_holds_the_stream_back() {
+    use sqlx::Connection as _;
+    let dbs = common::test_databases().await;
+    let db = &dbs[0];
+    let path = db.sqlite_path().expect("the first test database is SQLite");
+    let sim = start_sim(NavixySimConfig {
+        trackers: 20,
+        rate: 100.0,
+        batch_size: 10,
+        heartbeat_interval: Duration::from_millis(100),
+        server_heartbeat: Duration::from_millis(100),
+        ..NavixySimConfig::default()
+    })
+    .await;
+    let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
+    let sup = supervisor("idle_timeout = \"500ms\"");
+    let storage =
+        "batch_size = 5\nqueue_capacity = 5\nbusy_timeout = \"20ms\"\nretry_max = \"50ms\"";
+    let mut run = Run::start(db, &config(db, storage, &sup, &source)).await;
+    let control = sim.control().clone();
+    wait_sim(&control, "the first subscribe", SOON, |s| s.subscribes == 1).await;
+    run.wait_count("tracker_states", SOON, |n| n > 0).await;
+
+    // Another connection takes the write lock; the writer can only retry.
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .busy_timeout(Duration::from_secs(10));
+    let mut holder = sqlx::sqlite::SqliteConnection::connect_with(&opts)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // A second of updates is far more than the queue (5), the batch in hand (5)
+    // and one frame (10) hold, so the session has stopped reading by now.
+    let generated = control.stats().states_generated;
+    wait_sim(
+        &control,
+        "a second of updates during the stall",
+        SOON,
+        |s| s.states_generated >= generated + 100,
+    )
+    .await;
+    let beats = control.stats().heartbeats_received;
+    wait_sim(
+        &control,
+        "heartbeats while the stream is held back",
+        Duration::from_secs(10),
+        |s| s.heartbeats_received >= beats + 5,
+    )
+    .await;
+    assert_eq!(
+        control.stats().connections,
+        1,
+        "no reconnect during the stall"
+    );
+
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    control.pause_updates(true);
+    wait_db_matches_sim(&run, &control, SOON).await;
+    assert_eq!(duplicate_keys(&run.store).await, 0);
+    let rows = run.lifecycle(SOURCE).await;
+    assert_eq!(n_events(&rows, "suspended"), 0, "{rows:#?}");
+    assert_eq!(control.stats().connections, 1);
+    let (status, log) = run.stop().await;
+    assert!(status.success(), "exit {status}; log:\n{}", tail(&log));
+    sim.shutdown().await;
+}

@@ -16,7 +16,7 @@ use crate::config::RawEvents;
 use crate::record::{Record, SourceName};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a protocol call may read about "now" and the connection it runs on.
 #[derive(Debug, Clone)]
@@ -92,6 +92,25 @@ pub trait Protocol: Send + Sync {
 
     /// When `on_tick` next needs to run (heartbeat due, handshake deadline…).
     fn next_deadline(&self) -> Option<Instant>;
+
+    /// Keep-alive frames (heartbeats, pings) due by `ctx`. Called *instead of*
+    /// [`Protocol::on_tick`] while the session has stopped reading the socket
+    /// because the writer's queue is full: the upstream must keep seeing a live
+    /// client through a database stall, but deadlines that wait for the server
+    /// cannot be judged while its frames sit unread. Default: none.
+    fn keepalive(&mut self, _ctx: &Ctx) -> Vec<Output> {
+        Vec::new()
+    }
+
+    /// When [`Protocol::keepalive`] next has something to send.
+    fn next_keepalive(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Moves every deadline that waits for the server `by` later, after the session
+    /// spent that long not reading (see [`Protocol::keepalive`]): the server's answer
+    /// may be among the unread frames. Default: no such deadlines.
+    fn postpone(&mut self, _by: Duration) {}
 
     /// Frames to send before a deliberate close (unsubscribe).
     fn on_close(&mut self, ctx: &Ctx) -> Vec<Output>;

@@ -1,10 +1,14 @@
 //! One open WebSocket: pump frames through the protocol until something ends it.
 //!
 //! The loop reads with an idle deadline that restarts after every inbound frame has
-//! been fully handled, so time spent waiting on a full writer queue (back-pressure)
-//! never counts as upstream silence. Protocol deadlines (heartbeats) are served
-//! before the socket, so a socket that always has a frame waiting cannot delay them
-//! past the frame being handled. It returns *why* the connection ended; the runner
+//! been fully handled. A frame's records go to the writer's queue without waiting;
+//! when it is full they wait in the runner, and the loop stops reading frames until
+//! they are handed over (back-pressure), while still serving commands and the
+//! protocol's keep-alives, so a database stall neither grows memory nor makes the
+//! upstream give up on a silent client. Time paused that way counts neither as
+//! upstream silence nor against the protocol's deadlines. Protocol deadlines
+//! (heartbeats) are served before the socket, so a socket that always has a frame
+//! waiting cannot delay them past the frame being handled. It returns *why* the connection ended; the runner
 //! turns that into lifecycle rows and decides what happens next.
 
 use super::Command;
@@ -63,10 +67,26 @@ impl Runner {
             return self.conclude(&mut tx, &mut rx, connection_id, end).await;
         }
         let mut idle_deadline = tokio::time::Instant::now() + idle;
+        // Since when the socket is not read because records wait for queue room.
+        // A clone of the sink to wait for room on: the permit borrows it across the
+        // `select!`, which must not borrow `self`.
+        let room = self.sink.clone();
+        let mut paused_since: Option<tokio::time::Instant> = None;
         loop {
-            let tick_at = self
-                .protocol
-                .next_deadline()
+            let reading = self.waiting.is_empty();
+            if let (true, Some(since)) = (reading, paused_since.take()) {
+                let paused = since.elapsed();
+                self.protocol.postpone(paused);
+                idle_deadline += paused;
+            } else if !reading && paused_since.is_none() {
+                paused_since = Some(tokio::time::Instant::now());
+            }
+            let next = if reading {
+                self.protocol.next_deadline()
+            } else {
+                self.protocol.next_keepalive()
+            };
+            let tick_at = next
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + FAR);
             tokio::select! {
@@ -98,12 +118,31 @@ impl Runner {
                 // writer lagging behind a flood) must not starve heartbeats.
                 _ = tokio::time::sleep_until(tick_at) => {
                     let ctx = self.ctx(connection_id);
-                    let outputs = self.protocol.on_tick(&ctx);
+                    let outputs = if reading {
+                        self.protocol.on_tick(&ctx)
+                    } else {
+                        self.protocol.keepalive(&ctx)
+                    };
                     if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
                         return self.conclude(&mut tx, &mut rx, connection_id, end).await;
                     }
                 }
-                msg = rx.next() => {
+                // Back-pressure without going deaf: while records wait for room in
+                // the writer's queue, no frame is read (the kernel's socket buffer
+                // and then TCP flow control hold the server back), but commands and
+                // keep-alives above are still served.
+                permit = room.reserve(), if !reading => {
+                    let Ok(permit) = permit else {
+                        let lost = self.waiting.len();
+                        self.waiting.clear();
+                        tracing::error!(lost, "the storage writer stopped before these records were queued; they are lost");
+                        return Ending::WriterClosed;
+                    };
+                    if let Some(r) = self.waiting.pop_front() {
+                        permit.send(r);
+                    }
+                }
+                msg = rx.next(), if reading => {
                     let text = match msg {
                         Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
                         Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
@@ -125,7 +164,7 @@ impl Runner {
                     self.status.frame(Utc::now().timestamp_millis());
                     if self.config.traffic {
                         let rec = self.traffic(connection_id, crate::record::RECEIVED, &text);
-                        if self.sink.send(rec).await.is_err() {
+                        if self.queue(rec).is_err() {
                             return Ending::WriterClosed;
                         }
                     }
@@ -136,7 +175,7 @@ impl Runner {
                     }
                     idle_deadline = tokio::time::Instant::now() + idle;
                 }
-                _ = tokio::time::sleep_until(idle_deadline) => {
+                _ = tokio::time::sleep_until(idle_deadline), if reading => {
                     return Ending::Network {
                         code: None,
                         reason: format!("no frame for {} (idle deadline)", humantime::format_duration(idle)),
@@ -173,7 +212,7 @@ impl Runner {
                 Output::Send(text) => {
                     if self.config.traffic {
                         let rec = self.traffic(connection_id, crate::record::SENT, &text);
-                        if self.sink.send(rec).await.is_err() {
+                        if self.queue(rec).is_err() {
                             return Some(Ending::WriterClosed);
                         }
                     }
@@ -194,12 +233,12 @@ impl Runner {
                 }
                 Output::Record(r) => {
                     self.note_record(&r);
-                    if self.sink.send(r).await.is_err() {
+                    if self.queue(r).is_err() {
                         return Some(Ending::WriterClosed);
                     }
                 }
                 Output::Subscribed => {
-                    if let Err(()) = self.subscribed(connection_id).await {
+                    if let Err(()) = self.subscribed(connection_id) {
                         return Some(Ending::WriterClosed);
                     }
                 }
@@ -224,14 +263,14 @@ impl Runner {
             self.status.frame(Utc::now().timestamp_millis());
             if self.config.traffic {
                 let rec = self.traffic(connection_id, crate::record::RECEIVED, &text);
-                self.sink.send(rec).await.map_err(drop)?;
+                self.emit(rec).await?;
             }
             let ctx = self.ctx(connection_id);
             for out in self.protocol.on_text(&ctx, &text) {
                 match out {
                     Output::Record(r) => {
                         self.note_record(&r);
-                        self.sink.send(r).await.map_err(drop)?;
+                        self.emit(r).await?;
                     }
                     Output::Warning(w) => tracing::warn!("{}", self.redactor.redact(&w)),
                     _ => {}

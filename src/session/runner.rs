@@ -12,6 +12,7 @@ use crate::record::{Record, SourceName};
 use crate::redact::{Redactor, redact_url};
 use crate::store::RecordSink;
 use chrono::Utc;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -46,6 +47,10 @@ pub(super) struct Runner {
     manual_recorded: bool,
     /// The `closed` row is written (by the connection that was open at the stop).
     closed_recorded: bool,
+    /// Records produced while the writer's queue was full, oldest first. The
+    /// connection loop hands them over as room frees up and reads no new frame
+    /// until they are gone, so this holds at most one frame's records.
+    pub(super) waiting: VecDeque<Record>,
 }
 
 /// What the outer loop does after a wait.
@@ -102,12 +107,50 @@ impl Runner {
             opened_once: false,
             manual_recorded: false,
             closed_recorded: false,
+            waiting: VecDeque::new(),
             config,
         }
     }
 
-    async fn emit(&self, r: Record) -> Result<(), ()> {
+    /// Queues `r` behind any waiting records, waiting for room as long as it takes.
+    /// Fails only when the writer has stopped.
+    pub(super) async fn emit(&mut self, r: Record) -> Result<(), ()> {
+        self.flush_waiting().await?;
         self.sink.send(r).await.map_err(|_| ())
+    }
+
+    /// Queues `r` without waiting: into the writer's queue while it has room, else
+    /// behind the waiting records (see [`Runner::waiting`]). Fails only when the
+    /// writer has stopped.
+    pub(super) fn queue(&mut self, r: Record) -> Result<(), ()> {
+        if self.waiting.is_empty() {
+            match self.sink.try_send(r) {
+                Ok(None) => {}
+                Ok(Some(r)) => self.waiting.push_back(r),
+                Err(_) => return Err(()),
+            }
+        } else {
+            self.waiting.push_back(r);
+        }
+        Ok(())
+    }
+
+    /// Hands every waiting record to the writer, in order, waiting for room.
+    /// When the writer has stopped, what is left cannot be stored: it is logged
+    /// with its count, never dropped silently.
+    pub(super) async fn flush_waiting(&mut self) -> Result<(), ()> {
+        while let Some(r) = self.waiting.pop_front() {
+            if self.sink.send(r).await.is_err() {
+                let lost = self.waiting.len() + 1;
+                self.waiting.clear();
+                tracing::error!(
+                    lost,
+                    "the storage writer stopped before these records of the last frames were queued; they are lost"
+                );
+                return Err(());
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn note_record(&self, r: &Record) {
@@ -127,23 +170,22 @@ impl Runner {
         }
     }
 
-    /// The protocol confirmed the subscription.
-    pub(super) async fn subscribed(&mut self, connection_id: i64) -> Result<(), ()> {
+    /// The protocol confirmed the subscription. Its rows are queued without
+    /// waiting, like the frame's other records (see [`Runner::queue`]).
+    pub(super) fn subscribed(&mut self, connection_id: i64) -> Result<(), ()> {
         self.status.set_state(State::Subscribed);
         self.subscribed_at = Some(Instant::now());
         tracing::info!("subscribed");
-        self.emit(
+        self.queue(
             self.life
                 .event(Some(connection_id), "subscribed", Detail::default()),
-        )
-        .await?;
+        )?;
         if self.pending_resume {
             self.pending_resume = false;
-            self.emit(
+            self.queue(
                 self.life
                     .event(Some(connection_id), "resumed", Detail::default()),
-            )
-            .await?;
+            )?;
         }
         Ok(())
     }
@@ -201,6 +243,9 @@ impl Runner {
                 },
             );
             let _ = self.emit(rec).await;
+        }
+        if !self.waiting.is_empty() {
+            let _ = self.flush_waiting().await;
         }
         self.status.set_state(State::Closed);
     }

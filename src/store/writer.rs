@@ -21,6 +21,7 @@ use crate::record::Record;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -74,6 +75,23 @@ impl RecordSink {
     /// stops reading its socket meanwhile). Fails only when the writer has stopped.
     pub async fn send(&self, r: Record) -> Result<(), WriterClosed> {
         self.tx.send(r).await.map_err(|_| WriterClosed)
+    }
+
+    /// Queues `r` if there is room now (`Ok(None)`); hands it back when the queue is
+    /// full (`Ok(Some(r))`), so a session can keep it and stay responsive
+    /// (heartbeats, commands) meanwhile.
+    pub fn try_send(&self, r: Record) -> Result<Option<Record>, WriterClosed> {
+        match self.tx.try_send(r) {
+            Ok(()) => Ok(None),
+            Err(TrySendError::Full(r)) => Ok(Some(r)),
+            Err(TrySendError::Closed(_)) => Err(WriterClosed),
+        }
+    }
+
+    /// Waits for room for one record. Cancel-safe (unlike a pending `send`, which
+    /// owns its record), so a session can wait for room inside a `select!`.
+    pub async fn reserve(&self) -> Result<mpsc::Permit<'_, Record>, WriterClosed> {
+        self.tx.reserve().await.map_err(|_| WriterClosed)
     }
 
     /// Records queued and not yet taken by the writer.

@@ -305,6 +305,12 @@ impl Protocol for JsonRpcProtocol {
         out
     }
 
+    fn postpone(&mut self, by: Duration) {
+        if let Some(d) = self.deadline.as_mut() {
+            *d += by;
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         self.deadline
     }

@@ -30,7 +30,7 @@ use crate::config::{NavixyAuth, NavixyConfig, Secret, SourceConfig, Timing};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use url::Url;
 
 /// Distinct names remembered for warn-once; beyond this (a misbehaving server
@@ -286,9 +286,7 @@ impl Protocol for NavixyProtocol {
             });
             return out;
         }
-        if let Some(beat) = self.conn.heartbeat.as_mut().and_then(|h| h.poll(ctx.mono)) {
-            out.push(Output::Send(beat));
-        }
+        out.extend(self.keepalive(ctx));
         if let Some(deadline) = self.conn.subscribe_deadline
             && ctx.mono >= deadline
         {
@@ -307,6 +305,27 @@ impl Protocol for NavixyProtocol {
             out.push(Output::Warning(text));
         }
         out
+    }
+
+    fn keepalive(&mut self, ctx: &Ctx) -> Vec<Output> {
+        let beat = self.conn.heartbeat.as_mut().and_then(|h| h.poll(ctx.mono));
+        beat.map(Output::Send).into_iter().collect()
+    }
+
+    fn next_keepalive(&self) -> Option<Instant> {
+        self.conn.heartbeat.as_ref().and_then(Heartbeat::due)
+    }
+
+    fn postpone(&mut self, by: Duration) {
+        for deadline in [
+            &mut self.conn.handshake_deadline,
+            &mut self.conn.subscribe_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *deadline += by;
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {

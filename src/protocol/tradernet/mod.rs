@@ -341,14 +341,29 @@ impl Protocol for TradernetProtocol {
                 None,
             )));
         }
-        if let Some(due) = self.next_ping
-            && ctx.mono >= due
-        {
-            out.push(Output::Ping);
-            // From the actual tick, so a late tick never causes a burst of pings.
-            self.next_ping = Some(ctx.mono + self.ping_interval);
-        }
+        out.extend(self.keepalive(ctx));
         out
+    }
+
+    fn keepalive(&mut self, ctx: &Ctx) -> Vec<Output> {
+        match self.next_ping {
+            Some(due) if ctx.mono >= due => {
+                // From the actual tick, so a late tick never causes a burst of pings.
+                self.next_ping = Some(ctx.mono + self.ping_interval);
+                vec![Output::Ping]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn next_keepalive(&self) -> Option<Instant> {
+        self.next_ping
+    }
+
+    fn postpone(&mut self, by: Duration) {
+        if let Some(d) = self.sessions_deadline.as_mut() {
+            *d += by;
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
