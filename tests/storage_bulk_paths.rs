@@ -10,24 +10,8 @@ mod common;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use common::*;
 use std::sync::Arc;
-use std::time::Duration;
 use wsvault::record::{Event, Record, TrackerReading, TrackerState};
-use wsvault::store::{Backend, CopyCounts, Store, Writer, WriterReport};
-
-async fn write_all(
-    store: &Store,
-    cfg: &wsvault::config::StorageConfig,
-    records: Vec<Record>,
-) -> WriterReport {
-    let (sink, handle) = Writer::spawn(store.clone(), cfg);
-    for r in records {
-        sink.send(r).await.unwrap();
-    }
-    drop(sink);
-    tokio::time::timeout(Duration::from_secs(30), handle.join())
-        .await
-        .expect("writer finishes after its sinks are dropped")
-}
+use wsvault::store::{Backend, CopyCounts};
 
 /// A time with a sub-microsecond part; `n` even lands before 2000, odd after.
 fn odd_time(n: i64) -> DateTime<Utc> {

@@ -8,23 +8,7 @@ mod common;
 use common::*;
 use std::time::Duration;
 use wsvault::record::{Record, SecuritySessionChange};
-use wsvault::store::{Store, TABLES, Writer, WriterReport};
-
-/// Pushes `records` through a fresh writer and waits for it to finish.
-async fn write_all(
-    store: &Store,
-    cfg: &wsvault::config::StorageConfig,
-    records: Vec<Record>,
-) -> WriterReport {
-    let (sink, handle) = Writer::spawn(store.clone(), cfg);
-    for r in records {
-        sink.send(r).await.unwrap();
-    }
-    drop(sink);
-    tokio::time::timeout(Duration::from_secs(30), handle.join())
-        .await
-        .expect("writer finishes after its sinks are dropped")
-}
+use wsvault::store::{Store, TABLES, Writer};
 
 #[tokio::test]
 async fn every_variant_reads_back_equal() {

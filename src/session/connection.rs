@@ -133,13 +133,25 @@ impl Runner {
                 // keep-alives above are still served.
                 permit = room.reserve(), if !reading => {
                     let Ok(permit) = permit else {
-                        let lost = self.waiting.len();
-                        self.waiting.clear();
-                        tracing::error!(lost, "the storage writer stopped before these records were queued; they are lost");
+                        self.abandon_waiting(0);
                         return Ending::WriterClosed;
                     };
                     if let Some(r) = self.waiting.pop_front() {
                         permit.send(r);
+                    }
+                    // The writer frees room a batch at a time: fill it in one go.
+                    while let Some(r) = self.waiting.pop_front() {
+                        match self.sink.try_send(r) {
+                            Ok(None) => {}
+                            Ok(Some(r)) => {
+                                self.waiting.push_front(r);
+                                break;
+                            }
+                            Err(_) => {
+                                self.abandon_waiting(1);
+                                return Ending::WriterClosed;
+                            }
+                        }
                     }
                 }
                 msg = rx.next(), if reading => {

@@ -141,16 +141,24 @@ impl Runner {
     pub(super) async fn flush_waiting(&mut self) -> Result<(), ()> {
         while let Some(r) = self.waiting.pop_front() {
             if self.sink.send(r).await.is_err() {
-                let lost = self.waiting.len() + 1;
-                self.waiting.clear();
-                tracing::error!(
-                    lost,
-                    "the storage writer stopped before these records of the last frames were queued; they are lost"
-                );
+                self.abandon_waiting(1);
                 return Err(());
             }
         }
         Ok(())
+    }
+
+    /// The writer has stopped: the waiting records, plus `taken` already taken off
+    /// the list, can no longer be stored. Logged with their count, never silently.
+    pub(super) fn abandon_waiting(&mut self, taken: usize) {
+        let lost = self.waiting.len() + taken;
+        self.waiting.clear();
+        if lost > 0 {
+            tracing::error!(
+                lost,
+                "the storage writer stopped before these records were queued; they are lost"
+            );
+        }
     }
 
     pub(super) fn note_record(&self, r: &Record) {

@@ -214,6 +214,23 @@ pub fn url_via(url: &str, addr: SocketAddr) -> String {
     u.to_string()
 }
 
+/// Pushes `records` through a fresh writer on `store` and waits (at most 30 s) for
+/// it to drain and finish.
+pub async fn write_all(
+    store: &Store,
+    cfg: &StorageConfig,
+    records: Vec<wsvault::record::Record>,
+) -> wsvault::store::WriterReport {
+    let (sink, handle) = wsvault::store::Writer::spawn(store.clone(), cfg);
+    for r in records {
+        sink.send(r).await.unwrap();
+    }
+    drop(sink);
+    tokio::time::timeout(Duration::from_secs(30), handle.join())
+        .await
+        .expect("writer finishes after its sinks are dropped")
+}
+
 /// Polls `check` every 10 ms until it returns true; panics naming `what` after `limit`.
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
