@@ -324,6 +324,7 @@ headers = { Authorization = "Bearer token-value-1" }
         let cfg = parse_str(text, Path::new("x.toml"), Vec::new()).unwrap();
         assert_eq!(cfg.storage.url, "sqlite://wsvault.db");
         assert_eq!(cfg.storage.batch_size, 500);
+        assert_eq!(cfg.storage.retry_max, std::time::Duration::from_secs(5));
         assert_eq!(
             cfg.sources[0].timing.idle_timeout,
             std::time::Duration::from_secs(60)
