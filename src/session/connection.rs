@@ -8,8 +8,9 @@
 //! upstream give up on a silent client. Time paused that way counts neither as
 //! upstream silence nor against the protocol's deadlines. Protocol deadlines
 //! (heartbeats) are served before the socket, so a socket that always has a frame
-//! waiting cannot delay them past the frame being handled. It returns *why* the connection ended; the runner
-//! turns that into lifecycle rows and decides what happens next.
+//! waiting cannot delay them past the frame being handled. It returns *why* the
+//! connection ended; the runner turns that into lifecycle rows and decides what
+//! happens next.
 
 use super::Command;
 use super::runner::Runner;
@@ -140,18 +141,8 @@ impl Runner {
                         permit.send(r);
                     }
                     // The writer frees room a batch at a time: fill it in one go.
-                    while let Some(r) = self.waiting.pop_front() {
-                        match self.sink.try_send(r) {
-                            Ok(None) => {}
-                            Ok(Some(r)) => {
-                                self.waiting.push_front(r);
-                                break;
-                            }
-                            Err(_) => {
-                                self.abandon_waiting(1);
-                                return Ending::WriterClosed;
-                            }
-                        }
+                    if self.hand_over_waiting().is_err() {
+                        return Ending::WriterClosed;
                     }
                 }
                 msg = rx.next(), if reading => {

@@ -123,14 +123,26 @@ impl Runner {
     /// behind the waiting records (see [`Runner::waiting`]). Fails only when the
     /// writer has stopped.
     pub(super) fn queue(&mut self, r: Record) -> Result<(), ()> {
-        if self.waiting.is_empty() {
+        self.waiting.push_back(r);
+        self.hand_over_waiting()
+    }
+
+    /// Moves waiting records into the writer's queue, in order, while it has room;
+    /// never waits. Fails only when the writer has stopped (the rest is then logged
+    /// as lost).
+    pub(super) fn hand_over_waiting(&mut self) -> Result<(), ()> {
+        while let Some(r) = self.waiting.pop_front() {
             match self.sink.try_send(r) {
                 Ok(None) => {}
-                Ok(Some(r)) => self.waiting.push_back(r),
-                Err(_) => return Err(()),
+                Ok(Some(r)) => {
+                    self.waiting.push_front(r);
+                    break;
+                }
+                Err(_) => {
+                    self.abandon_waiting(1);
+                    return Err(());
+                }
             }
-        } else {
-            self.waiting.push_back(r);
         }
         Ok(())
     }
@@ -252,9 +264,9 @@ impl Runner {
             );
             let _ = self.emit(rec).await;
         }
-        if !self.waiting.is_empty() {
-            let _ = self.flush_waiting().await;
-        }
+        // Records of the last frames that still wait (a `closed` row above flushed
+        // them already); fails only when the writer is gone, which logs the count.
+        let _ = self.flush_waiting().await;
         self.status.set_state(State::Closed);
     }
 

@@ -9,8 +9,9 @@
 //! statement. The three high-volume tables (`events`, `tracker_states`,
 //! `tracker_readings`) first try an optimistic binary `COPY` ([`copy`]); a batch the
 //! server refuses that way is rolled back and written again through `UNNEST`, so
-//! `ON CONFLICT` still decides about duplicates. Upsert tables go row by row (PostgreSQL refuses to upsert the same key
-//! twice in one statement, and they are low volume). The pool tests connections
+//! `ON CONFLICT` still decides about duplicates. Upsert tables go row by row
+//! (PostgreSQL refuses to upsert the same key twice in one statement, and they are
+//! low volume). The pool tests connections
 //! before handing them out and gives up on an acquire quickly, so the writer's retry
 //! loop, not the pool, waits out an outage and recovers when the server is back.
 //! This module never decides about retries; it returns errors.
@@ -139,23 +140,24 @@ impl Streams {
     /// before the transaction opens, so it adds nothing to the time locks are held.
     /// A value the format cannot carry sends the whole batch through `UNNEST`.
     fn encode(g: &Groups<'_>) -> Streams {
+        Self::try_encode(g).unwrap_or_default()
+    }
+
+    fn try_encode(g: &Groups<'_>) -> Result<Streams, copy::Unencodable> {
         fn one<T>(
             rows: &[&T],
-            f: impl Fn(&[&T]) -> Result<Vec<u8>, copy::Unencodable>,
+            encode: impl Fn(&[&T]) -> Result<Vec<u8>, copy::Unencodable>,
         ) -> Result<Option<Vec<u8>>, copy::Unencodable> {
             if rows.len() < copy::MIN_ROWS {
                 return Ok(None);
             }
-            f(rows).map(Some)
+            encode(rows).map(Some)
         }
-        let encoded = (|| {
-            Ok::<_, copy::Unencodable>(Streams {
-                events: one(&g.events, copy::events)?,
-                tracker_states: one(&g.tracker_states, copy::tracker_states)?,
-                tracker_readings: one(&g.tracker_readings, copy::tracker_readings)?,
-            })
-        })();
-        encoded.unwrap_or_default()
+        Ok(Streams {
+            events: one(&g.events, copy::events)?,
+            tracker_states: one(&g.tracker_states, copy::tracker_states)?,
+            tracker_readings: one(&g.tracker_readings, copy::tracker_readings)?,
+        })
     }
 
     fn is_empty(&self) -> bool {

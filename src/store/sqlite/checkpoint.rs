@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 /// WAL, well under the writer's `wal_autocheckpoint` of ~40 MiB, so the writer's own
 /// checkpoint finds almost nothing left to copy; at a trickle it is one checkpoint
 /// (two fsyncs) per few minutes instead of one per commit.
-pub(crate) const ROWS_PER_CHECKPOINT: u64 = 2_000;
+const ROWS_PER_CHECKPOINT: u64 = 2_000;
 
 struct Shared {
     pending_rows: AtomicU64,
