@@ -3,7 +3,9 @@
 //!
 //! A supervisor keeps one session per configured source; each session turns frames
 //! into [`record::Record`]s through a pure [`protocol`] state machine; one writer
-//! ([`store`]) commits records in batches. See DESIGN.md for the contracts.
+//! ([`store`]) commits records in batches. `ARCHITECTURE.md` at the repository root
+//! describes the data path, the module rules, the lifecycle, the storage contract
+//! and the conventions.
 
 pub mod bench;
 pub mod cli;

@@ -2,8 +2,8 @@
 //!
 //! Every source turns frames into [`Record`]s; the writer knows how to store each
 //! variant and nothing else about the sources. One variant exists per table of the
-//! storage contract (DESIGN.md), so adding a table means adding a variant here and a
-//! statement in `store/`, never touching a session.
+//! storage contract (ARCHITECTURE.md §4), so adding a table means adding a variant
+//! here and a statement in `store/`, never touching a session.
 //!
 //! Append-only rows carry an `id` minted by [`crate::ids::next_id`] at the moment the
 //! record is created. That id is the row's primary key, which makes a retried batch

@@ -1,4 +1,4 @@
-//! The Navixy simulator speaks the protocol of `protocols/navixy.md`: handshake,
+//! The Navixy simulator speaks Navixy's documented protocol: handshake,
 //! heartbeats, login, subscribe, snapshot, updates and their formats.
 
 mod sim_support;

@@ -1,4 +1,4 @@
-//! The Tradernet simulator speaks the protocol of `protocols/tradernet.md` and its
+//! The Tradernet simulator speaks Tradernet's documented protocol and its
 //! schedule, switches and ground truth behave as documented.
 
 mod sim_support;

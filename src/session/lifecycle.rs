@@ -1,4 +1,4 @@
-//! Lifecycle rows: each transition of DESIGN.md's state machine becomes a
+//! Lifecycle rows: each transition of the lifecycle (ARCHITECTURE.md §3) becomes a
 //! `session_events` row tied to its `connections` row.
 
 use crate::record::{Connection, Record, SessionEvent, SourceName};

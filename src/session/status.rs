@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 
-/// The lifecycle states of DESIGN.md, as published numbers.
+/// The lifecycle states (ARCHITECTURE.md §3), as published numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum State {

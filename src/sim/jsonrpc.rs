@@ -1,6 +1,6 @@
 //! Loopback simulator of a JSON-RPC 2.0 WebSocket server in the style of Qlik's
-//! engine (`OnConnected` on connect, notifications, request/response), as described
-//! in `protocols/session-lifecycle.md`.
+//! engine (`OnConnected` on connect, notifications, request/response), as Qlik's
+//! public enigma.js and engine API documentation describe it.
 //!
 //! Owns the public API; the wire behaviour lives in `jsonrpc/conn.rs`. Notifications
 //! carry a global, gap-free `n` so tests can check order and completeness. It must

@@ -1,5 +1,5 @@
 //! Loopback simulator of Navixy's event subscription (Atmosphere over WebSocket)
-//! and its login call, as described in `protocols/navixy.md`.
+//! and its login call, as Navixy's public API documentation describes them.
 //!
 //! Owns the public API tests, the demo and the benchmarks use: configuration,
 //! start/stop, fault switches and observable counters. The wire behaviour lives in

@@ -1,5 +1,5 @@
 //! Loopback simulator of Tradernet's WebSocket security-sessions channel, as
-//! described in `protocols/tradernet.md`.
+//! Tradernet's public WebSocket API documentation describes it.
 //!
 //! Owns the public API (start/stop, session control, fault switches, ground-truth
 //! history, counters); the wire behaviour lives in the submodules. It must never

@@ -1,5 +1,5 @@
 //! Sorts database errors into "try the same batch again later" and "this record can
-//! never be stored", the split DESIGN principle 5 is built on.
+//! never be stored", the split ARCHITECTURE.md §1 (retry, rejected) is built on.
 //!
 //! Retrying a permanent error would stall the writer forever on one bad value;
 //! rejecting on a retriable one would lose data during a mere outage. When unsure the

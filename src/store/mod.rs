@@ -2,9 +2,9 @@
 //! the few reads the daemon itself needs.
 //!
 //! The backend (SQLite or PostgreSQL) is chosen once, from the URL scheme, in
-//! [`Store::connect`]; every table of the storage contract (DESIGN.md) exists with the
-//! same columns on both, created by the embedded migrations of `migrations/sqlite` and
-//! `migrations/postgres`. Records reach the database only through the [`Writer`]
+//! [`Store::connect`]; every table of the storage contract (ARCHITECTURE.md §4)
+//! exists with the same columns on both, created by the embedded migrations of
+//! `migrations/sqlite` and `migrations/postgres`. Records reach the database only through the [`Writer`]
 //! (batches, one transaction each, retry and `rejected` handling). This module must
 //! never drop a record silently, never put a URL's password in an error or log, and
 //! never format a SQLite timestamp other than through [`time`].

@@ -1,7 +1,7 @@
 //! The batching writer: the only path from records to the database.
 //!
 //! Sessions push [`Record`]s into a bounded queue through a [`RecordSink`]; a full
-//! queue makes `send` wait, which is the back-pressure DESIGN principle 5 relies on.
+//! queue makes `send` wait, which is the back-pressure of ARCHITECTURE.md §1.
 //! One task takes records off the queue and commits them in batches, one transaction
 //! each, when a batch reaches `batch_size` records or `flush_interval` after its
 //! first record. A retriable failure retries the *same* batch with capped

@@ -1,5 +1,5 @@
 //! Inbound messages to records and outputs: `event`, `response`, `error` and
-//! anything else, with the raw-events policy (DESIGN principle 3) and warn-once.
+//! anything else, with the raw-events policy (ARCHITECTURE.md §4) and warn-once.
 //!
 //! Runs after the transport ([`super`]) has produced one whole message; never sees
 //! frames, heartbeats or the clock beyond `ctx`.

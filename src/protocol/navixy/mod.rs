@@ -4,7 +4,7 @@
 //!
 //! Owns the per-connection state machine (awaiting handshake → subscribe sent →
 //! subscribed) and the mapping of every inbound message to `events` and typed rows
-//! (DESIGN principle 3). It never opens a socket, never logs in (the session obtains
+//! (ARCHITECTURE.md §4). It never opens a socket, never logs in (the session obtains
 //! a session hash and hands it over with [`Protocol::set_credential`]), never sleeps
 //! and never puts the hash anywhere but the subscribe/unsubscribe frames it returns.
 //!

@@ -1,5 +1,5 @@
-//! Unit tests of the Navixy protocol, driven with literal frames from
-//! shared/protocols/navixy.md and a hand-advanced clock.
+//! Unit tests of the Navixy protocol, driven with literal frames in the shapes of
+//! Navixy's public API documentation and a hand-advanced clock.
 
 mod events;
 mod responses;
