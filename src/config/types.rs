@@ -45,7 +45,7 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
 }
 
-/// How much of each inbound message `events` keeps (ARCHITECTURE.md §4, "What `events` keeps").
+/// How much of each inbound message `events` keeps (ARCHITECTURE.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RawEvents {
     /// Messages whose items all went to typed rows keep only their envelope and count.
