@@ -3,10 +3,11 @@
 //!
 //! Shutdown order matters for "nothing lost": sessions stop first (unsubscribe, close
 //! 1000, `closed` rows), then the last record sink is dropped so the writer drains its
-//! queue and commits, then the pool closes. A second TERM/INT makes the writer stop
-//! retrying and sessions stop waiting, so the process exits quickly while still
-//! flushing what the database accepts at once; anything it could not write is
-//! counted and logged by the writer.
+//! queue and commits, then the pool closes. A second TERM/INT, or `[storage]
+//! drain_timeout` running out (the database is down and the drain would otherwise
+//! outlast systemd's stop timeout), makes the writer stop retrying and sessions stop
+//! waiting, so the process exits quickly while still flushing what the database
+//! accepts at once; anything it could not write is counted and logged by the writer.
 
 use crate::config::{self, Config, SourceConfig};
 use crate::ops::Registry;
@@ -67,6 +68,7 @@ impl Supervisor {
             .map_err(SupervisorError::Signals)?;
         tracing::debug!("signal handlers installed");
         let (sink, writer) = Writer::spawn(store.clone(), &config.storage);
+        close_abandoned(&store, &config, &sink).await;
         let registry = Registry::new(writer.stats(), &config.storage);
         let http = match config.http.listen {
             None => None,
@@ -269,6 +271,8 @@ impl Supervisor {
 
     async fn shutdown(self) -> WriterReport {
         notify(&[sd_notify::NotifyState::Stopping]);
+        let drain_timeout = self.config.storage.drain_timeout;
+        let deadline = tokio::time::Instant::now() + drain_timeout;
         let Supervisor {
             store,
             sink,
@@ -288,6 +292,17 @@ impl Supervisor {
         }
         let (force_tx, mut force_rx) = tokio::sync::watch::channel(false);
         let force = writer.force_trigger();
+        let drain_force = writer.force_trigger();
+        let stats = writer.stats();
+        let drain_expired = move || {
+            tracing::error!(
+                drain_timeout = ?drain_timeout,
+                queued = stats.queue_depth(),
+                "drain_timeout expired with the database not taking the queue; \
+                 stopping the writer, records it cannot write at once are counted as lost"
+            );
+            drain_force.force_stop();
+        };
         let watcher = tokio::spawn(async move {
             while let Some(sig) = signals.next().await {
                 if sig == SIGTERM || sig == SIGINT {
@@ -305,9 +320,14 @@ impl Supervisor {
             s.command(Command::Stop);
         }
         let all_stopped = futures_util::future::join_all(sessions.iter_mut().map(|s| s.join()));
+        let mut expired = false;
         tokio::select! {
             _ = all_stopped => {}
             _ = force_rx.wait_for(|f| *f) => {}
+            () = tokio::time::sleep_until(deadline) => {
+                expired = true;
+                drain_expired();
+            }
         }
         // Sessions still running after a forced exit are cut off so their record
         // sinks drop and the writer can finish.
@@ -316,7 +336,15 @@ impl Supervisor {
         }
         drop(sessions);
         drop(sink);
-        let report = writer.join().await;
+        let join = writer.join();
+        tokio::pin!(join);
+        let report = tokio::select! {
+            r = &mut join => r,
+            () = tokio::time::sleep_until(deadline), if !expired => {
+                drain_expired();
+                join.await
+            }
+        };
         watcher.abort();
         if let Some(h) = http {
             h.stop().await;
@@ -329,6 +357,36 @@ impl Supervisor {
             "wsvault stopped"
         );
         report
+    }
+}
+
+/// Closes the connections a killed or crashed previous run left open, recording
+/// their blind periods, before any source connects. A failed read is logged and
+/// start goes on: the rows stay as they were, nothing new is lost.
+async fn close_abandoned(store: &Store, config: &Config, sink: &RecordSink) {
+    let names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+    let records = match store.abandoned_connections(&names).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}; connections a previous run left open stay open");
+            return;
+        }
+    };
+    let connections = records
+        .iter()
+        .filter(|r| matches!(r, crate::record::Record::Connection(_)))
+        .count();
+    if connections > 0 {
+        tracing::warn!(
+            connections,
+            "the previous run stopped without closing its connections (killed or crashed); \
+             closing them at their last stored row and recording the blind period"
+        );
+    }
+    for r in records {
+        if sink.send(r).await.is_err() {
+            break;
+        }
     }
 }
 

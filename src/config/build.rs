@@ -41,6 +41,7 @@ const STORAGE_KEYS: &[&str] = &[
     "traffic",
     "busy_timeout",
     "retry_max",
+    "drain_timeout",
 ];
 const TIMING_KEYS: &[&str] = &[
     "backoff_initial",
@@ -104,6 +105,9 @@ pub const DEFAULT_TIMING: Timing = Timing {
 /// commit after a 30 s PostgreSQL outage came 21 s late (BENCHMARKS.md), while an
 /// attempt every 5 s through an outage costs one failed connect and one log line.
 pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Default `[storage] drain_timeout`: half the unit's `TimeoutStopSec` (60 s), so the
+/// writer's own report of what it lost is logged before systemd would kill it.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The product's own User-Agent: Tradernet's edge refuses well-known library agents.
 pub const USER_AGENT: &str = concat!("wsvault/", env!("CARGO_PKG_VERSION"));
@@ -198,7 +202,22 @@ fn storage(n: &Node<'_>) -> Result<StorageConfig, ConfigError> {
             .duration("busy_timeout")?
             .unwrap_or(Duration::from_secs(5)),
         retry_max: n.duration("retry_max")?.unwrap_or(DEFAULT_RETRY_MAX),
+        drain_timeout: drain_timeout(n)?,
     })
+}
+
+/// `drain_timeout` must leave the drain some time: zero would count every queued
+/// record as lost at each stop.
+fn drain_timeout(n: &Node<'_>) -> Result<Duration, ConfigError> {
+    match n.duration("drain_timeout")? {
+        None => Ok(DEFAULT_DRAIN_TIMEOUT),
+        Some(d) if d.is_zero() => Err(ConfigError::BadValue {
+            key: "drain_timeout".into(),
+            place: n.place().into(),
+            message: "must be longer than zero".into(),
+        }),
+        Some(d) => Ok(d),
+    }
 }
 
 fn timing(n: &Node<'_>, d: Timing) -> Result<Timing, ConfigError> {

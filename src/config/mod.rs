@@ -7,7 +7,9 @@ mod sources;
 mod types;
 mod value;
 
-pub use build::{DEFAULT_TIMING, RETENTION_TABLES, USER_AGENT, default_user_agent};
+pub use build::{
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_TIMING, RETENTION_TABLES, USER_AGENT, default_user_agent,
+};
 pub use load::*;
 pub use sources::derive_auth_url;
 pub use types::*;

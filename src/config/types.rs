@@ -73,6 +73,11 @@ pub struct StorageConfig {
     pub busy_timeout: Duration,
     /// Cap of the writer's retry backoff.
     pub retry_max: Duration,
+    /// How long the first SIGTERM may spend closing sessions and draining the queue
+    /// into an unavailable database before the rest is counted as lost: without a
+    /// bound, systemd's `TimeoutStopSec` would SIGKILL the daemon and the loss would
+    /// go unlogged.
+    pub drain_timeout: Duration,
 }
 
 impl fmt::Debug for StorageConfig {
@@ -86,6 +91,7 @@ impl fmt::Debug for StorageConfig {
             .field("traffic", &self.traffic)
             .field("busy_timeout", &self.busy_timeout)
             .field("retry_max", &self.retry_max)
+            .field("drain_timeout", &self.drain_timeout)
             .finish()
     }
 }

@@ -36,7 +36,11 @@ pub fn classify(backend: Backend, err: &sqlx::Error) -> ErrorClass {
         | E::PoolTimedOut
         | E::PoolClosed
         | E::WorkerCrashed
-        | E::BeginFailed => ErrorClass::Retriable,
+        | E::BeginFailed
+        // The connection believes it is still inside a transaction (one SQLite rolled
+        // back by itself after an I/O error): a fresh connection fixes it, the
+        // values are not at fault.
+        | E::InvalidSavePointStatement => ErrorClass::Retriable,
         _ => ErrorClass::Permanent,
     }
 }
@@ -117,5 +121,16 @@ mod tests {
             classify(Backend::Sqlite, &sqlx::Error::PoolTimedOut),
             ErrorClass::Retriable
         );
+    }
+
+    #[test]
+    fn a_connection_stuck_in_a_transaction_is_retried_not_rejected() {
+        assert_eq!(
+            classify(Backend::Sqlite, &sqlx::Error::InvalidSavePointStatement),
+            ErrorClass::Retriable
+        );
+        assert_eq!(sqlite_code("13"), ErrorClass::Retriable); // FULL
+        assert_eq!(sqlite_code("778"), ErrorClass::Retriable); // IOERR_WRITE
+        assert_eq!(sqlite_code("14"), ErrorClass::Retriable); // CANTOPEN
     }
 }

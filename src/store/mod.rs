@@ -9,6 +9,7 @@
 //! never drop a record silently, never put a URL's password in an error or log, and
 //! never format a SQLite timestamp other than through [`time`].
 
+mod abandoned;
 mod batch;
 mod classify;
 mod latency;
@@ -27,7 +28,7 @@ pub use writer::{
 };
 
 use crate::config::StorageConfig;
-use crate::record::SecuritySession;
+use crate::record::{Record, SecuritySession};
 use batch::Batch;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -127,8 +128,11 @@ pub enum StoreError {
 /// connection committed since its last transaction. Taking any idle pooled connection
 /// per batch therefore started most batches with a cold cache and re-read every
 /// index page the batch touched; one connection for all batches keeps them warm
-/// (BENCHMARKS.md). After a retriable failure it is given back, so the retry starts
-/// on a fresh connection. PostgreSQL keeps its caches on the server, and a held
+/// (BENCHMARKS.md). After a retriable failure it is closed, not given back to the
+/// pool, so the retry starts on a fresh connection: on `SQLITE_FULL`, `SQLITE_IOERR`
+/// or `SQLITE_NOMEM` SQLite may already have rolled the transaction back, the
+/// rollback sqlx queues on drop then fails, and the connection stays marked as inside
+/// a transaction, refusing every later `BEGIN` (issue 16). PostgreSQL keeps its caches on the server, and a held
 /// connection there would meet server or firewall idle timeouts, so it takes one
 /// from the pool per batch as before.
 #[derive(Default)]
@@ -151,7 +155,15 @@ impl HeldConnection {
         if let Err(e) = result
             && classify(Backend::Sqlite, e) == ErrorClass::Retriable
         {
-            self.sqlite = None;
+            self.discard();
+        }
+    }
+
+    /// Closes the held connection instead of returning it to the pool, where its
+    /// unknown transaction state would reach the next borrower.
+    pub(crate) fn discard(&mut self) {
+        if let Some(mut c) = self.sqlite.take() {
+            c.close_on_drop();
         }
     }
 }
@@ -255,10 +267,25 @@ impl Store {
     }
 
     /// Applies the embedded migrations of this backend; already applied ones are
-    /// skipped, so running it at every start is safe.
+    /// skipped, so running it at every start is safe, also from several processes at
+    /// once: PostgreSQL's migrator holds an advisory lock, SQLite's a lock file
+    /// beside the database ([`sqlite::files::MigrateLock`]).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let result = match &self.pool {
-            Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await,
+            Pool::Sqlite(p) => {
+                let options = p.connect_options();
+                let lock = match sqlite::files::database_path(&options, &self.shown_url) {
+                    Some(path) => sqlite::files::MigrateLock::acquire(&path)
+                        .await
+                        .map(Some)
+                        .map_err(|e| sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(e))),
+                    None => Ok(None),
+                };
+                match lock {
+                    Ok(_held) => sqlx::migrate!("migrations/sqlite").run(p).await,
+                    Err(e) => Err(e),
+                }
+            }
             Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await,
         };
         result.map_err(|source| StoreError::Migrate {
@@ -278,6 +305,20 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(p) => read::sqlite_active_sessions(p, source).await,
             Pool::Postgres(p) => read::postgres_active_sessions(p, source).await,
+        }
+    }
+
+    /// Records that close the connections of `sources` a previous run left open
+    /// (killed or crashed): for each, `suspended` (initiator `down`) and `closed`
+    /// session events and the `connections` row, all at the last time its source
+    /// stored anything, so the blind period shows. Queue them before sources start.
+    pub async fn abandoned_connections(
+        &self,
+        sources: &[String],
+    ) -> Result<Vec<Record>, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(p) => abandoned::sqlite(p, sources).await,
+            Pool::Postgres(p) => abandoned::postgres(p, sources).await,
         }
     }
 

@@ -379,7 +379,16 @@ async fn commit(
                 Err(_) => Err(format!("attempt timed out after {QUICK_ATTEMPT:?}")),
             }
         } else {
-            attempt(store, held, batch).await.map_err(|e| e.to_string())
+            // A force-stop (second signal, or the drain deadline) must not wait for an
+            // attempt stuck on an unreachable database; the cut attempt is repeated
+            // once, quickly, and retries are idempotent (ids are minted in memory).
+            tokio::select! {
+                r = attempt(store, held, batch) => r.map_err(|e| e.to_string()),
+                () = forced(force) => {
+                    held.discard();
+                    continue;
+                }
+            }
         };
         match result {
             Ok(()) => {
@@ -391,6 +400,7 @@ async fn commit(
                 return true;
             }
             Err(e) if is_forced => {
+                held.discard();
                 let lost = batch.records.len() as u64;
                 stats.lost.fetch_add(lost, Ordering::Relaxed);
                 tracing::error!(lost, error = %e, "writer force-stopped and the database did not take the batch; records lost");

@@ -27,13 +27,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub(super) mod checkpoint;
+pub(super) mod files;
 mod sql;
 
 use sql::*;
 
 type Q = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
 
-/// Opens the pool: file created when missing, WAL, `synchronous=NORMAL`, the
+/// Opens the pool: file created when missing (mode 0600, see [`files`]), WAL, `synchronous=NORMAL`, the
 /// configured busy timeout, and a statement cache large enough for every chunk size
 /// of every table.
 pub(crate) async fn connect(url: &str, cfg: &StorageConfig) -> Result<SqlitePool, sqlx::Error> {
@@ -52,6 +53,9 @@ pub(crate) async fn connect(url: &str, cfg: &StorageConfig) -> Result<SqlitePool
         // after nearly every batch; this halves the cost of a batch (BENCHMARKS.md).
         .pragma("wal_autocheckpoint", "10000")
         .statement_cache_capacity(256);
+    if let Some(path) = files::database_path(&options, url) {
+        files::create_private(&path)?;
+    }
     SqlitePoolOptions::new()
         .max_connections(4)
         .acquire_timeout(cfg.busy_timeout.max(Duration::from_secs(5)))
