@@ -50,7 +50,13 @@ async fn metrics_and_health_follow_a_stopped_simulator() {
         &addr,
         "/healthz",
         "200 with both sources subscribed",
-        |s, b| s == 200 && b.contains("\"subscribed\""),
+        |s, b| {
+            s == 200
+                && serde_json::from_str::<Value>(b).is_ok_and(|h| {
+                    h["sources"]["rpc"]["state"] == "subscribed"
+                        && h["sources"]["fleet"]["state"] == "subscribed"
+                })
+        },
     )
     .await;
     let h = json(&body);
