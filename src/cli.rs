@@ -118,23 +118,23 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Cmd::CheckConfig(a) => match load(&a.config) {
             Ok(cfg) => {
-                println!("{}: OK", a.config.display());
-                println!(
-                    "storage: {} (batch_size {}, flush_interval {:?}, queue_capacity {})",
+                let mut text = format!("{}: OK\n", a.config.display());
+                text.push_str(&format!(
+                    "storage: {} (batch_size {}, flush_interval {:?}, queue_capacity {})\n",
                     crate::redact::redact_url_str(&cfg.storage.url),
                     cfg.storage.batch_size,
                     cfg.storage.flush_interval,
                     cfg.storage.queue_capacity
-                );
+                ));
                 for s in &cfg.sources {
-                    println!(
-                        "source {} ({}): {}",
+                    text.push_str(&format!(
+                        "source {} ({}): {}\n",
                         s.name,
                         s.kind.name(),
                         crate::redact::redact_url(&s.url)
-                    );
+                    ));
                 }
-                ExitCode::SUCCESS
+                report(out(&text).map_err(anyhow::Error::from))
             }
             Err(code) => code,
         },
@@ -195,6 +195,21 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// Writes a command's output to stdout. A reader that left early (`wsvault status |
+/// head -2`) closes the pipe: that is the reader's choice, not a failure, so a broken
+/// pipe ends the output quietly instead of panicking like `println!` (exit 101).
+pub fn out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -244,25 +259,23 @@ async fn backup(cfg: Config, to: Option<PathBuf>) -> anyhow::Result<()> {
         None if is_sqlite => anyhow::bail!("--to PATH is required to back up a SQLite database"),
         None => PathBuf::from("wsvault.dump"),
     };
-    match crate::ops::backup::backup(&cfg.storage, &to).await? {
+    let text = match crate::ops::backup::backup(&cfg.storage, &to).await? {
         BackupOutcome::Sqlite { path, counts } => {
-            println!(
-                "backup of {} written to {} (integrity_check: ok)",
+            let mut text = format!(
+                "backup of {} written to {} (integrity_check: ok)\n",
                 crate::redact::redact_url_str(&cfg.storage.url),
                 path.display()
             );
             for (table, n) in counts {
-                println!("  {table:<26} {n:>12}");
+                text.push_str(&format!("  {table:<26} {n:>12}\n"));
             }
+            text
         }
-        BackupOutcome::Postgres { command } => {
-            println!(
-                "PostgreSQL is backed up with pg_dump; run (password from PGPASSWORD or ~/.pgpass):"
-            );
-            println!("  {command}");
-        }
-    }
-    Ok(())
+        BackupOutcome::Postgres { command } => format!(
+            "PostgreSQL is backed up with pg_dump; run (password from PGPASSWORD or ~/.pgpass):\n  {command}\n"
+        ),
+    };
+    Ok(out(&text)?)
 }
 
 async fn status(cfg: Config) -> anyhow::Result<()> {
@@ -272,22 +285,20 @@ async fn status(cfg: Config) -> anyhow::Result<()> {
         "cannot read the status; has the daemon (or wsvault migrate) created the schema?",
     )?;
     store.close().await;
-    print!(
-        "{}",
-        crate::ops::status::render(&report, chrono::Utc::now())
-    );
-    Ok(())
+    Ok(out(&crate::ops::status::render(
+        &report,
+        chrono::Utc::now(),
+    ))?)
 }
 
 async fn migrate(cfg: Config) -> anyhow::Result<()> {
     let store = crate::store::Store::connect(&cfg.storage).await?;
     store.migrate().await?;
     store.close().await;
-    println!(
-        "migrations applied to {}",
+    Ok(out(&format!(
+        "migrations applied to {}\n",
         crate::redact::redact_url_str(&cfg.storage.url)
-    );
-    Ok(())
+    ))?)
 }
 
 async fn simulate(kind: SimKind) -> anyhow::Result<()> {

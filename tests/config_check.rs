@@ -190,3 +190,190 @@ fn secrets_can_come_from_files() {
     assert!(!ok);
     assert!(out.contains("cannot read secret file"), "{out}");
 }
+
+/// Runs `check-config` on `text`; returns the exit code and everything printed.
+fn check_code(text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), text);
+    let out = Command::new(env!("CARGO_BIN_EXE_wsvault"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// Every spelling of a SQLite database that never reaches the disk: the daemon
+/// would run, report nothing lost, and keep nothing.
+const IN_MEMORY_URLS: &[&str] = &[
+    "sqlite::memory:",
+    "sqlite://:memory:",
+    "sqlite:",
+    "sqlite://",
+    "sqlite://?mode=memory",
+    "sqlite://vault.db?mode=memory",
+    "sqlite://vault.db?cache=shared&mode=memory",
+    "sqlite://%3Amemory%3A",
+    "sqlite://file::memory:",
+    "sqlite://file::memory:%3Fcache=shared",
+    "sqlite://file:vault.db%3Fmode=memory",
+    "sqlite://file:",
+    "sqlite://vault.db?vfs=memdb",
+];
+
+#[test]
+fn in_memory_sqlite_is_refused() {
+    for url in IN_MEMORY_URLS {
+        let (code, out) = check_code(&format!("[storage]\nurl = \"{url}\"\n"));
+        assert_eq!(code, Some(78), "{url}: {out}");
+        assert!(out.contains("url in [storage]"), "{url}: {out}");
+        assert!(
+            out.contains("in-memory") || out.contains("names no file"),
+            "{url}: {out}"
+        );
+        assert!(out.contains("sqlite://PATH"), "{url}: {out}");
+    }
+}
+
+#[test]
+fn empty_variable_expanded_into_the_url_is_refused() {
+    // `url = "sqlite://$DB"` in a unit file or script with DB unset.
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), GOOD);
+    let (ok, out) = check(&p, &[("WSVAULT__STORAGE__URL", "sqlite://")]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("names no file"), "{out}");
+}
+
+#[test]
+fn sqlite_files_still_pass() {
+    for url in [
+        "sqlite://vault.db",
+        "sqlite:vault.db",
+        "sqlite:///var/lib/wsvault/vault.db",
+        "sqlite://vault.db?mode=rwc",
+        "sqlite://file:vault.db",
+    ] {
+        let (code, out) = check_code(&format!("[storage]\nurl = \"{url}\"\n"));
+        assert_eq!(code, Some(0), "{url}: {out}");
+    }
+}
+
+#[test]
+fn run_refuses_an_in_memory_database_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "[storage]\nurl = \"sqlite::memory:\"\n");
+    let err_path = dir.path().join("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsvault"))
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    // A refused config exits at once; a daemon that accepted it runs until
+    // stopped, so give up (and fail) after a generous deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`wsvault run` accepted an in-memory database and kept running: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), Some(78), "{err}");
+    assert!(err.contains("in-memory"), "{err}");
+}
+
+#[test]
+fn zero_or_tiny_backoffs_are_refused() {
+    for (section, key, value, floor) in [
+        ("supervisor", "backoff_initial", "0s", "10ms"),
+        ("supervisor", "backoff_initial", "1ms", "10ms"),
+        ("supervisor", "backoff_max", "0s", "100ms"),
+        ("supervisor", "backoff_max", "50ms", "100ms"),
+        ("storage", "retry_max", "0s", "10ms"),
+        ("storage", "retry_max", "5ms", "10ms"),
+    ] {
+        let text = if key == "backoff_max" {
+            format!("[{section}]\nbackoff_initial = \"10ms\"\n{key} = \"{value}\"\n")
+        } else {
+            format!("[{section}]\n{key} = \"{value}\"\n")
+        };
+        let (code, out) = check_code(&text);
+        assert_eq!(code, Some(78), "{key} = {value}: {out}");
+        assert!(
+            out.contains(&format!("{key} in [{section}]")) && out.contains(floor),
+            "{key} = {value}: {out}"
+        );
+    }
+}
+
+#[test]
+fn per_source_backoff_overrides_are_checked_too() {
+    let source = "[[sources]]\nname = \"a\"\nkind = \"jsonrpc\"\nurl = \"ws://127.0.0.1/\"\n";
+    let (code, out) = check_code(&format!("{source}backoff_initial = \"0s\"\n"));
+    assert_eq!(code, Some(78), "{out}");
+    assert!(out.contains("backoff_initial in source `a`"), "{out}");
+    assert!(out.contains("10ms"), "{out}");
+    let (code, out) = check_code(&format!(
+        "{source}backoff_initial = \"2s\"\nbackoff_max = \"1s\"\n"
+    ));
+    assert_eq!(code, Some(78), "{out}");
+    assert!(out.contains("backoff_max in source `a`"), "{out}");
+    // The smallest values the test suites use stay valid.
+    let (code, out) = check_code(&format!(
+        "[storage]\nretry_max = \"50ms\"\n{source}backoff_initial = \"50ms\"\nbackoff_max = \"200ms\"\n"
+    ));
+    assert_eq!(code, Some(0), "{out}");
+}
+
+/// `check-config | head -1`: the reader leaves early, which must not panic the
+/// printer (Rust's `println!` panics on EPIPE, exit 101).
+#[test]
+fn check_config_into_a_closed_pipe_does_not_panic() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    // Enough sources that the output exceeds any pipe buffer: the writer must
+    // meet the closed pipe, whatever the scheduling.
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "[[sources]]\nname = \"engine-{i}\"\nkind = \"jsonrpc\"\nurl = \"ws://127.0.0.1:4848/app\"\n"
+        ));
+    }
+    let path = write(dir.path(), &text);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsvault"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe like `head -1` does.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?} {err}", out.status);
+}

@@ -168,6 +168,13 @@ fn storage(n: &Node<'_>) -> Result<StorageConfig, ConfigError> {
             expected: "sqlite://PATH or postgres://USER@HOST/DB".into(),
         });
     }
+    if scheme == "sqlite" {
+        super::sqlite_url::check(&url).map_err(|message| ConfigError::BadValue {
+            key: "url".into(),
+            place: n.place().into(),
+            message,
+        })?;
+    }
     let batch_size = n.int("batch_size", 1..=50_000)?.unwrap_or(500) as usize;
     let queue_capacity = n.int("queue_capacity", 1..=10_000_000)?.unwrap_or(5_000) as usize;
     if queue_capacity < batch_size {
@@ -201,7 +208,7 @@ fn storage(n: &Node<'_>) -> Result<StorageConfig, ConfigError> {
         busy_timeout: n
             .duration("busy_timeout")?
             .unwrap_or(Duration::from_secs(5)),
-        retry_max: n.duration("retry_max")?.unwrap_or(DEFAULT_RETRY_MAX),
+        retry_max: at_least(n, "retry_max", MIN_RETRY_MAX)?.unwrap_or(DEFAULT_RETRY_MAX),
         drain_timeout: drain_timeout(n)?,
     })
 }
@@ -220,10 +227,40 @@ fn drain_timeout(n: &Node<'_>) -> Result<Duration, ConfigError> {
     }
 }
 
+/// Smallest `backoff_initial` (and writer `retry_max`): below it a failing server or
+/// database is retried hundreds of times a second (with `"0s"`, ~800 connection
+/// attempts per second were measured). Still small enough for millisecond tests.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Smallest writer `retry_max`; see [`MIN_BACKOFF`].
+pub const MIN_RETRY_MAX: Duration = MIN_BACKOFF;
+
+/// Smallest `backoff_max`: the steady interval between attempts against a server
+/// that stays down, so it bounds the storm to ten attempts a second per source.
+pub const MIN_BACKOFF_MAX: Duration = Duration::from_millis(100);
+
+/// An optional duration that must not be shorter than `floor`.
+fn at_least(n: &Node<'_>, key: &str, floor: Duration) -> Result<Option<Duration>, ConfigError> {
+    match n.duration(key)? {
+        Some(d) if d < floor => Err(ConfigError::BadValue {
+            key: key.into(),
+            place: n.place().into(),
+            message: format!(
+                "{} is below the floor of {}: retrying a failing peer that often only \
+                 hammers it; use at least {}",
+                humantime::format_duration(d),
+                humantime::format_duration(floor),
+                humantime::format_duration(floor),
+            ),
+        }),
+        d => Ok(d),
+    }
+}
+
 fn timing(n: &Node<'_>, d: Timing) -> Result<Timing, ConfigError> {
     let t = Timing {
-        backoff_initial: n.duration("backoff_initial")?.unwrap_or(d.backoff_initial),
-        backoff_max: n.duration("backoff_max")?.unwrap_or(d.backoff_max),
+        backoff_initial: at_least(n, "backoff_initial", MIN_BACKOFF)?.unwrap_or(d.backoff_initial),
+        backoff_max: at_least(n, "backoff_max", MIN_BACKOFF_MAX)?.unwrap_or(d.backoff_max),
         idle_timeout: n.duration("idle_timeout")?.unwrap_or(d.idle_timeout),
         handshake_timeout: n
             .duration("handshake_timeout")?

@@ -4,6 +4,7 @@
 mod build;
 mod load;
 mod sources;
+mod sqlite_url;
 mod types;
 mod value;
 

@@ -153,7 +153,8 @@ pub async fn run(db: &Path, seconds: Duration) -> Result<String, DemoError> {
         db.display(),
         humantime::format_duration(seconds)
     );
-    println!("{}", out.trim_end());
+    // A reader that closed the pipe early is not a failure (see `cli::out`).
+    let _ = crate::cli::out(&out);
     let sup = Supervisor::start(cfg, None).await?;
     let report = sup.run_until_signal(tokio::time::sleep(seconds)).await?;
     navixy.shutdown().await;
@@ -187,7 +188,7 @@ pub async fn run(db: &Path, seconds: Duration) -> Result<String, DemoError> {
         "\nexplore it yourself: sqlite3 {} (or wsvault status with storage.url pointing at it)",
         db.display()
     );
-    print!("{body}");
+    let _ = crate::cli::out(&body);
     out.push_str(&body);
     Ok(out)
 }

@@ -21,6 +21,9 @@ pub const RECEIVED: &str = "wsvault_records_received_total";
 pub const WRITTEN: &str = "wsvault_records_written_total";
 /// Seconds from a batch's first attempt to its commit, retries included.
 pub const WRITE_SECONDS: &str = "wsvault_write_seconds";
+/// States and readings stored with the receive time because the upstream time was
+/// missing or unreadable, per `source`.
+pub const INVALID_TIMESTAMPS: &str = "wsvault_invalid_timestamps_total";
 /// Counter of PostgreSQL batches by `COPY` outcome (label `outcome`).
 pub const COPY_BATCHES: &str = "wsvault_writer_copy_batches_total";
 
@@ -67,6 +70,10 @@ fn describe() {
     describe_counter!(RECEIVED, "Records produced from upstream frames");
     describe_counter!(WRITTEN, "Records committed to the database");
     describe_counter!(
+        INVALID_TIMESTAMPS,
+        "States and readings stored with the receive time because the upstream time was missing or unreadable"
+    );
+    describe_counter!(
         COPY_BATCHES,
         "PostgreSQL batches by COPY outcome: copied, or refused (duplicates) and rewritten with ON CONFLICT"
     );
@@ -109,6 +116,12 @@ pub fn copy_batch(outcome: &'static str) {
 /// Counts one record a session produced from upstream frames.
 pub fn received(source: &crate::record::SourceName, kind: &'static str) {
     counter!(RECEIVED, "source" => source.clone(), "kind" => kind).increment(1);
+}
+
+/// Counts one record stamped with its receive time for want of a readable upstream
+/// time.
+pub fn invalid_timestamp(source: &crate::record::SourceName) {
+    counter!(INVALID_TIMESTAMPS, "source" => source.clone()).increment(1);
 }
 
 /// Counts the records of one committed batch.

@@ -5,6 +5,7 @@ use super::auth::{AuthError, Authenticator};
 use super::backoff::Backoff;
 use super::connection::{Ending, Socket, describe_error};
 use super::lifecycle::{Detail, Lifecycle};
+use super::receipt_time::ReceiptTimes;
 use super::{Command, SourceStatus, State};
 use crate::config::{NavixyAuth, SourceConfig, SourceKind};
 use crate::protocol::Protocol;
@@ -51,6 +52,10 @@ pub(super) struct Runner {
     /// connection loop hands them over as room frees up and reads no new frame
     /// until they are gone, so this holds at most one frame's records.
     pub(super) waiting: VecDeque<Record>,
+    /// Records stamped with the receive time for want of an upstream time.
+    receipt_times: ReceiptTimes,
+    /// The last connection ended because an upstream message was too large.
+    refused_too_large: bool,
 }
 
 /// What the outer loop does after a wait.
@@ -108,6 +113,8 @@ impl Runner {
             manual_recorded: false,
             closed_recorded: false,
             waiting: VecDeque::new(),
+            receipt_times: ReceiptTimes::default(),
+            refused_too_large: false,
             config,
         }
     }
@@ -173,9 +180,17 @@ impl Runner {
         }
     }
 
-    pub(super) fn note_record(&self, r: &Record) {
+    pub(super) fn note_record(&mut self, r: &Record) {
         self.status.records.fetch_add(1, Ordering::Relaxed);
         crate::ops::metrics::received(&self.source, r.kind());
+        if self.receipt_times.note(&self.source, r) {
+            tracing::warn!(
+                kind = r.kind(),
+                "an upstream time was missing or unreadable: stored with the receive \
+                 time, upstream text kept in payload; counted in \
+                 wsvault_invalid_timestamps_total (warned once per source)"
+            );
+        }
         if matches!(
             r,
             Record::TrackerState(_)
@@ -409,7 +424,14 @@ impl Runner {
         let stable = self
             .subscribed_at
             .is_some_and(|t| t.elapsed() >= self.config.timing.stable_after);
-        if stable {
+        // A server that re-sends a message we refuse as too large ends every
+        // connection the same way, however long each one looked healthy: from the
+        // second such ending in a row the backoff keeps growing instead of starting
+        // over, so the reconnects slow down to `backoff_max`.
+        let too_large = matches!(&ending, Ending::Network { reason, .. } if is_too_large(reason));
+        let repeated_refusal = too_large && self.refused_too_large;
+        self.refused_too_large = too_large;
+        if stable && !repeated_refusal {
             self.backoff.reset();
         }
         let (code, reason, event, detail) = match &ending {
@@ -562,7 +584,7 @@ impl Runner {
             req.headers_mut()
                 .insert(tokio_tungstenite::tungstenite::http::header::USER_AGENT, v);
         }
-        let max = self.config.timing.max_message_bytes;
+        let max = transport_limit(&self.config);
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
@@ -578,4 +600,30 @@ impl Runner {
             _ = self.commands.wait_for(|c| *c != Command::Run) => Err("interrupted by a command".into()),
         }
     }
+}
+
+/// Room for Atmosphere's `length|` prefix (at most 20 digits and the bar) and a few
+/// small messages (heartbeats) the server may write into the same WebSocket frame as
+/// a message of the full `max_message_bytes`.
+pub(super) const ATMOSPHERE_HEADROOM: usize = 1024;
+
+/// The WebSocket-level size limit for `source`. `max_message_bytes` bounds an
+/// upstream *message*: where a protocol frames its messages inside WebSocket
+/// messages (Navixy with `track_message_size`), the frame is larger than the message
+/// it carries, and the exact limit is enforced by the protocol's framer; a limit of
+/// `max_message_bytes` here would refuse a message of exactly that size. Elsewhere
+/// the WebSocket message is the upstream message and the limit is exact.
+pub(super) fn transport_limit(source: &SourceConfig) -> usize {
+    let max = source.timing.max_message_bytes;
+    match &source.kind {
+        SourceKind::Navixy(n) if n.track_message_size => max.saturating_add(ATMOSPHERE_HEADROOM),
+        _ => max,
+    }
+}
+
+/// Whether a connection ended because a message was refused as too large. Every
+/// size refusal names the knob to raise: tungstenite's through
+/// [`describe_error`], the Atmosphere framer's and reassembler's in their messages.
+fn is_too_large(reason: &str) -> bool {
+    reason.contains("max_message_bytes")
 }

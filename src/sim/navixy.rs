@@ -67,6 +67,9 @@ struct Shared {
     /// The next subscribes to refuse, and with which status (code, description).
     refusals: Mutex<(u64, u16, String)>,
     paused: AtomicBool,
+    /// Sent with the connection's framing right after every successful subscribe
+    /// response (see [`NavixyControl::send_after_each_subscribe`]).
+    after_subscribe: Mutex<Option<Arc<str>>>,
     wake: Notify,
     next_conn: AtomicU64,
     /// Per tracker: 1 + the highest update number whose state was written to a
@@ -91,6 +94,7 @@ impl Shared {
             reject_hash: AtomicBool::new(cfg.reject_hash),
             refusals: Mutex::new((0, 0, String::new())),
             paused: AtomicBool::new(cfg.paused),
+            after_subscribe: Mutex::new(None),
             wake: Notify::new(),
             next_conn: AtomicU64::new(1),
             sent_state: (0..cfg.trackers).map(|_| AtomicU64::new(0)).collect(),
@@ -115,6 +119,13 @@ impl Shared {
         }
         r.0 -= 1;
         Some((r.1, r.2.clone()))
+    }
+
+    fn after_subscribe(&self) -> Option<Arc<str>> {
+        self.after_subscribe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn hash_valid(&self, hash: &str) -> bool {
@@ -181,12 +192,22 @@ impl NavixyControl {
         self.shared.faults.command(Command::Raw(text.to_owned()))
     }
 
-    /// Sends an unknown event whose frame is about `bytes` long (e.g. 8 MiB).
+    /// Sends an unknown event whose message (before `length|` framing) is `bytes`
+    /// long (e.g. 8 MiB); see [`sized_event`].
     pub fn send_oversized(&self, bytes: usize) -> usize {
-        let head = r#"{"type":"event","event":"sim_oversized","data":""#;
-        let fill = bytes.saturating_sub(head.len() + 2);
-        let text = format!("{head}{}\"}}", "x".repeat(fill));
-        self.send_message(text)
+        self.send_message(sized_event(bytes))
+    }
+
+    /// Sends `message` (with each connection's framing) right after every
+    /// successful subscribe response from now on, before the snapshot; `None`
+    /// stops it. A server that re-sends the same message to every new connection
+    /// (e.g. one the client refuses as too large) behaves like this.
+    pub fn send_after_each_subscribe(&self, message: Option<String>) {
+        *self
+            .shared
+            .after_subscribe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = message.map(Arc::from);
     }
 
     /// Sends an event type no client knows.
@@ -256,6 +277,14 @@ impl NavixyControl {
             .faults
             .command(Command::Proto(NavixyCmd::Message(text.into())))
     }
+}
+
+/// An unknown event (`sim_oversized`) exactly `bytes` long (at least its 48-byte
+/// skeleton), all ASCII, for size-limit tests.
+pub fn sized_event(bytes: usize) -> String {
+    let head = r#"{"type":"event","event":"sim_oversized","data":""#;
+    let fill = bytes.saturating_sub(head.len() + 2);
+    format!("{head}{}\"}}", "x".repeat(fill))
 }
 
 /// A running Navixy simulator. Dropping it stops it too; `shutdown` waits for it.

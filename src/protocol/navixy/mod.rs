@@ -54,6 +54,10 @@ struct Conn {
     subscribe_sent: bool,
     subscribe_deadline: Option<Instant>,
     subscribed: bool,
+    /// A frame before the handshake was already warned about on this connection:
+    /// a server that skips the handshake sends every frame that way, and one log
+    /// line per frame would drown the log (each frame is still kept in `events`).
+    warned_pre_handshake: bool,
 }
 
 impl Conn {
@@ -70,6 +74,7 @@ impl Conn {
             subscribe_sent: false,
             subscribe_deadline: None,
             subscribed: false,
+            warned_pre_handshake: false,
         }
     }
 }
@@ -257,9 +262,13 @@ impl Protocol for NavixyProtocol {
         match atmosphere::parse_handshake(text, self.cfg.track_message_size) {
             Ok(h) => self.on_handshake(ctx, h, &mut out),
             Err(e) => {
-                out.push(Output::Warning(format!(
-                    "navixy: frame before the handshake: {e}"
-                )));
+                if !self.conn.warned_pre_handshake {
+                    self.conn.warned_pre_handshake = true;
+                    out.push(Output::Warning(format!(
+                        "navixy: frame before the handshake: {e} (warned once per \
+                         connection; every such frame is kept in events)"
+                    )));
+                }
                 if !text.trim().is_empty() {
                     match serde_json::from_str::<Value>(text) {
                         Ok(v) => self.dispatch(ctx, text, v, &mut out),

@@ -260,6 +260,8 @@ pub struct NavixyStats {
     pub rejected_upgrades: u64,
     /// Path and query of every accepted upgrade request.
     pub connect_targets: Vec<String>,
+    /// When each accepted upgrade completed, oldest first (reconnect pacing).
+    pub connect_times: Vec<Instant>,
     /// Query string of the latest accepted upgrade request.
     pub last_connect_query: Option<String>,
     /// Calls to `…/user/auth`, whatever their outcome.

@@ -62,6 +62,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
             s.connections += 1;
             s.open_connections += 1;
             push_capped(&mut s.connect_targets, head.target.clone());
+            push_capped(&mut s.connect_times, std::time::Instant::now());
             s.last_connect_query = head.query().map(str::to_owned);
         });
         let id = shared.next_conn.fetch_add(1, Ordering::SeqCst);
@@ -280,6 +281,9 @@ impl Conn {
             self.subs.insert(req.kind.clone(), req.clone());
         }
         self.send_json(ws, &response).await?;
+        if let Some(message) = self.shared.after_subscribe() {
+            self.send(ws, message.to_string()).await?;
+        }
         if self.wants_data() && self.sub.is_none() {
             // Register before taking the snapshot: every later update then reaches
             // this connection, every earlier one is in the snapshot.

@@ -221,6 +221,37 @@ fn frame_before_handshake_is_kept_and_handshake_still_awaited() {
 }
 
 #[test]
+fn frames_before_handshake_warn_once_per_connection_but_are_all_kept() {
+    let clock = Clock::new();
+    let mut p = proto();
+    p.on_open(&clock.ctx());
+    let mut warned = 0;
+    for i in 0..5 {
+        let out = p.on_text(&clock.ctx(), &format!("garbage {i}"));
+        assert_eq!(events(&out).len(), 1, "frame {i} is kept");
+        assert_eq!(events(&out)[0].kind, "malformed");
+        warned += warnings(&out)
+            .iter()
+            .filter(|w| w.contains("before the handshake"))
+            .count();
+    }
+    assert_eq!(warned, 1);
+    // A new connection warns again.
+    p.on_open(&clock.ctx());
+    let out = p.on_text(&clock.ctx(), "garbage again");
+    let again = warnings(&out);
+    assert_eq!(
+        again
+            .iter()
+            .filter(|w| w.contains("before the handshake"))
+            .count(),
+        1,
+        "{again:?}"
+    );
+    assert_eq!(events(&out).len(), 1);
+}
+
+#[test]
 fn login_source_without_hash_does_not_subscribe() {
     let clock = Clock::new();
     let cfg = navixy_cfg(
