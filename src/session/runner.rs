@@ -9,7 +9,7 @@ use super::{Command, SourceStatus, State};
 use crate::config::{NavixyAuth, SourceConfig, SourceKind};
 use crate::protocol::Protocol;
 use crate::record::{Record, SourceName};
-use crate::redact::{Redactor, redact_url};
+use crate::redact::{Redactor, StreamRedactor, redact_url};
 use crate::store::RecordSink;
 use chrono::Utc;
 use std::collections::VecDeque;
@@ -51,6 +51,9 @@ pub(super) struct Runner {
     /// connection loop hands them over as room frees up and reads no new frame
     /// until they are gone, so this holds at most one frame's records.
     pub(super) waiting: VecDeque<Record>,
+    /// Masking state of the current connection's `traffic`, sent and received:
+    /// a secret cut by a frame boundary is masked across it.
+    pub(super) traffic_masks: [StreamRedactor; 2],
 }
 
 /// What the outer loop does after a wait.
@@ -89,7 +92,7 @@ impl Runner {
             _ => None,
         };
         let backoff = Backoff::new(config.timing.backoff_initial, config.timing.backoff_max);
-        Runner {
+        let runner = Runner {
             life: Lifecycle {
                 source: source.clone(),
             },
@@ -108,8 +111,20 @@ impl Runner {
             manual_recorded: false,
             closed_recorded: false,
             waiting: VecDeque::new(),
+            traffic_masks: Default::default(),
             config,
-        }
+        };
+        runner.publish_secrets();
+        runner
+    }
+
+    /// Makes this source's secrets (configured, and those the protocol holds now:
+    /// a session hash, recent signatures) known to every sink, replacing what it
+    /// published before.
+    fn publish_secrets(&self) {
+        let mut secrets = crate::redact::secrets::of_source(&self.config);
+        secrets.extend(self.protocol.secrets());
+        crate::redact::secrets::publish(&self.source, secrets);
     }
 
     /// Queues `r` behind any waiting records, waiting for room as long as it takes.
@@ -299,6 +314,7 @@ impl Runner {
             Ok(hash) => {
                 self.redactor.add(hash.expose());
                 self.protocol.set_credential(hash);
+                self.publish_secrets();
                 self.need_login = false;
                 tracing::info!("logged in through user/auth");
                 Next::Continue
@@ -344,6 +360,7 @@ impl Runner {
         for s in self.protocol.secrets() {
             self.redactor.add(s);
         }
+        self.publish_secrets();
         let shown_url = self.redactor.redact(&redact_url(&url));
         let ws = match self.connect(&url).await {
             Ok(ws) => ws,
