@@ -106,11 +106,17 @@ pub const EXIT_CONFIG: u8 = 78;
 
 /// Loads the config, or prints why not; config errors get their own exit code so
 /// systemd's `RestartPreventExitStatus=78` stops a restart loop on a broken file.
+/// Its secrets are made known to every sink before anything can log or print them.
 fn load(path: &Path) -> Result<Config, ExitCode> {
-    config::load(path).map_err(|e| {
+    let cfg = config::load(path).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_CONFIG)
-    })
+    })?;
+    crate::redact::secrets::publish(
+        crate::redact::secrets::CONFIG_OWNER,
+        crate::redact::secrets::of_config(&cfg),
+    );
+    Ok(cfg)
 }
 
 /// Runs the parsed command.
@@ -222,7 +228,7 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::redact::secrets::text(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -285,10 +291,10 @@ async fn status(cfg: Config) -> anyhow::Result<()> {
         "cannot read the status; has the daemon (or wsvault migrate) created the schema?",
     )?;
     store.close().await;
-    Ok(out(&crate::ops::status::render(
-        &report,
-        chrono::Utc::now(),
-    ))?)
+    // Rows written before secrets were masked at the writer (or by a source since
+    // removed from the config) may still hold one: mask what is printed too.
+    let text = crate::ops::status::render(&report, chrono::Utc::now());
+    Ok(out(&crate::redact::secrets::text(&text))?)
 }
 
 async fn migrate(cfg: Config) -> anyhow::Result<()> {

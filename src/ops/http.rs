@@ -111,6 +111,8 @@ async fn accept_loop(
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    // Error texts in the body (a database's, a session's) may quote a secret.
+    let body = crate::redact::secrets::text(&body).into_owned();
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut()

@@ -61,6 +61,7 @@ impl Runner {
     /// the close code we or the server used.
     pub(super) async fn drive(&mut self, ws: Socket, connection_id: i64) -> Ending {
         let (mut tx, mut rx) = ws.split();
+        self.traffic_masks = Default::default();
         let idle = self.config.timing.idle_timeout;
         let ctx = self.ctx(connection_id);
         let outputs = self.protocol.on_open(&ctx);
@@ -188,14 +189,17 @@ impl Runner {
         }
     }
 
-    fn traffic(&self, connection_id: i64, direction: &str, text: &str) -> Record {
+    fn traffic(&mut self, connection_id: i64, direction: &str, text: &str) -> Record {
+        let mask = &mut self.traffic_masks[usize::from(direction == crate::record::RECEIVED)];
+        let payload = mask.frame(&crate::redact::secrets::current(), text);
+        let payload = self.redactor.redact(&payload);
         Record::Traffic(Traffic {
             id: crate::ids::next_id(),
             source: self.source.clone(),
             connection_id: Some(connection_id),
             at: Utc::now(),
             direction: direction.to_string(),
-            payload: self.redactor.redact(text),
+            payload,
         })
     }
 

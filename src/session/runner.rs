@@ -10,7 +10,7 @@ use super::{Command, SourceStatus, State};
 use crate::config::{NavixyAuth, SourceConfig, SourceKind};
 use crate::protocol::Protocol;
 use crate::record::{Record, SourceName};
-use crate::redact::{Redactor, redact_url};
+use crate::redact::{Redactor, StreamRedactor, redact_url};
 use crate::store::RecordSink;
 use chrono::Utc;
 use std::collections::VecDeque;
@@ -56,6 +56,9 @@ pub(super) struct Runner {
     receipt_times: ReceiptTimes,
     /// The last connection ended because an upstream message was too large.
     refused_too_large: bool,
+    /// Masking state of the current connection's `traffic`, sent and received:
+    /// a secret cut by a frame boundary is masked across it.
+    pub(super) traffic_masks: [StreamRedactor; 2],
 }
 
 /// What the outer loop does after a wait.
@@ -94,7 +97,7 @@ impl Runner {
             _ => None,
         };
         let backoff = Backoff::new(config.timing.backoff_initial, config.timing.backoff_max);
-        Runner {
+        let runner = Runner {
             life: Lifecycle {
                 source: source.clone(),
             },
@@ -115,8 +118,20 @@ impl Runner {
             waiting: VecDeque::new(),
             receipt_times: ReceiptTimes::default(),
             refused_too_large: false,
+            traffic_masks: Default::default(),
             config,
-        }
+        };
+        runner.publish_secrets();
+        runner
+    }
+
+    /// Makes this source's secrets (configured, and those the protocol holds now:
+    /// a session hash, recent signatures) known to every sink, replacing what it
+    /// published before.
+    fn publish_secrets(&self) {
+        let mut secrets = crate::redact::secrets::of_source(&self.config);
+        secrets.extend(self.protocol.secrets());
+        crate::redact::secrets::publish(&self.source, secrets);
     }
 
     /// Queues `r` behind any waiting records, waiting for room as long as it takes.
@@ -314,6 +329,7 @@ impl Runner {
             Ok(hash) => {
                 self.redactor.add(hash.expose());
                 self.protocol.set_credential(hash);
+                self.publish_secrets();
                 self.need_login = false;
                 tracing::info!("logged in through user/auth");
                 Next::Continue
@@ -359,6 +375,7 @@ impl Runner {
         for s in self.protocol.secrets() {
             self.redactor.add(s);
         }
+        self.publish_secrets();
         let shown_url = self.redactor.redact(&redact_url(&url));
         let ws = match self.connect(&url).await {
             Ok(ws) => ws,

@@ -24,7 +24,8 @@ pub use latency::{LatencyHistogram, LatencySummary};
 pub use postgres::CopyCounts;
 pub use time::{TimestampError, format_ts, parse_ts};
 pub use writer::{
-    ForceStop, RecordSink, Writer, WriterClosed, WriterHandle, WriterReport, WriterStats,
+    ForceStop, RecordSink, SinkPermit, Writer, WriterClosed, WriterHandle, WriterReport,
+    WriterStats,
 };
 
 use crate::config::StorageConfig;

@@ -65,6 +65,11 @@ pub struct WriterClosed;
 
 /// The sending half of the writer's queue. Cloned into every session; the writer
 /// finishes once every clone is dropped and the queue is drained.
+///
+/// Being the only way into the queue, it is where every record gets every known
+/// secret masked ([`crate::redact::secrets`]), whichever code built it and whatever
+/// the server echoed into it; the masking runs on the sending session's task, so
+/// sources share the cost instead of the single writer task paying it.
 #[derive(Clone, Debug)]
 pub struct RecordSink {
     tx: mpsc::Sender<Record>,
@@ -73,14 +78,16 @@ pub struct RecordSink {
 impl RecordSink {
     /// Queues one record, waiting while the queue is full (back-pressure: the caller
     /// stops reading its socket meanwhile). Fails only when the writer has stopped.
-    pub async fn send(&self, r: Record) -> Result<(), WriterClosed> {
+    pub async fn send(&self, mut r: Record) -> Result<(), WriterClosed> {
+        crate::redact::secrets::record(&mut r);
         self.tx.send(r).await.map_err(|_| WriterClosed)
     }
 
     /// Queues `r` if there is room now (`Ok(None)`); hands it back when the queue is
     /// full (`Ok(Some(r))`), so a session can keep it and stay responsive
     /// (heartbeats, commands) meanwhile.
-    pub fn try_send(&self, r: Record) -> Result<Option<Record>, WriterClosed> {
+    pub fn try_send(&self, mut r: Record) -> Result<Option<Record>, WriterClosed> {
+        crate::redact::secrets::record(&mut r);
         match self.tx.try_send(r) {
             Ok(()) => Ok(None),
             Err(TrySendError::Full(r)) => Ok(Some(r)),
@@ -90,13 +97,28 @@ impl RecordSink {
 
     /// Waits for room for one record. Cancel-safe (unlike a pending `send`, which
     /// owns its record), so a session can wait for room inside a `select!`.
-    pub async fn reserve(&self) -> Result<mpsc::Permit<'_, Record>, WriterClosed> {
-        self.tx.reserve().await.map_err(|_| WriterClosed)
+    pub async fn reserve(&self) -> Result<SinkPermit<'_>, WriterClosed> {
+        self.tx
+            .reserve()
+            .await
+            .map(SinkPermit)
+            .map_err(|_| WriterClosed)
     }
 
     /// Records queued and not yet taken by the writer.
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Room for one record in the writer's queue (see [`RecordSink::reserve`]).
+pub struct SinkPermit<'a>(mpsc::Permit<'a, Record>);
+
+impl SinkPermit<'_> {
+    /// Queues `r` in the reserved room, secrets masked like [`RecordSink::send`].
+    pub fn send(self, mut r: Record) {
+        crate::redact::secrets::record(&mut r);
+        self.0.send(r);
     }
 }
 

@@ -329,7 +329,7 @@ impl Protocol for JsonRpcProtocol {
 /// Every header value (any header may carry a credential: Authorization, Cookie,
 /// X-Qlik-*…), plus, for values shaped `scheme credential` (`Bearer …`, `Basic …`),
 /// the credential alone, which a server may quote without its scheme.
-fn header_secrets(headers: &[(String, Secret)]) -> Vec<String> {
+pub(crate) fn header_secrets(headers: &[(String, Secret)]) -> Vec<String> {
     let mut out = Vec::new();
     for (_, v) in headers {
         let v = v.expose().trim();

@@ -1,9 +1,20 @@
 //! Keeps secrets out of logs, stored URLs and stored traffic.
 //!
-//! Two mechanisms, both needed: query parameters and userinfo passwords are masked by
-//! name (so a URL is safe even before we know which values are secret), and a
-//! [`Redactor`] replaces every known secret value wherever it appears in free text
-//! (a subscribe frame carrying the hash, an echoed SID in an error message).
+//! Three mechanisms, all needed: query parameters and userinfo passwords are masked
+//! by name (so a URL is safe even before we know which values are secret); a
+//! [`Redactor`] replaces a protocol's known secret values in the text it builds;
+//! and the process-wide [`secrets`] registry masks every secret known anywhere at
+//! the sinks nothing can bypass: the writer's queue ([`crate::store::RecordSink`]),
+//! the log writer ([`crate::telemetry`]) and what commands print. The registry is
+//! what catches a secret echoed by a server in a place no protocol code expected.
+
+mod matcher;
+pub mod record;
+pub mod secrets;
+mod stream;
+
+pub use matcher::{MIN_SECRET_LEN, Matcher};
+pub use stream::StreamRedactor;
 
 use url::Url;
 
@@ -26,7 +37,7 @@ const SECRET_PARAMS: &[&str] = &[
     "sig",
 ];
 
-fn is_secret_param(name: &str) -> bool {
+pub(crate) fn is_secret_param(name: &str) -> bool {
     SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name))
 }
 
