@@ -5,6 +5,7 @@
 //! into [`record::Record`]s through a pure [`protocol`] state machine; one writer
 //! ([`store`]) commits records in batches. See DESIGN.md for the contracts.
 
+pub mod backfill;
 pub mod bench;
 pub mod cli;
 pub mod config;
