@@ -146,9 +146,10 @@ async fn a_dropped_connection_is_filled_with_exactly_the_history() {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
+        // Migrated before the daemon starts: two first migrations at once race (issue 16).
+        let store = db.store().await;
         let daemon =
             lifecycle_support::start(dir.path(), &config(&db, false, &source(&sim, false, "")));
-        let store = db.store().await;
         lifecycle_support::wait_count(
             &store,
             &daemon,
@@ -197,9 +198,10 @@ async fn a_killed_daemon_leaves_a_down_gap_that_is_filled() {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
+        // Migrated before the daemon starts: two first migrations at once race (issue 16).
+        let store = db.store().await;
         let cfg = config(&db, false, &source(&sim, false, ""));
         let daemon = lifecycle_support::start(dir.path(), &cfg);
-        let store = db.store().await;
         lifecycle_support::wait_count(
             &store,
             &daemon,
@@ -249,11 +251,12 @@ async fn rate_limits_and_span_limits_do_not_stop_a_backfill() {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
+        // Migrated before the daemon starts: two first migrations at once race (issue 16).
+        let store = db.store().await;
         let daemon = lifecycle_support::start(
             dir.path(),
             &config(&db, false, &source(&sim, false, "backfill_rate = 4")),
         );
-        let store = db.store().await;
         lifecycle_support::wait_count(
             &store,
             &daemon,
@@ -288,10 +291,11 @@ async fn live_ingest_and_heartbeats_go_on_during_a_backfill() {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = config(&db, false, &source(&sim, false, "backfill_rate = 50"));
-        cfg = cfg.replace("batch_size = 200", "batch_size = 200\nqueue_capacity = 64");
-        let daemon = lifecycle_support::start(dir.path(), &cfg);
+        // Migrated before the daemon starts: two first migrations at once race (issue 16).
         let store = db.store().await;
+        let mut cfg = config(&db, false, &source(&sim, false, "backfill_rate = 50"));
+        cfg = cfg.replace("batch_size = 200", "batch_size = 32\nqueue_capacity = 64");
+        let daemon = lifecycle_support::start(dir.path(), &cfg);
         lifecycle_support::wait_count(
             &store,
             &daemon,
@@ -348,9 +352,10 @@ async fn sensor_values_of_a_gap_come_back_through_sensor_data_read() {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
+        // Migrated before the daemon starts: two first migrations at once race (issue 16).
+        let store = db.store().await;
         let daemon =
             lifecycle_support::start(dir.path(), &config(&db, false, &source(&sim, true, "")));
-        let store = db.store().await;
         lifecycle_support::wait_count(
             &store,
             &daemon,
