@@ -27,6 +27,8 @@ const MIN_SPAN: Duration = Duration::from_secs(2);
 const SENSOR_MAX_SPAN: Duration = Duration::from_secs(30 * 86_400);
 /// The tracker list is read again after this long, or when it misses a tracker.
 const LIST_MAX_AGE: Duration = Duration::from_secs(600);
+/// How often a running gap saves its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Longest note kept in `gaps.error`.
 const MAX_ERROR: usize = 2000;
 
@@ -61,6 +63,8 @@ pub(super) struct Worker {
     selected: Option<HashSet<i64>>,
     trackers: Option<(Instant, Vec<Tracker>)>,
     retry_after: Duration,
+    /// The last row handed to the writer since the last saved progress.
+    last_handed: Option<Record>,
 }
 
 impl Worker {
@@ -113,6 +117,7 @@ impl Worker {
             selected,
             trackers: None,
             retry_after: t.backoff_max,
+            last_handed: None,
         }
     }
 
@@ -266,6 +271,8 @@ impl Worker {
         let from = gap.from_time.trunc_subsecs(0) - TimeDelta::seconds(1);
         let to = gap.to_time.trunc_subsecs(0) + TimeDelta::seconds(2);
         let start = usize::try_from(gap.trackers_done).unwrap_or(0);
+        let mut saved = Instant::now();
+        self.last_handed = None;
         for (i, t) in trackers.iter().enumerate().skip(start) {
             if t.blocked {
                 gap.error = Some(join_note(
@@ -280,6 +287,27 @@ impl Worker {
                 }
             }
             gap.trackers_done = i as i64 + 1;
+            // Progress is saved about once a second (and at the end), after the rows
+            // handed over so far are committed: waiting for a commit per tracker
+            // would cap a large fleet at a few trackers per second.
+            if i + 1 < trackers.len() && saved.elapsed() < PROGRESS_EVERY {
+                continue;
+            }
+            saved = Instant::now();
+            let last = self.last_handed.take();
+            self.committed(last).await?;
+            gaps::progress(
+                &self.store,
+                gap.id,
+                total,
+                gap.trackers_done,
+                gap.points,
+                gap.error.as_deref(),
+            )
+            .await
+            .map_err(|e| Failure::Retry(format!("saving progress: {e}")))?;
+        }
+        if start >= trackers.len() {
             gaps::progress(
                 &self.store,
                 gap.id,
@@ -397,7 +425,7 @@ impl Worker {
     }
 
     async fn tracker_points(
-        &self,
+        &mut self,
         gap: &mut Gap,
         t: &Tracker,
         from: DateTime<Utc>,
@@ -485,13 +513,15 @@ impl Worker {
             ));
         }
         let n = records.len();
-        self.hand_over(records).await?;
+        if let Some(last) = self.hand_over(records).await? {
+            self.last_handed = Some(last);
+        }
         crate::ops::metrics::backfill_points(&self.source, "tracker_states", n as u64);
         Ok(n as i64)
     }
 
     async fn tracker_readings(
-        &self,
+        &mut self,
         gap: &mut Gap,
         t: &Tracker,
         from: DateTime<Utc>,
@@ -571,15 +601,16 @@ impl Worker {
             }
         }
         let n = records.len();
-        self.hand_over(records).await?;
+        if let Some(last) = self.hand_over(records).await? {
+            self.last_handed = Some(last);
+        }
         crate::ops::metrics::backfill_points(&self.source, "tracker_readings", n as u64);
         Ok(n as i64)
     }
 
     /// Queues `records` behind whatever live records wait, using at most half of the
-    /// writer's queue, then waits until the last one is committed (the writer
-    /// commits in queue order), so saved progress never runs ahead of stored rows.
-    async fn hand_over(&self, records: Vec<Record>) -> Result<(), Failure> {
+    /// writer's queue. Returns the last one, for [`Worker::committed`].
+    async fn hand_over(&self, records: Vec<Record>) -> Result<Option<Record>, Failure> {
         let share = (self.sink.queue_capacity() / 2).max(1);
         let last = records.last().cloned();
         for r in records {
@@ -595,6 +626,13 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
+        Ok(last)
+    }
+
+    /// Waits until `last` is committed. The writer commits in queue order, so then
+    /// every row handed over before it is stored too, and saved progress never runs
+    /// ahead of stored rows.
+    async fn committed(&self, last: Option<Record>) -> Result<(), Failure> {
         let Some(last) = last else {
             return Ok(());
         };
