@@ -7,6 +7,7 @@
 //! describes the data path, the module rules, the lifecycle, the storage contract
 //! and the conventions.
 
+pub mod backfill;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -170,6 +170,8 @@ pub struct TrackerState {
     pub movement_status: Option<String>,
     /// The state item's JSON text, raw timestamps included.
     pub payload: String,
+    /// Whether the row came from the live stream or from a backfill of a gap.
+    pub origin: Origin,
 }
 
 /// `tracker_readings` row: one value of one sensor, input, state field or counter.
@@ -190,6 +192,30 @@ pub struct TrackerReading {
     pub received_at: DateTime<Utc>,
     /// The reading item's JSON text.
     pub payload: String,
+    /// Whether the row came from the live stream or from a backfill of a gap.
+    pub origin: Origin,
+}
+
+/// Where a typed row came from. Both kinds share the natural unique keys, so a value
+/// that arrived live and was fetched again by a backfill is stored once (the first
+/// one written wins); the column only tells an auditor which path delivered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// Received on the WebSocket.
+    #[default]
+    Live,
+    /// Fetched from the upstream's history API to fill a blind period.
+    Backfill,
+}
+
+impl Origin {
+    /// The `origin` column's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Live => "live",
+            Origin::Backfill => "backfill",
+        }
+    }
 }
 
 /// `tracker_lifecycle` row.

@@ -43,6 +43,8 @@ pub struct Supervisor {
     sink: RecordSink,
     writer: WriterHandle,
     sessions: BTreeMap<String, SessionHandle>,
+    /// One backfill worker per Navixy source with backfill on, beside its session.
+    backfills: BTreeMap<String, crate::backfill::Backfill>,
     suspended: bool,
     registry: Arc<Registry>,
     http: Option<HttpServer>,
@@ -89,6 +91,7 @@ impl Supervisor {
             sink,
             writer,
             sessions: BTreeMap::new(),
+            backfills: BTreeMap::new(),
             suspended: false,
             registry,
             http,
@@ -150,12 +153,22 @@ impl Supervisor {
         };
         let name = source.name.clone();
         let (kind, timing) = (source.kind.name(), source.timing);
-        let handle = session::spawn(
+        if let Some(old) = self.backfills.remove(&name) {
+            old.abort();
+        }
+        let backfill =
+            crate::backfill::Backfill::start(&source, &self.store, self.sink.clone()).await;
+        let links = backfill.as_ref().map(|b| b.links()).unwrap_or_default();
+        if let Some(b) = backfill {
+            self.backfills.insert(name.clone(), b);
+        }
+        let handle = session::spawn_linked(
             source,
             &self.config.storage,
             Some(&self.store),
             self.sink.clone(),
             initial,
+            links,
         )
         .await;
         self.registry
@@ -257,6 +270,9 @@ impl Supervisor {
                     if let Some(h) = self.sessions.remove(&name) {
                         h.stop().await;
                     }
+                    if let Some(b) = self.backfills.remove(&name) {
+                        b.abort();
+                    }
                     self.registry.retire(&name);
                 }
             }
@@ -278,12 +294,19 @@ impl Supervisor {
             sink,
             writer,
             sessions,
+            backfills,
             http,
             retention,
             watchdog,
             mut signals,
             ..
         } = self;
+        // Backfills hold record sinks too; a gap they were filling stays `running`
+        // and resumes from its saved progress at the next start.
+        for b in backfills.values() {
+            b.abort();
+        }
+        drop(backfills);
         if let Some(w) = watchdog {
             w.stop().await;
         }

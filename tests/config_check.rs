@@ -377,3 +377,37 @@ fn check_config_into_a_closed_pipe_does_not_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(out.status.success(), "{:?} {err}", out.status);
 }
+
+#[test]
+fn bad_backfill_values_are_explained() {
+    let navixy = |extra: &str| {
+        format!(
+            "[[sources]]\nname = \"fleet\"\nkind = \"navixy\"\n\
+             url = \"wss://api.eu.navixy.com/v2/event/subscription\"\n\
+             api_key_hash = \"0123456789abcdef0123456789abcdef\"\n{extra}\n"
+        )
+    };
+    refused(
+        &navixy("backfill_rate = 80"),
+        &["backfill_rate", "from 1 to 50"],
+    );
+    refused(
+        &navixy("backfill_max_span = \"10s\""),
+        &["backfill_max_span", "at least 1m"],
+    );
+    refused(
+        &navixy("backfill_max_span = \"a week\""),
+        &["backfill_max_span"],
+    );
+    refused(&navixy("backfill = \"maybe\""), &["backfill"]);
+    refused(&navixy("api_url = \"ftp://x/v2\""), &["api_url"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = check(
+        &write(
+            dir.path(),
+            &navixy("backfill_rate = 20\nbackfill_max_span = \"1d\"\nbackfill_readings = false"),
+        ),
+        &[],
+    );
+    assert!(ok, "{out}");
+}

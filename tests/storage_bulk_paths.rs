@@ -52,6 +52,7 @@ fn state(n: i64) -> TrackerState {
         connection_status: (!odd).then(|| "act\tive \\ \"q\" ünï".to_string()),
         movement_status: odd.then(|| "line\nbreak".to_string()),
         payload: format!(r#"{{"n":{n},"s":"tab\there \\ back ✓"}}"#),
+        origin: wsvault::record::Origin::Live,
     }
 }
 
@@ -71,6 +72,7 @@ fn reading(n: i64) -> TrackerReading {
         update_time: odd_time(n),
         received_at: at(n, 3),
         payload: format!(r#"{{"label":"sensor {n}","v":[1,2,{{"x":null}}]}}"#),
+        origin: wsvault::record::Origin::Live,
     }
 }
 

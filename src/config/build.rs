@@ -73,6 +73,13 @@ const NAVIXY_KEYS: &[&str] = &[
     "track_message_size",
     "iso_datetime",
     "max_logins_per_10min",
+    "backfill",
+    "api_url",
+    "backfill_rate",
+    "backfill_max_span",
+    "backfill_readings",
+    "backfill_delay",
+    "backfill_timeout",
 ];
 const TRADERNET_KEYS: &[&str] = &[
     "sid",

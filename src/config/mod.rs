@@ -12,5 +12,5 @@ pub use build::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_TIMING, RETENTION_TABLES, USER_AGENT, default_user_agent,
 };
 pub use load::*;
-pub use sources::derive_auth_url;
+pub use sources::{derive_api_url, derive_auth_url};
 pub use types::*;

@@ -19,6 +19,13 @@ fn bad(n: &Node<'_>, key: &str, message: impl Into<String>) -> ConfigError {
 
 /// `…/event/subscription` → `…/user/auth`, `wss` → `https`, `ws` → `http`.
 pub fn derive_auth_url(ws: &Url) -> Url {
+    auth_url_under(&derive_api_url(ws))
+}
+
+/// The REST base of a subscription URL: `wss://HOST/v2/event/subscription` →
+/// `https://HOST/v2` (`ws` → `http` for loopback tests). Navixy serves the REST
+/// calls and the WebSocket under the same base.
+pub fn derive_api_url(ws: &Url) -> Url {
     let mut u = ws.clone();
     let scheme = if ws.scheme() == "ws" { "http" } else { "https" };
     let _ = u.set_scheme(scheme);
@@ -27,9 +34,63 @@ pub fn derive_auth_url(ws: &Url) -> Url {
         .strip_suffix("/event/subscription")
         .unwrap_or(path)
         .to_string();
-    u.set_path(&format!("{base}/user/auth"));
+    u.set_path(&base);
     u.set_query(None);
     u
+}
+
+/// `BASE/user/auth` for a REST base.
+fn auth_url_under(api: &Url) -> Url {
+    let mut u = api.clone();
+    let base = api.path().trim_end_matches('/').to_string();
+    u.set_path(&format!("{base}/user/auth"));
+    u
+}
+
+/// The `backfill*` and `api_url` keys of a Navixy source.
+fn backfill(n: &Node<'_>, api_url: Url) -> Result<NavixyBackfill, ConfigError> {
+    let max_span = n
+        .duration("backfill_max_span")?
+        .unwrap_or(Duration::from_secs(7 * 86_400));
+    if max_span < Duration::from_secs(60) {
+        return Err(bad(
+            n,
+            "backfill_max_span",
+            "must be at least 1m: it is the longest window asked in one track/read, \
+             and the backfill splits further when the server refuses a span (error 211)",
+        ));
+    }
+    let timeout = n
+        .duration("backfill_timeout")?
+        .unwrap_or(Duration::from_secs(30));
+    if timeout.is_zero() {
+        return Err(bad(
+            n,
+            "backfill_timeout",
+            "must be more than 0s: it bounds the wait for one REST answer",
+        ));
+    }
+    Ok(NavixyBackfill {
+        enabled: n.bool("backfill")?.unwrap_or(true),
+        api_url,
+        rate: n
+            .int("backfill_rate", 1..=50)
+            .map_err(|_| {
+                bad(
+                    n,
+                    "backfill_rate",
+                    "expected a whole number of requests per second from 1 to 50 \
+                 (Navixy allows 50 per user; the default 10 leaves room for other clients)",
+                )
+            })?
+            .unwrap_or(10) as u32,
+        max_span,
+        readings: n.bool("backfill_readings")?.unwrap_or(true),
+        delay: n
+            .duration("backfill_delay")?
+            .unwrap_or(Duration::from_secs(10)),
+        timeout,
+    })
 }
 
 pub(super) fn navixy(n: &Node<'_>, url: &Url, base: &Path) -> Result<NavixyConfig, ConfigError> {
@@ -65,10 +126,15 @@ pub(super) fn navixy(n: &Node<'_>, url: &Url, base: &Path) -> Result<NavixyConfi
             });
         }
     };
+    let api_url = match n.string("api_url")? {
+        Some(raw) => parse_url(n, "api_url", &raw, &["http", "https"], "https://")?,
+        None => derive_api_url(url),
+    };
     let auth_url = match n.string("auth_url")? {
         Some(raw) => parse_url(n, "auth_url", &raw, &["http", "https"], "https://")?,
-        None => derive_auth_url(url),
+        None => auth_url_under(&api_url),
     };
+    let backfill = backfill(n, api_url)?;
     let subscriptions = match n.get("subscriptions") {
         None => vec![NavixySubscription {
             kind: NavixyRequestType::StateBatch,
@@ -98,6 +164,7 @@ pub(super) fn navixy(n: &Node<'_>, url: &Url, base: &Path) -> Result<NavixyConfi
         track_message_size: n.bool("track_message_size")?.unwrap_or(false),
         iso_datetime: n.bool("iso_datetime")?.unwrap_or(false),
         max_logins_per_10min: n.int("max_logins_per_10min", 1..=100)?.unwrap_or(3) as u32,
+        backfill,
     })
 }
 
@@ -300,5 +367,13 @@ mod tests {
             derive_auth_url(&u).as_str(),
             "http://127.0.0.1:9/v2/user/auth"
         );
+    }
+
+    #[test]
+    fn api_url_is_derived_from_the_subscription_url() {
+        let u = Url::parse("wss://api.eu.navixy.com/v2/event/subscription").unwrap();
+        assert_eq!(derive_api_url(&u).as_str(), "https://api.eu.navixy.com/v2");
+        let u = Url::parse("ws://127.0.0.1:9/v2/event/subscription").unwrap();
+        assert_eq!(derive_api_url(&u).as_str(), "http://127.0.0.1:9/v2");
     }
 }

@@ -212,6 +212,30 @@ pub struct NavixyConfig {
     pub iso_datetime: bool,
     /// At most this many logins per 10 minutes.
     pub max_logins_per_10min: u32,
+    /// Filling blind periods from the REST history (see `crate::backfill`).
+    pub backfill: NavixyBackfill,
+}
+
+/// How a Navixy source fills its blind periods from the REST history. Every Navixy
+/// source has credentials, so backfill is on unless the operator turns it off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NavixyBackfill {
+    /// `backfill`: whether gaps are opened and filled at all.
+    pub enabled: bool,
+    /// `api_url`: the REST base (`https://HOST/v2`), derived from `url` by default.
+    pub api_url: Url,
+    /// `backfill_rate`: requests per second, per account (Navixy allows 50).
+    pub rate: u32,
+    /// `backfill_max_span`: longest window asked in one `track/read`.
+    pub max_span: std::time::Duration,
+    /// `backfill_readings`: also refill `tracker_readings` (when readings_batch is subscribed).
+    pub readings: bool,
+    /// `backfill_delay`: wait this long after a gap closes before fetching it, so the
+    /// snapshot sent after the resubscribe is stored first and late buffered points
+    /// have reached the history.
+    pub delay: std::time::Duration,
+    /// `backfill_timeout`: longest wait for one REST answer.
+    pub timeout: std::time::Duration,
 }
 
 /// Navixy subscription request types.

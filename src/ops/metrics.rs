@@ -26,6 +26,12 @@ pub const WRITE_SECONDS: &str = "wsvault_write_seconds";
 pub const INVALID_TIMESTAMPS: &str = "wsvault_invalid_timestamps_total";
 /// Counter of PostgreSQL batches by `COPY` outcome (label `outcome`).
 pub const COPY_BATCHES: &str = "wsvault_writer_copy_batches_total";
+/// Gauge: gaps per `source` and `status` (pending, running, done, partial, failed).
+pub const GAPS: &str = "wsvault_gaps";
+/// Rows a backfill handed to the writer, per `source` and `table`.
+pub const BACKFILL_POINTS: &str = "wsvault_backfill_points_total";
+/// REST calls of the backfill, per `source` and `outcome` (ok, retried, error).
+pub const BACKFILL_REQUESTS: &str = "wsvault_backfill_requests_total";
 
 const STATES: [State; 7] = [
     State::Connecting,
@@ -106,6 +112,30 @@ fn describe() {
         "0 while the writer retries a failing batch"
     );
     describe_gauge!("wsvault_healthy", "1 when /healthz answers 200, else 0");
+    describe_gauge!(GAPS, "Blind periods per source and backfill status");
+    describe_counter!(
+        BACKFILL_POINTS,
+        "Rows fetched from the REST history and handed to the writer (duplicates of live rows included; the database keeps one)"
+    );
+    describe_counter!(
+        BACKFILL_REQUESTS,
+        "REST calls made by the backfill, by outcome (ok, retried, error)"
+    );
+}
+
+/// Sets the number of gaps of `source` in `status`.
+pub fn gaps(source: &str, status: &'static str, n: i64) {
+    gauge!(GAPS, "source" => source.to_string(), "status" => status).set(n as f64);
+}
+
+/// Counts `n` rows of `table` fetched by a backfill of `source`.
+pub fn backfill_points(source: &str, table: &'static str, n: u64) {
+    counter!(BACKFILL_POINTS, "source" => source.to_string(), "table" => table).increment(n);
+}
+
+/// Counts one REST call of a backfill of `source` by `outcome`.
+pub fn backfill_request(source: &str, outcome: &'static str) {
+    counter!(BACKFILL_REQUESTS, "source" => source.to_string(), "outcome" => outcome).increment(1);
 }
 
 /// Counts one PostgreSQL batch by how `COPY` went (`copied` or `refused`).

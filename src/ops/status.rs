@@ -84,6 +84,8 @@ pub struct StatusReport {
     pub sources: Vec<SourceReport>,
     /// Row count per contract table.
     pub counts: Vec<(String, i64)>,
+    /// Blind periods not (fully) recovered: pending, running, partial, failed.
+    pub gaps: Vec<crate::backfill::gaps::Gap>,
 }
 
 const DATA: [(&str, &str); 6] = [
@@ -248,6 +250,7 @@ pub async fn gather(store: &Store, configured: &[String]) -> Result<StatusReport
         storage: store.shown_url().to_string(),
         sources,
         counts: store.table_counts().await?,
+        gaps: crate::backfill::gaps::unrecovered(store).await.map_err(q)?,
     })
 }
 
@@ -321,6 +324,34 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
             None => {
                 let _ = writeln!(out, "  last event: none recorded");
             }
+        }
+    }
+    if r.gaps.is_empty() {
+        let _ = writeln!(out, "\ngaps: every recorded blind period is recovered");
+    } else {
+        let _ = writeln!(out, "\ngaps not fully recovered:");
+        for g in &r.gaps {
+            let trackers = match g.trackers_total {
+                Some(t) => format!("{}/{t} trackers", g.trackers_done),
+                None => "trackers not listed yet".to_string(),
+            };
+            let why = g
+                .error
+                .as_deref()
+                .map(|e| format!("; {e}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {} gap {} ({}): {} to {}, {}, {trackers}, {} points, {} attempts{why}",
+                g.source,
+                g.id,
+                g.cause,
+                at(g.from_time),
+                at(g.to_time),
+                g.status,
+                g.points,
+                g.attempts
+            );
         }
     }
     let _ = writeln!(out, "\nrows per table:");

@@ -86,6 +86,7 @@ pub fn redact_record(m: &Matcher, r: &mut Record) {
             connection_status,
             movement_status,
             payload,
+            origin: _,
         }) => {
             src(m, source);
             o(m, connection_status);
@@ -103,6 +104,7 @@ pub fn redact_record(m: &Matcher, r: &mut Record) {
             update_time: _,
             received_at: _,
             payload,
+            origin: _,
         }) => {
             src(m, source);
             s(m, reading_kind);

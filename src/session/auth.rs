@@ -116,6 +116,45 @@ impl Authenticator {
     }
 }
 
+/// One account's login shared by the WebSocket session and the backfill of a source,
+/// so both use the same session hash and a dead hash leads to one new login, not
+/// two: Navixy limits logins per user (error 104) and blocks accounts that hammer it.
+pub struct SharedLogin {
+    auth: tokio::sync::Mutex<Authenticator>,
+    current: std::sync::Mutex<Option<Secret>>,
+}
+
+impl SharedLogin {
+    /// Shares `auth` (its per-window limit then counts the logins of both users).
+    pub fn new(auth: Authenticator) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(SharedLogin {
+            auth: tokio::sync::Mutex::new(auth),
+            current: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The hash of the last successful login, if any.
+    pub fn current(&self) -> Option<Secret> {
+        self.current.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// A hash other than `dead`: the cached one when another user already logged in
+    /// again, else one new login (subject to the login limits).
+    pub async fn fresh(&self, dead: Option<&Secret>) -> Result<Secret, AuthError> {
+        let mut auth = self.auth.lock().await;
+        if let Some(c) = self.current()
+            && Some(&c) != dead
+        {
+            return Ok(c);
+        }
+        let hash = auth.login().await?;
+        if let Ok(mut c) = self.current.lock() {
+            *c = Some(hash.clone());
+        }
+        Ok(hash)
+    }
+}
+
 /// Interprets a `user/auth` answer (pure, so every shape is unit-tested).
 pub fn parse_answer(http_status: u16, text: &str) -> Result<Secret, AuthError> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|_| {

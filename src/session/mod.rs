@@ -113,6 +113,15 @@ pub async fn build_protocol(
     }
 }
 
+/// What a session shares with its source's backfill (both optional).
+#[derive(Default, Clone)]
+pub struct Links {
+    /// Where the session reports the end of each blind period.
+    pub gaps: Option<crate::backfill::GapNotifier>,
+    /// The login both use (Navixy login sources), so a dead hash means one new login.
+    pub login: Option<Arc<auth::SharedLogin>>,
+}
+
 /// Starts a session task for `source`, sending its records into `sink`.
 pub async fn spawn(
     source: SourceConfig,
@@ -121,10 +130,22 @@ pub async fn spawn(
     sink: RecordSink,
     initial: Command,
 ) -> SessionHandle {
+    spawn_linked(source, storage, store, sink, initial, Links::default()).await
+}
+
+/// [`spawn`], sharing gaps and login with the source's backfill.
+pub async fn spawn_linked(
+    source: SourceConfig,
+    storage: &StorageConfig,
+    store: Option<&Store>,
+    sink: RecordSink,
+    initial: Command,
+    links: Links,
+) -> SessionHandle {
     let protocol = build_protocol(&source, storage, store).await;
     let status = Arc::new(SourceStatus::default());
     let (tx, rx) = watch::channel(initial);
-    let runner = runner::Runner::new(source.clone(), protocol, sink, rx, status.clone());
+    let runner = runner::Runner::new(source.clone(), protocol, sink, rx, status.clone(), links);
     let span = tracing::info_span!("source", source = %source.name);
     let task = tokio::spawn(tracing::Instrument::instrument(runner.run(), span));
     SessionHandle {

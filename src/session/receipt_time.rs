@@ -55,12 +55,11 @@ mod tests {
 
     fn navixy() -> NavixyProtocol {
         let cfg = NavixyConfig {
-            auth: NavixyAuth::ApiKeyHash(Secret::new("0123456789abcdef0123456789abcdef")),
-            auth_url: url::Url::parse("https://h/v2/user/auth").unwrap(),
             subscriptions: Vec::new(),
-            track_message_size: false,
-            iso_datetime: false,
-            max_logins_per_10min: 3,
+            ..crate::protocol::navixy::tests::navixy_cfg(
+                NavixyAuth::ApiKeyHash(Secret::new("0123456789abcdef0123456789abcdef")),
+                false,
+            )
         };
         let source = SourceConfig {
             name: "fleet".into(),

@@ -1,7 +1,7 @@
 //! The outer life of a session: authenticate, connect, drive, classify the ending,
 //! record the transition, back off, resume — until told to stop.
 
-use super::auth::{AuthError, Authenticator};
+use super::auth::{AuthError, Authenticator, SharedLogin};
 use super::backoff::Backoff;
 use super::connection::{Ending, Socket, describe_error};
 use super::lifecycle::{Detail, Lifecycle};
@@ -37,7 +37,17 @@ pub(super) struct Runner {
     pub(super) redactor: Redactor,
     life: Lifecycle,
     backoff: Backoff,
-    auth: Option<Authenticator>,
+    auth: Option<Arc<SharedLogin>>,
+    /// The hash this session last used, so a dead one is not reused after a logout.
+    hash: Option<crate::config::Secret>,
+    /// Where blind periods are reported (Navixy sources with backfill on).
+    gaps: Option<crate::backfill::GapNotifier>,
+    /// Time of the last frame before the current blind period, if one is open.
+    blind_since: Option<chrono::DateTime<Utc>>,
+    /// The first subscription of this run has been reported to the backfill.
+    run_reported: bool,
+    /// Why the open blind period started.
+    blind_cause: crate::backfill::Cause,
     /// A hash is needed before the next connect (Navixy login).
     need_login: bool,
     /// A suspension happened and no subscription confirmed it is over yet.
@@ -74,6 +84,7 @@ impl Runner {
         sink: RecordSink,
         commands: watch::Receiver<Command>,
         status: Arc<SourceStatus>,
+        links: super::Links,
     ) -> Self {
         let source: SourceName = config.name.as_str().into();
         let mut redactor = Redactor::new(protocol.secrets());
@@ -81,13 +92,15 @@ impl Runner {
             SourceKind::Navixy(n) => match &n.auth {
                 NavixyAuth::Login { login, password } => {
                     redactor.add(password.expose());
-                    Some(Authenticator::new(
-                        n.auth_url.clone(),
-                        login.clone(),
-                        password.clone(),
-                        n.max_logins_per_10min,
-                        config.timing.connect_timeout,
-                    ))
+                    Some(links.login.clone().unwrap_or_else(|| {
+                        SharedLogin::new(Authenticator::new(
+                            n.auth_url.clone(),
+                            login.clone(),
+                            password.clone(),
+                            n.max_logins_per_10min,
+                            config.timing.connect_timeout,
+                        ))
+                    }))
                 }
                 NavixyAuth::ApiKeyHash(h) => {
                     redactor.add(h.expose());
@@ -110,6 +123,11 @@ impl Runner {
             redactor,
             backoff,
             auth,
+            hash: None,
+            gaps: links.gaps,
+            blind_since: None,
+            run_reported: false,
+            blind_cause: crate::backfill::Cause::Network,
             pending_resume: false,
             subscribed_at: None,
             opened_once: false,
@@ -237,7 +255,38 @@ impl Runner {
                     .event(Some(connection_id), "resumed", Detail::default()),
             )?;
         }
+        self.report_gap();
         Ok(())
+    }
+
+    /// Tells the backfill that a blind period ended now (the subscription is
+    /// confirmed), or that this run saw its first frame.
+    fn report_gap(&mut self) {
+        let Some(gaps) = &self.gaps else {
+            return;
+        };
+        let now = Utc::now();
+        if !self.run_reported {
+            self.run_reported = true;
+            let first = self.status.first_frame_ms();
+            gaps.first_frame(first.unwrap_or(now));
+        }
+        if let Some(from) = self.blind_since.take() {
+            gaps.resumed(from, now, self.blind_cause);
+        }
+    }
+
+    /// A blind period starts at the last frame received (kept if one is open already).
+    fn blind_from_now(&mut self, cause: crate::backfill::Cause) {
+        if self.blind_since.is_none()
+            && let Some(last) = chrono::DateTime::from_timestamp_millis(
+                self.status.last_frame_ms.load(Ordering::Relaxed),
+            )
+            .filter(|t| t.timestamp_millis() > 0)
+        {
+            self.blind_since = Some(last);
+            self.blind_cause = cause;
+        }
     }
 
     /// The session's whole life.
@@ -306,6 +355,7 @@ impl Runner {
     async fn suspended_unconnected(&mut self) -> Result<(), ()> {
         self.manual_recorded = true;
         self.pending_resume = true;
+        self.blind_from_now(crate::backfill::Cause::Manual);
         tracing::info!("suspended by operator while not connected");
         self.emit(self.life.event(
             None,
@@ -325,9 +375,10 @@ impl Runner {
             self.need_login = false;
             return Next::Continue;
         };
-        match auth.login().await {
+        match auth.fresh(self.hash.as_ref()).await {
             Ok(hash) => {
                 self.redactor.add(hash.expose());
+                self.hash = Some(hash.clone());
                 self.protocol.set_credential(hash);
                 self.publish_secrets();
                 self.need_login = false;
@@ -515,6 +566,13 @@ impl Runner {
             return Next::Stop;
         }
         self.closed_recorded = ending == Ending::Stopped;
+        match ending {
+            Ending::Suspended => self.blind_from_now(crate::backfill::Cause::Manual),
+            Ending::Network { .. } | Ending::CredentialDead { .. } => {
+                self.blind_from_now(crate::backfill::Cause::Network)
+            }
+            Ending::Stopped | Ending::WriterClosed => {}
+        }
         match ending {
             Ending::Stopped | Ending::WriterClosed => {
                 self.closed_recorded = true;

@@ -73,6 +73,9 @@ pub struct SourceStatus {
     /// rate limit) before its next attempt; 0 = it never waited. A retrying source
     /// is making progress while this lies ahead.
     pub resume_at_ms: AtomicI64,
+    /// Unix milliseconds of the first inbound frame of this run; 0 = none yet. A
+    /// `down` gap ends here.
+    pub first_frame_ms: AtomicI64,
 }
 
 impl SourceStatus {
@@ -97,6 +100,15 @@ impl SourceStatus {
     pub fn frame(&self, now_ms: i64) {
         self.frames.fetch_add(1, Ordering::Relaxed);
         self.last_frame_ms.store(now_ms, Ordering::Relaxed);
+        let _ =
+            self.first_frame_ms
+                .compare_exchange(0, now_ms, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The first inbound frame of this run, if any.
+    pub fn first_frame_ms(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::DateTime::from_timestamp_millis(self.first_frame_ms.load(Ordering::Relaxed))
+            .filter(|t| t.timestamp_millis() > 0)
     }
 }
 

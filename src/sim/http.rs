@@ -176,6 +176,8 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
         501 => "Not Implemented",
         _ => "Status",
     }

@@ -12,6 +12,7 @@ mod config;
 mod conn;
 mod fleet;
 mod render;
+mod rest;
 mod subscribe;
 
 use std::collections::{HashMap, HashSet};
@@ -77,6 +78,8 @@ struct Shared {
     sent_state: Vec<AtomicU64>,
     /// The same for readings items.
     sent_readings: Vec<AtomicU64>,
+    /// Fault switches and rate window of the REST history calls.
+    rest: Mutex<rest::RestFaults>,
 }
 
 impl Shared {
@@ -99,6 +102,7 @@ impl Shared {
             next_conn: AtomicU64::new(1),
             sent_state: (0..cfg.trackers).map(|_| AtomicU64::new(0)).collect(),
             sent_readings: (0..cfg.trackers).map(|_| AtomicU64::new(0)).collect(),
+            rest: Mutex::default(),
             cfg,
         }
     }
@@ -272,6 +276,52 @@ impl NavixyControl {
         self.shared.wake.notify_one();
     }
 
+    /// Answers the next `n` REST calls with HTTP 429 (alternately with error 15 in
+    /// the body and without any Navixy body), as a rate-limited server does.
+    pub fn rest_too_many(&self, n: u64) {
+        self.rest_faults(|f| f.too_many = n);
+    }
+
+    /// Answers the next `n` REST calls with HTTP 500.
+    pub fn rest_server_errors(&self, n: u64) {
+        self.rest_faults(|f| f.server_errors = n);
+    }
+
+    /// Refuses `track/read` windows longer than `limit` with error 211 (`None`: no limit).
+    pub fn rest_span_limit(&self, limit: Option<Duration>) {
+        self.rest_faults(|f| f.span_limit = limit);
+    }
+
+    /// Delays every REST answer by `delay` (`None`: answer at once).
+    pub fn rest_slow(&self, delay: Option<Duration>) {
+        self.rest_faults(|f| f.slow = delay);
+    }
+
+    /// Every update of tracker index `idx` whose time lies in [from, to]: the
+    /// simulator's history, as (source_id, time), for exact comparisons in tests.
+    pub fn history(
+        &self,
+        idx: usize,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<(u64, DateTime<Utc>)> {
+        let shared = &self.shared;
+        let latest = shared.latest().get(idx).copied().unwrap_or(0);
+        (0..=latest)
+            .map(|k| shared.state_time(k))
+            .filter(|t| *t >= from && *t <= to)
+            .map(|t| (shared.source_id(idx), t))
+            .collect()
+    }
+
+    fn rest_faults(&self, f: impl FnOnce(&mut rest::RestFaults)) {
+        f(&mut self
+            .shared
+            .rest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner));
+    }
+
     fn send_message(&self, text: String) -> usize {
         self.shared
             .faults
@@ -320,6 +370,11 @@ impl NavixySim {
     /// `ws://ADDR/v2/event/subscription`.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/v2/event/subscription", self.addr())
+    }
+
+    /// `http://ADDR/v2`: the REST base (`api_url`).
+    pub fn api_url(&self) -> String {
+        format!("http://{}/v2", self.addr())
     }
 
     /// `http://ADDR/v2/user/auth`.

@@ -109,6 +109,17 @@ impl RecordSink {
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
+
+    /// The queue's capacity (`queue_capacity`), so a low-priority producer (the
+    /// backfill) can keep to a share of it and leave the rest to live records.
+    pub fn queue_capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
+    /// Whether the writer has stopped (nothing sent now would be stored).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
 /// Room for one record in the writer's queue (see [`RecordSink::reserve`]).

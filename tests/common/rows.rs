@@ -199,6 +199,7 @@ fn to_record(table: &str, c: &[Cell]) -> Record {
             connection_status: c[8].opt_text(),
             movement_status: c[9].opt_text(),
             payload: c[10].text(),
+            origin: wsvault::record::Origin::Live,
         }),
         "tracker_readings" => Record::TrackerReading(TrackerReading {
             source: c[0].source(),
@@ -211,6 +212,7 @@ fn to_record(table: &str, c: &[Cell]) -> Record {
             update_time: c[7].ts(),
             received_at: c[8].ts(),
             payload: c[9].text(),
+            origin: wsvault::record::Origin::Live,
         }),
         "tracker_lifecycle" => Record::TrackerLifecycle(TrackerLifecycle {
             id: c[0].i64(),

@@ -43,6 +43,7 @@ pub fn tracker_state(source: &str, source_id: i64, n: i64) -> Record {
         connection_status: Some("active".into()),
         movement_status: Some("moving".into()),
         payload: format!(r#"{{"gps":{{"lat":52.5}},"n":{n},"source_id":{source_id}}}"#),
+        origin: wsvault::record::Origin::Live,
     })
 }
 
@@ -59,6 +60,7 @@ pub fn tracker_reading(source: &str, kind: &str, n: i64) -> Record {
         update_time: at(n, 1),
         received_at: at(n, 2),
         payload: format!(r#"{{"label":"fuel","value":{n}.5}}"#),
+        origin: wsvault::record::Origin::Live,
     })
 }
 

@@ -113,6 +113,7 @@ fn state(ctx: &Ctx, tz: Tz, s: &Value) -> Result<TrackerState, &'static str> {
         connection_status: text(o.get("connection_status")),
         movement_status: text(o.get("movement_status")),
         payload: s.to_string(),
+        origin: crate::record::Origin::Live,
     })
 }
 
@@ -188,6 +189,7 @@ fn readings(ctx: &Ctx, tz: Tz, obj: &Map<String, Value>) -> Result<Vec<Record>, 
                 update_time: ts(e.get("update_time"), tz).unwrap_or(item_time),
                 received_at: ctx.now,
                 payload: entry.to_string(),
+                origin: crate::record::Origin::Live,
             }));
         }
     }

@@ -170,6 +170,7 @@ fn state_row(ctx: &Ctx, tz: Tz, it: &Item, raw: &RawValue) -> Option<TrackerStat
         connection_status: owned(it.connection_status.as_ref()),
         movement_status: owned(it.movement_status.as_ref()),
         payload: raw.get().to_string(),
+        origin: crate::record::Origin::Live,
     })
 }
 
@@ -205,6 +206,7 @@ fn readings(ctx: &Ctx, tz: Tz, it: &Item, out: &mut Vec<Record>) -> Option<()> {
                 update_time: stamp(e.update_time.as_ref(), tz).unwrap_or(item_time),
                 received_at: ctx.now,
                 payload: raw.get().to_string(),
+                origin: crate::record::Origin::Live,
             }));
         }
     }

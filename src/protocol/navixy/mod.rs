@@ -382,4 +382,4 @@ impl Protocol for NavixyProtocol {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,5 +1,6 @@
 //! The plain HTTP calls of the Navixy simulator: `…/user/auth` (login, issuing a
-//! fresh hash each time) and `…/user/session/renew`.
+//! fresh hash each time), `…/user/session/renew`, and the REST history calls (see
+//! `rest`), by POST with a JSON or form body or by GET with query parameters.
 //!
 //! Answers with Navixy's error shape and HTTP 400 on failure, as documented. It
 //! never logs credentials or hashes.
@@ -21,7 +22,21 @@ pub(super) async fn serve_http(
     let body = http::read_body(&mut stream, head, leftover)
         .await
         .unwrap_or_default();
-    let fields = body_fields(&body);
+    let mut fields = body_fields(&body);
+    for (k, v) in head.query_pairs() {
+        fields.entry(k).or_insert(Value::from(v));
+    }
+    if let Some((status, answer)) = shared.rest_call(head.path(), &fields).await {
+        let _ = http::respond(
+            &mut stream,
+            status,
+            &[],
+            "application/json",
+            answer.to_string().as_bytes(),
+        )
+        .await;
+        return;
+    }
     let field = |name: &str| {
         fields
             .get(name)

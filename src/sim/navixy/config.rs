@@ -118,6 +118,11 @@ pub struct NavixySimConfig {
     /// seen, except the latest in the next snapshot, as with the real server).
     /// Off by default so that every generated state is offered to a client.
     pub run_without_subscribers: bool,
+    /// Moving fleet in real time: every normal tracker reports every this long
+    /// (whole seconds, as Navixy times have), update `k` at `epoch + k × interval`,
+    /// also while no client listens; the REST history serves every past update.
+    /// `None`: the rate-driven generator (`rate`, `updates`), times one second apart.
+    pub report_interval: Option<Duration>,
 }
 
 impl Default for NavixySimConfig {
@@ -148,6 +153,7 @@ impl Default for NavixySimConfig {
             reject_hash: false,
             paused: false,
             run_without_subscribers: false,
+            report_interval: None,
         }
     }
 }
@@ -209,6 +215,10 @@ pub struct NavixySimArgs {
     /// Generate updates even with no subscriber.
     #[arg(long)]
     pub run_without_subscribers: bool,
+    /// Moving fleet: every tracker reports every this long in real time (e.g. "10s"),
+    /// history served by track/read; overrides --rate.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub report_interval: Option<Duration>,
 }
 
 impl From<NavixySimArgs> for NavixySimConfig {
@@ -241,6 +251,7 @@ impl From<NavixySimArgs> for NavixySimConfig {
             utc_offset_secs: a.utc_offset_secs,
             drop_every: a.drop_every,
             run_without_subscribers: a.run_without_subscribers,
+            report_interval: a.report_interval,
             ..defaults
         }
     }
@@ -250,6 +261,12 @@ impl From<NavixySimArgs> for NavixySimConfig {
 /// [`crate::sim::observe::RECORD_CAP`] entries (oldest dropped).
 #[derive(Debug, Clone, Default)]
 pub struct NavixyStats {
+    /// REST history calls received (tracker/list, track/read, sensor calls).
+    pub rest_calls: u64,
+    /// Most REST calls received within any one second.
+    pub rest_max_per_second: u64,
+    /// REST calls answered with an injected fault (429, 500).
+    pub rest_faults_served: u64,
     /// WebSocket connections accepted.
     pub connections: u64,
     /// WebSocket connections currently open.

@@ -88,10 +88,20 @@ impl Shared {
         }
     }
 
-    /// Time of update `k`: the epoch plus `k` seconds (saturating).
+    /// Time between two updates of one tracker: `report_interval` (whole seconds,
+    /// the resolution of Navixy times), else one second.
+    pub(super) fn step(&self) -> std::time::Duration {
+        self.cfg
+            .report_interval
+            .map(|d| std::time::Duration::from_secs(d.as_secs().max(1)))
+            .unwrap_or(std::time::Duration::from_secs(1))
+    }
+
+    /// Time of update `k`: the epoch plus `k` steps (saturating).
     pub(super) fn state_time(&self, k: u64) -> DateTime<Utc> {
-        i64::try_from(k)
-            .ok()
+        let step = self.step().as_secs();
+        k.checked_mul(step)
+            .and_then(|s| i64::try_from(s).ok())
             .and_then(TimeDelta::try_seconds)
             .and_then(|d| self.epoch.checked_add_signed(d))
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
@@ -144,6 +154,9 @@ pub(super) async fn generate(shared: Arc<Shared>) {
     let normal = shared.normal_indices();
     if normal.is_empty() {
         return;
+    }
+    if shared.cfg.report_interval.is_some() {
+        return move_in_real_time(shared, normal).await;
     }
     let total = shared
         .cfg
@@ -208,6 +221,55 @@ pub(super) async fn generate(shared: Arc<Shared>) {
                 }
             });
             shared.fanout.send_all(Arc::new(chunk)).await;
+        }
+    }
+}
+
+/// The moving fleet: every normal tracker makes update `k` when the clock reaches
+/// `epoch + k × step`, whether or not a client listens (then it is only history,
+/// served over REST). Chunks go to subscribers unless paused, silent or alone.
+async fn move_in_real_time(shared: Arc<Shared>, normal: Vec<usize>) {
+    let step = shared.step();
+    let tick = step.min(std::time::Duration::from_millis(100));
+    let batch = shared.cfg.batch_size.max(1);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let elapsed = (Utc::now() - shared.epoch).num_milliseconds().max(0) as u128;
+        let due = (elapsed / step.as_millis().max(1)) as u64;
+        let due = shared.cfg.updates.map_or(due, |u| due.min(u));
+        let chunk: Chunk = {
+            let mut latest = shared.latest();
+            let from = normal.first().map(|i| latest[*i]).unwrap_or(due);
+            let mut out = Vec::new();
+            for k in from + 1..=due {
+                for idx in &normal {
+                    if latest[*idx] < k {
+                        latest[*idx] = k;
+                        out.push((*idx, k));
+                    }
+                }
+            }
+            out
+        };
+        if chunk.is_empty() {
+            continue;
+        }
+        let n = chunk.len() as u64;
+        let readings = shared.cfg.readings;
+        shared.stats.update(|s| {
+            s.states_generated += n;
+            if readings {
+                s.reading_items_generated += n;
+                s.reading_values_generated += n * READING_VALUES_PER_ITEM;
+            }
+        });
+        if blocked(&shared) {
+            continue;
+        }
+        for part in chunk.chunks(batch) {
+            shared.fanout.send_all(Arc::new(part.to_vec())).await;
         }
     }
 }

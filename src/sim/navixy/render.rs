@@ -293,6 +293,30 @@ impl Shared {
         }
     }
 
+    /// The `track/read` point of update `k` of tracker `idx`: the same GPS fix as
+    /// the `k`-th state (its `gps.updated` is the point's `get_time`).
+    pub(super) fn point(&self, idx: usize, k: u64, iso: bool) -> serde_json::Value {
+        let t = self.timestamp(self.state_time(k), iso);
+        let times = StateTimes { t: &t, t0: &t };
+        let s = self.state(idx, k, true, times);
+        serde_json::json!({
+            "lat": s.gps.location.lat, "lng": s.gps.location.lng, "alt": s.gps.alt,
+            "satellites": 10, "mileage": k as f64 * 0.01, "get_time": t, "address": "",
+            "heading": s.gps.heading, "speed": s.gps.speed, "precision": 10,
+            "gsm_lbs": false, "parking": s.movement_status == "parked", "buffered": false,
+        })
+    }
+
+    /// The fuel input's value at update `k` (live readings and history agree).
+    pub(super) fn fuel(&self, k: u64) -> f64 {
+        40.0 + (k % 20) as f64 * 0.5
+    }
+
+    /// The engine virtual sensor's value at update `k`.
+    pub(super) fn engine(&self, k: u64) -> &'static str {
+        if k.is_multiple_of(2) { "on" } else { "off" }
+    }
+
     /// The `k`-th readings item of tracker `idx`; `times` are those of update `k`.
     fn readings<'a>(&self, idx: usize, k: u64, times: StateTimes<'a>) -> Readings<'a> {
         let t = times.t;
@@ -308,7 +332,7 @@ impl Shared {
                 kind: "fuel",
                 units: "l",
                 units_type: "litre",
-                value: 40.0 + (k % 20) as f64 * 0.5,
+                value: self.fuel(k),
                 update_time: t,
             }],
             states: [FieldState {
@@ -320,7 +344,7 @@ impl Shared {
                 sensor_id: sensor + 2,
                 label: "Engine",
                 kind: "engine_state",
-                value: if k.is_multiple_of(2) { "on" } else { "off" },
+                value: self.engine(k),
                 update_time: t,
             }],
             counters: [Counter {

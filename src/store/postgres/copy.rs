@@ -210,14 +210,14 @@ pub(super) fn events(rows: &[&Event]) -> Result<Vec<u8>, Unencodable> {
 /// Column list of `tracker_states`' `COPY` statement; the order of [`tracker_states`].
 pub(super) const TRACKER_STATES: &str = "COPY tracker_states \
     (source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status, payload) \
+     connection_status, movement_status, payload, origin) \
     FROM STDIN (FORMAT binary)";
 
 /// Encodes `rows` for [`TRACKER_STATES`].
 pub(super) fn tracker_states(rows: &[&TrackerState]) -> Result<Vec<u8>, Unencodable> {
     let mut c = CopyBuf::new(rows.iter().map(|r| r.payload.len() + 160).sum());
     for r in rows {
-        c.row(11);
+        c.row(12);
         c.text(&r.source)?;
         c.i64(r.source_id);
         c.ts(r.state_time)?;
@@ -229,6 +229,7 @@ pub(super) fn tracker_states(rows: &[&TrackerState]) -> Result<Vec<u8>, Unencoda
         c.opt_text(r.connection_status.as_deref())?;
         c.opt_text(r.movement_status.as_deref())?;
         c.jsonb(&r.payload)?;
+        c.text(r.origin.as_str())?;
     }
     Ok(c.finish())
 }
@@ -236,7 +237,7 @@ pub(super) fn tracker_states(rows: &[&TrackerState]) -> Result<Vec<u8>, Unencoda
 /// Column list of `tracker_readings`' `COPY` statement; the order of [`tracker_readings`].
 pub(super) const TRACKER_READINGS: &str = "COPY tracker_readings \
     (source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-     received_at, payload) \
+     received_at, payload, origin) \
     FROM STDIN (FORMAT binary)";
 
 /// Encodes `rows` for [`TRACKER_READINGS`].
@@ -244,7 +245,7 @@ pub(super) fn tracker_readings(rows: &[&TrackerReading]) -> Result<Vec<u8>, Unen
     let size = |r: &&TrackerReading| r.payload.len() + r.name.len() + r.value.len() + 160;
     let mut c = CopyBuf::new(rows.iter().map(size).sum());
     for r in rows {
-        c.row(10);
+        c.row(11);
         c.text(&r.source)?;
         c.i64(r.tracker_id);
         c.text(&r.reading_kind)?;
@@ -255,6 +256,7 @@ pub(super) fn tracker_readings(rows: &[&TrackerReading]) -> Result<Vec<u8>, Unen
         c.ts(r.update_time)?;
         c.ts(r.received_at)?;
         c.jsonb(&r.payload)?;
+        c.text(r.origin.as_str())?;
     }
     Ok(c.finish())
 }

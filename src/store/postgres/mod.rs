@@ -230,7 +230,7 @@ async fn write_groups(
             conn,
             TRACKER_STATES,
             g.tracker_states,
-            row_size!(r; r.source, r.payload, r.connection_status, r.movement_status; 11),
+            row_size!(r; r.source, r.payload, r.connection_status, r.movement_status; 12),
             |r| &*r.source,
             |r| r.source_id,
             |r| r.state_time,
@@ -241,7 +241,8 @@ async fn write_groups(
             |r| r.heading,
             |r| r.connection_status.as_deref(),
             |r| r.movement_status.as_deref(),
-            |r| r.payload.as_str()
+            |r| r.payload.as_str(),
+            |r| r.origin.as_str()
         );
     }
     if let Some(data) = &streams.tracker_readings {
@@ -251,7 +252,7 @@ async fn write_groups(
             conn,
             TRACKER_READINGS,
             g.tracker_readings,
-            row_size!(r; r.source, r.reading_kind, r.name, r.value, r.units, r.payload; 10),
+            row_size!(r; r.source, r.reading_kind, r.name, r.value, r.units, r.payload; 11),
             |r| &*r.source,
             |r| r.tracker_id,
             |r| r.reading_kind.as_str(),
@@ -261,7 +262,8 @@ async fn write_groups(
             |r| r.units.as_deref(),
             |r| r.update_time,
             |r| r.received_at,
-            |r| r.payload.as_str()
+            |r| r.payload.as_str(),
+            |r| r.origin.as_str()
         );
     }
     unnest!(

@@ -42,25 +42,26 @@ pub(super) const EVENTS: &str = "INSERT INTO events \
 
 pub(super) const TRACKER_STATES: &str = "INSERT INTO tracker_states \
     (source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status, payload) \
+     connection_status, movement_status, payload, origin) \
     SELECT source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status, payload::jsonb \
+     connection_status, movement_status, payload::jsonb, origin \
     FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], \
                 $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::text[], \
-                $10::text[], $11::text[]) \
+                $10::text[], $11::text[], $12::text[]) \
     AS u(source, source_id, state_time, received_at, lat, lng, speed, heading, \
-         connection_status, movement_status, payload) \
+         connection_status, movement_status, payload, origin) \
     ON CONFLICT DO NOTHING";
 
 pub(super) const TRACKER_READINGS: &str = "INSERT INTO tracker_readings \
     (source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-     received_at, payload) \
+     received_at, payload, origin) \
     SELECT source, tracker_id, reading_kind, name, value::jsonb, value_num, units, \
-     update_time, received_at, payload::jsonb \
+     update_time, received_at, payload::jsonb, origin \
     FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-                $6::float8[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[]) \
+                $6::float8[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[], \
+                $11::text[]) \
     AS u(source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-         received_at, payload) \
+         received_at, payload, origin) \
     ON CONFLICT DO NOTHING";
 
 pub(super) const TRACKER_LIFECYCLE: &str = "INSERT INTO tracker_lifecycle \

@@ -151,6 +151,7 @@ async fn write_groups(conn: &mut SqliteConnection, g: &Groups<'_>) -> Result<(),
                 .bind(r.connection_status.as_deref())
                 .bind(r.movement_status.as_deref())
                 .bind(r.payload.as_str())
+                .bind(r.origin.as_str())
         },
     )
     .await?;
@@ -169,6 +170,7 @@ async fn write_groups(conn: &mut SqliteConnection, g: &Groups<'_>) -> Result<(),
                 .bind(format_ts(&r.update_time))
                 .bind(format_ts(&r.received_at))
                 .bind(r.payload.as_str())
+                .bind(r.origin.as_str())
         },
     )
     .await?;

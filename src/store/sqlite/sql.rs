@@ -92,14 +92,14 @@ pub(super) static EVENTS: Spec = Spec::new(
 pub(super) static TRACKER_STATES: Spec = Spec::new(
     "tracker_states",
     "source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status, payload",
-    11,
+     connection_status, movement_status, payload, origin",
+    12,
 );
 pub(super) static TRACKER_READINGS: Spec = Spec::new(
     "tracker_readings",
     "source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-     received_at, payload",
-    10,
+     received_at, payload, origin",
+    11,
 );
 pub(super) static TRACKER_LIFECYCLE: Spec = Spec::new(
     "tracker_lifecycle",

@@ -73,6 +73,15 @@ pub fn navixy_cfg(auth: NavixyAuth, track_message_size: bool) -> NavixyConfig {
         track_message_size,
         iso_datetime: false,
         max_logins_per_10min: 3,
+        backfill: crate::config::NavixyBackfill {
+            enabled: false,
+            api_url: Url::parse("https://api.eu.navixy.com/v2").unwrap(),
+            rate: 10,
+            max_span: std::time::Duration::from_secs(7 * 86_400),
+            readings: true,
+            delay: std::time::Duration::from_secs(10),
+            timeout: std::time::Duration::from_secs(30),
+        },
     }
 }
 

@@ -1,0 +1,717 @@
+//! One source's backfill task: opens gaps as the session reports them, and fills
+//! each one tracker by tracker, saving progress after each so a restart resumes
+//! where it stopped and never fetches a finished gap again.
+
+use super::gaps::{self, Gap};
+use super::rest::{Rest, RestError};
+use super::{Cause, Notice};
+use crate::config::{NavixyBackfill, NavixyConfig, NavixyRequestType, NavixyTarget, SourceConfig};
+use crate::protocol::time::parse_timestamp_value;
+use crate::record::{Origin, Record, SourceName, TrackerReading, TrackerState};
+use crate::session::auth::SharedLogin;
+use crate::store::{RecordSink, Store};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use chrono_tz::Tz;
+use serde_json::{Map, Value, json};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A gap that failed this often (transient errors each time) is given up as `failed`.
+const MAX_ATTEMPTS: i64 = 5;
+/// A window this short is not split further on 211 (times have whole seconds).
+const MIN_SPAN: Duration = Duration::from_secs(2);
+/// `tracker/sensor/data/read` refuses windows over `maxReportTimeSpan` (30 days by default).
+const SENSOR_MAX_SPAN: Duration = Duration::from_secs(30 * 86_400);
+/// The tracker list is read again after this long, or when it misses a tracker.
+const LIST_MAX_AGE: Duration = Duration::from_secs(600);
+/// How often a running gap saves its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Longest note kept in `gaps.error`.
+const MAX_ERROR: usize = 2000;
+
+/// How filling a gap ended, short of success.
+enum Failure {
+    /// Try the gap again later (rate limits, server errors, network, auth for now).
+    Retry(String),
+    /// The writer has stopped: nothing more can be stored.
+    Stop,
+}
+
+/// A tracker as `tracker/list` describes it.
+#[derive(Debug, Clone)]
+struct Tracker {
+    id: i64,
+    source_id: i64,
+    blocked: bool,
+}
+
+pub(super) struct Worker {
+    source: SourceName,
+    cfg: NavixyBackfill,
+    tz: Tz,
+    store: Store,
+    sink: RecordSink,
+    rest: Rest,
+    /// Newest frame stored before this run; opens the `down` gap at the first frame.
+    prior_last: Option<DateTime<Utc>>,
+    /// Fill readings too (readings_batch subscribed and `backfill_readings`).
+    readings: bool,
+    /// Tracker ids the source subscribes to, when not all of them.
+    selected: Option<HashSet<i64>>,
+    trackers: Option<(Instant, Vec<Tracker>)>,
+    retry_after: Duration,
+    /// The last row handed to the writer since the last saved progress.
+    last_handed: Option<Record>,
+}
+
+impl Worker {
+    pub(super) fn new(
+        source: &SourceConfig,
+        n: &NavixyConfig,
+        store: Store,
+        sink: RecordSink,
+        login: Option<Arc<SharedLogin>>,
+        prior_last: Option<DateTime<Utc>>,
+    ) -> Worker {
+        let t = &source.timing;
+        let rest = Rest::new(
+            &source.name,
+            n,
+            login,
+            (t.backoff_initial, t.backoff_max),
+            t.connect_timeout,
+        );
+        let states = n.subscriptions.iter().filter(|s| {
+            matches!(
+                s.kind,
+                NavixyRequestType::State | NavixyRequestType::StateBatch
+            )
+        });
+        let mut selected = Some(HashSet::new());
+        for s in states {
+            match &s.target {
+                NavixyTarget::All => selected = None,
+                NavixyTarget::Selected(ids) => {
+                    if let Some(set) = selected.as_mut() {
+                        set.extend(ids.iter().copied());
+                    }
+                }
+            }
+        }
+        let readings = n.backfill.readings
+            && n.subscriptions
+                .iter()
+                .any(|s| s.kind == NavixyRequestType::ReadingsBatch);
+        Worker {
+            source: source.name.as_str().into(),
+            cfg: n.backfill.clone(),
+            tz: source.timezone,
+            store,
+            sink,
+            rest,
+            prior_last,
+            readings,
+            selected,
+            trackers: None,
+            retry_after: t.backoff_max,
+            last_handed: None,
+        }
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Notice>) {
+        let mut queue: VecDeque<(Gap, Instant)> = VecDeque::new();
+        match gaps::open_for(&self.store, &self.source).await {
+            Ok(open) => {
+                if !open.is_empty() {
+                    tracing::info!(gaps = open.len(), "resuming unfinished gaps");
+                }
+                queue.extend(open.into_iter().map(|g| (g, Instant::now())));
+            }
+            Err(e) => tracing::error!("cannot read unfinished gaps: {e}"),
+        }
+        self.update_gauge().await;
+        loop {
+            while let Ok(n) = rx.try_recv() {
+                self.on_notice(n, &mut queue).await;
+            }
+            let now = Instant::now();
+            if let Some(i) = queue.iter().position(|(_, due)| *due <= now) {
+                if let Some((gap, _)) = queue.remove(i) {
+                    match self.fill(gap).await {
+                        Ok(None) => {}
+                        Ok(Some(again)) => {
+                            let due =
+                                Instant::now() + self.retry_after * again.attempts.max(1) as u32;
+                            queue.push_back((again, due));
+                        }
+                        Err(()) => return,
+                    }
+                    self.update_gauge().await;
+                }
+                continue;
+            }
+            let next = queue.iter().map(|(_, due)| *due).min();
+            tokio::select! {
+                n = rx.recv() => match n {
+                    Some(n) => self.on_notice(n, &mut queue).await,
+                    None if queue.is_empty() => return,
+                    None => {}
+                },
+                _ = sleep_until(next) => {}
+            }
+        }
+    }
+
+    async fn on_notice(&mut self, n: Notice, queue: &mut VecDeque<(Gap, Instant)>) {
+        let (from, to, cause) = match n {
+            Notice::Resumed { from, to, cause } => (from, to, cause),
+            Notice::FirstFrame(at) => match self.prior_last.take() {
+                Some(last) if last < at => (last, at, Cause::Down),
+                _ => return,
+            },
+        };
+        match gaps::insert(&self.store, &self.source, from, to, cause.as_str()).await {
+            Ok(id) => {
+                tracing::info!(
+                    gap = id,
+                    cause = cause.as_str(),
+                    "blind from {from} to {to}: gap opened"
+                );
+                let gap = Gap {
+                    id,
+                    source: self.source.to_string(),
+                    from_time: from,
+                    to_time: to,
+                    cause: cause.as_str().into(),
+                    status: "pending".into(),
+                    trackers_total: None,
+                    trackers_done: 0,
+                    points: 0,
+                    attempts: 0,
+                    error: None,
+                    updated_at: Utc::now(),
+                };
+                queue.push_back((gap, Instant::now() + self.cfg.delay));
+                self.update_gauge().await;
+            }
+            Err(e) => tracing::error!("cannot record the gap from {from} to {to}: {e}"),
+        }
+    }
+
+    async fn update_gauge(&self) {
+        if let Ok(counts) = gaps::counts(&self.store, &self.source).await {
+            for status in gaps::STATUSES {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == status)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0);
+                crate::ops::metrics::gaps(&self.source, status, n);
+            }
+        }
+    }
+
+    /// Fills one gap. `Ok(Some(gap))` = try again later; `Err` = the writer stopped.
+    async fn fill(&mut self, mut gap: Gap) -> Result<Option<Gap>, ()> {
+        match gaps::start(&self.store, gap.id).await {
+            Ok(true) => gap.attempts += 1,
+            Ok(false) => return Ok(None),
+            Err(e) => {
+                tracing::error!(gap = gap.id, "cannot start the gap: {e}");
+                return Ok(Some(gap));
+            }
+        }
+        tracing::info!(gap = gap.id, attempt = gap.attempts, "filling gap");
+        let outcome = self.fill_trackers(&mut gap).await;
+        let (status, error) = match outcome {
+            Ok(()) => {
+                let partial = gap
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("limit_exceeded"));
+                (if partial { "partial" } else { "done" }, gap.error.clone())
+            }
+            Err(Failure::Stop) => return Err(()),
+            Err(Failure::Retry(reason)) => {
+                let note = join_note(
+                    gap.error.as_deref(),
+                    &format!("attempt {}: {reason}", gap.attempts),
+                );
+                if gap.attempts >= MAX_ATTEMPTS {
+                    tracing::error!(gap = gap.id, "gap failed: {reason}");
+                    ("failed", Some(note))
+                } else {
+                    tracing::warn!(gap = gap.id, "gap will be retried: {reason}");
+                    if let Err(e) =
+                        gaps::set_status(&self.store, gap.id, "pending", Some(&note)).await
+                    {
+                        tracing::error!(gap = gap.id, "cannot save the gap: {e}");
+                    }
+                    gap.status = "pending".into();
+                    return Ok(Some(gap));
+                }
+            }
+        };
+        if let Err(e) = gaps::set_status(&self.store, gap.id, status, error.as_deref()).await {
+            tracing::error!(gap = gap.id, "cannot save the gap: {e}");
+            return Ok(Some(gap));
+        }
+        tracing::info!(gap = gap.id, points = gap.points, status, "gap filled");
+        Ok(None)
+    }
+
+    async fn fill_trackers(&mut self, gap: &mut Gap) -> Result<(), Failure> {
+        let trackers = self.trackers(gap).await?;
+        let total = trackers.len() as i64;
+        // Seconds are the finest unit of Navixy times and both bounds are exclusive:
+        // widen by a second each side; duplicates of live rows collide on the keys.
+        let from = gap.from_time.trunc_subsecs(0) - TimeDelta::seconds(1);
+        let to = gap.to_time.trunc_subsecs(0) + TimeDelta::seconds(2);
+        let start = usize::try_from(gap.trackers_done).unwrap_or(0);
+        let mut saved = Instant::now();
+        self.last_handed = None;
+        for (i, t) in trackers.iter().enumerate().skip(start) {
+            if t.blocked {
+                gap.error = Some(join_note(
+                    gap.error.as_deref(),
+                    &format!("tracker {} skipped: blocked (208)", t.id),
+                ));
+            } else {
+                let n = self.tracker_points(gap, t, from, to).await?;
+                gap.points += n;
+                if self.readings {
+                    gap.points += self.tracker_readings(gap, t, from, to).await?;
+                }
+            }
+            gap.trackers_done = i as i64 + 1;
+            // Progress is saved about once a second (and at the end), after the rows
+            // handed over so far are committed: waiting for a commit per tracker
+            // would cap a large fleet at a few trackers per second.
+            if i + 1 < trackers.len() && saved.elapsed() < PROGRESS_EVERY {
+                continue;
+            }
+            saved = Instant::now();
+            let last = self.last_handed.take();
+            self.committed(last).await?;
+            gaps::progress(
+                &self.store,
+                gap.id,
+                total,
+                gap.trackers_done,
+                gap.points,
+                gap.error.as_deref(),
+            )
+            .await
+            .map_err(|e| Failure::Retry(format!("saving progress: {e}")))?;
+        }
+        if start >= trackers.len() {
+            gaps::progress(
+                &self.store,
+                gap.id,
+                total,
+                gap.trackers_done,
+                gap.points,
+                gap.error.as_deref(),
+            )
+            .await
+            .map_err(|e| Failure::Retry(format!("saving progress: {e}")))?;
+        }
+        gap.trackers_total = Some(total);
+        Ok(())
+    }
+
+    /// The trackers to fill, sorted by id (so `trackers_done` means the same after
+    /// a restart). The cached list is read again when old or when a tracker whose
+    /// states arrived live since the gap is missing from it.
+    async fn trackers(&mut self, gap: &Gap) -> Result<Vec<Tracker>, Failure> {
+        let stale = match &self.trackers {
+            None => true,
+            Some((at, list)) => {
+                at.elapsed() > LIST_MAX_AGE || self.misses_live_tracker(gap, list).await
+            }
+        };
+        if stale {
+            let answer = self
+                .rest
+                .call("tracker/list", Map::new())
+                .await
+                .map_err(|e| Failure::Retry(format!("tracker/list: {e}")))?;
+            let mut list: Vec<Tracker> = answer
+                .get("list")
+                .and_then(Value::as_array)
+                .map(|items| items.iter().filter_map(tracker).collect())
+                .unwrap_or_default();
+            list.sort_by_key(|t| t.id);
+            self.trackers = Some((Instant::now(), list));
+        }
+        let list = self
+            .trackers
+            .as_ref()
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default();
+        Ok(match &self.selected {
+            None => list,
+            Some(ids) => list.into_iter().filter(|t| ids.contains(&t.id)).collect(),
+        })
+    }
+
+    async fn misses_live_tracker(&self, gap: &Gap, list: &[Tracker]) -> bool {
+        let known: HashSet<i64> = list.iter().map(|t| t.source_id).collect();
+        let live = gaps::stored_times_sources(&self.store, &self.source, gap.to_time).await;
+        live.is_ok_and(|ids| ids.iter().any(|id| !known.contains(id)))
+    }
+
+    /// `from`/`to` as the API wants them: ISO 8601 with `iso_datetime`, else
+    /// `yyyy-MM-dd HH:mm:ss` in the user's timezone.
+    fn time_param(&self, t: DateTime<Utc>) -> String {
+        let local = t.with_timezone(&self.tz);
+        if self.rest.iso() {
+            local.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+        } else {
+            local.format("%Y-%m-%d %H:%M:%S").to_string()
+        }
+    }
+
+    /// Every `list` item of `path` over [from, to], split into spans of at most
+    /// `max_span`, halved again on error 211. Returns the items and whether the
+    /// server said the window reaches past the storage period.
+    async fn read_window(
+        &self,
+        path: &str,
+        base: &Map<String, Value>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        max_span: Duration,
+    ) -> Result<(Vec<Value>, bool), RestError> {
+        let mut items = Vec::new();
+        let mut limited = false;
+        let max = TimeDelta::from_std(max_span).unwrap_or(TimeDelta::days(7));
+        let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+        let mut a = from;
+        while a < to {
+            let b = (a + max).min(to);
+            spans.push((a, b));
+            a = b;
+        }
+        let min = TimeDelta::from_std(MIN_SPAN).unwrap_or(TimeDelta::minutes(1));
+        spans.reverse();
+        while let Some((a, b)) = spans.pop() {
+            let mut params = base.clone();
+            params.insert("from".into(), json!(self.time_param(a)));
+            params.insert("to".into(), json!(self.time_param(b)));
+            match self.rest.call(path, params).await {
+                Ok(answer) => {
+                    limited |= answer.get("limit_exceeded").and_then(Value::as_bool) == Some(true);
+                    if let Some(list) = answer.get("list").and_then(Value::as_array) {
+                        items.extend(list.iter().cloned());
+                    }
+                }
+                Err(RestError::Api { code: 211, .. }) if b - a > min => {
+                    // Span too big for this server: halve it (overlaps at the
+                    // seam dedupe on the unique keys; bounds are exclusive).
+                    // Bounds are exclusive and times whole seconds: (a, mid + 1s)
+                    // holds every point up to mid, (mid, b) every point after it.
+                    let mid = (a + (b - a) / 2).trunc_subsecs(0);
+                    spans.push((mid, b));
+                    spans.push((a, mid + TimeDelta::seconds(1)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((items, limited))
+    }
+
+    async fn tracker_points(
+        &mut self,
+        gap: &mut Gap,
+        t: &Tracker,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<i64, Failure> {
+        let mut base = Map::new();
+        base.insert("tracker_id".into(), json!(t.id));
+        base.insert("simplify".into(), json!(false));
+        base.insert("filter".into(), json!(false));
+        base.insert("include_gsm_lbs".into(), json!(true));
+        let (points, limited) = match self
+            .read_window("track/read", &base, from, to, self.cfg.max_span)
+            .await
+        {
+            Ok(x) => x,
+            Err(RestError::Api { code, description }) if code == 201 || code == 208 => {
+                gap.error = Some(join_note(
+                    gap.error.as_deref(),
+                    &format!("tracker {} skipped: {code} {description}", t.id),
+                ));
+                return Ok(0);
+            }
+            Err(e) => return Err(Failure::Retry(format!("track/read tracker {}: {e}", t.id))),
+        };
+        if limited {
+            gap.error = Some(join_note(
+                gap.error.as_deref(),
+                &format!(
+                    "tracker {}: limit_exceeded (the window reaches past the tariff's storage period)",
+                    t.id
+                ),
+            ));
+        }
+        // What is stored already for this tracker: its keys, and the GPS fix times
+        // of live rows (a live state is keyed by last_update, a point by its fix).
+        let upper = to + TimeDelta::hours(1);
+        let stored = gaps::stored_times(&self.store, &self.source, t.source_id, from, upper)
+            .await
+            .map_err(|e| Failure::Retry(format!("reading stored states: {e}")))?;
+        let mut seen: HashSet<DateTime<Utc>> = HashSet::new();
+        for (time, fix) in stored {
+            seen.insert(time);
+            if let Some(fix) = fix.and_then(|f| crate::protocol::time::parse_timestamp(&f, self.tz))
+            {
+                seen.insert(fix);
+            }
+        }
+        let now = Utc::now();
+        let mut unreadable = 0;
+        let mut records = Vec::new();
+        for p in points {
+            let Some(time) = p
+                .get("get_time")
+                .and_then(|v| parse_timestamp_value(v, self.tz))
+            else {
+                unreadable += 1;
+                continue;
+            };
+            if !seen.insert(time) {
+                continue;
+            }
+            let num = |k: &str| p.get(k).and_then(Value::as_f64);
+            records.push(Record::TrackerState(TrackerState {
+                source: self.source.clone(),
+                source_id: t.source_id,
+                state_time: time,
+                received_at: now,
+                lat: num("lat"),
+                lng: num("lng"),
+                speed: num("speed"),
+                heading: num("heading"),
+                connection_status: None,
+                movement_status: None,
+                payload: p.to_string(),
+                origin: Origin::Backfill,
+            }));
+        }
+        if unreadable > 0 {
+            gap.error = Some(join_note(
+                gap.error.as_deref(),
+                &format!(
+                    "tracker {}: {unreadable} points without a readable get_time",
+                    t.id
+                ),
+            ));
+        }
+        let n = records.len();
+        if let Some(last) = self.hand_over(records).await? {
+            self.last_handed = Some(last);
+        }
+        crate::ops::metrics::backfill_points(&self.source, "tracker_states", n as u64);
+        Ok(n as i64)
+    }
+
+    async fn tracker_readings(
+        &mut self,
+        gap: &mut Gap,
+        t: &Tracker,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<i64, Failure> {
+        let mut params = Map::new();
+        params.insert("tracker_id".into(), json!(t.id));
+        let sensors = match self.rest.call("tracker/sensor/list", params).await {
+            Ok(a) => a
+                .get("list")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            Err(RestError::Api { code, description }) if code == 201 || code == 208 => {
+                gap.error = Some(join_note(
+                    gap.error.as_deref(),
+                    &format!("tracker {} sensors skipped: {code} {description}", t.id),
+                ));
+                return Ok(0);
+            }
+            Err(e) => {
+                return Err(Failure::Retry(format!(
+                    "tracker/sensor/list tracker {}: {e}",
+                    t.id
+                )));
+            }
+        };
+        let now = Utc::now();
+        let mut records = Vec::new();
+        for s in sensors {
+            let Some((sensor_id, kind, name, units)) = sensor(&s) else {
+                continue;
+            };
+            let mut base = Map::new();
+            base.insert("tracker_id".into(), json!(t.id));
+            base.insert("sensor_id".into(), json!(sensor_id));
+            base.insert("raw_data".into(), json!(false));
+            let span = self.cfg.max_span.min(SENSOR_MAX_SPAN);
+            let (values, _) = match self
+                .read_window("tracker/sensor/data/read", &base, from, to, span)
+                .await
+            {
+                Ok(x) => x,
+                // 228: a discrete sensor after all; 201/208: gone or blocked.
+                Err(RestError::Api {
+                    code: 228 | 201 | 208,
+                    ..
+                }) => continue,
+                Err(e) => {
+                    return Err(Failure::Retry(format!(
+                        "tracker/sensor/data/read tracker {} sensor {sensor_id}: {e}",
+                        t.id
+                    )));
+                }
+            };
+            for v in values {
+                let Some(time) = v
+                    .get("get_time")
+                    .and_then(|x| parse_timestamp_value(x, self.tz))
+                else {
+                    continue;
+                };
+                let value = v.get("value").cloned().unwrap_or(Value::Null);
+                records.push(Record::TrackerReading(TrackerReading {
+                    source: self.source.clone(),
+                    tracker_id: t.id,
+                    reading_kind: kind.to_string(),
+                    name: name.clone(),
+                    value: value.to_string(),
+                    value_num: crate::protocol::navixy::decode::numeric(&value),
+                    units: units.clone(),
+                    update_time: time,
+                    received_at: now,
+                    payload: v.to_string(),
+                    origin: Origin::Backfill,
+                }));
+            }
+        }
+        let n = records.len();
+        if let Some(last) = self.hand_over(records).await? {
+            self.last_handed = Some(last);
+        }
+        crate::ops::metrics::backfill_points(&self.source, "tracker_readings", n as u64);
+        Ok(n as i64)
+    }
+
+    /// Queues `records` behind whatever live records wait, using at most half of the
+    /// writer's queue. Returns the last one, for [`Worker::committed`].
+    async fn hand_over(&self, records: Vec<Record>) -> Result<Option<Record>, Failure> {
+        let share = (self.sink.queue_capacity() / 2).max(1);
+        let last = records.last().cloned();
+        for r in records {
+            let mut r = r;
+            loop {
+                if self.sink.queue_depth() < share {
+                    match self.sink.try_send(r) {
+                        Ok(None) => break,
+                        Ok(Some(back)) => r = back,
+                        Err(_) => return Err(Failure::Stop),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        Ok(last)
+    }
+
+    /// Waits until `last` is committed. The writer commits in queue order, so then
+    /// every row handed over before it is stored too, and saved progress never runs
+    /// ahead of stored rows.
+    async fn committed(&self, last: Option<Record>) -> Result<(), Failure> {
+        let Some(last) = last else {
+            return Ok(());
+        };
+        let mut wait = Duration::from_millis(5);
+        loop {
+            let committed = match &last {
+                Record::TrackerState(s) => {
+                    gaps::state_committed(&self.store, &s.source, s.source_id, s.state_time).await
+                }
+                Record::TrackerReading(r) => gaps::reading_committed(&self.store, r).await,
+                _ => Ok(true),
+            };
+            match committed {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => tracing::debug!("checking the commit of backfilled rows: {e}"),
+            }
+            if self.sink.is_closed() {
+                return Err(Failure::Stop);
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(200));
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn join_note(old: Option<&str>, note: &str) -> String {
+    let mut out = match old {
+        Some(o) if !o.is_empty() => format!("{o}; {note}"),
+        _ => note.to_string(),
+    };
+    if out.len() > MAX_ERROR {
+        let mut cut = MAX_ERROR;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+/// One `tracker/list` item; unknown fields are ignored.
+fn tracker(v: &Value) -> Option<Tracker> {
+    let id = crate::protocol::navixy::decode::as_id(v.get("id"))?;
+    let source = v.get("source")?;
+    Some(Tracker {
+        id,
+        source_id: crate::protocol::navixy::decode::as_id(source.get("id"))?,
+        blocked: source.get("blocked").and_then(Value::as_bool) == Some(true),
+    })
+}
+
+/// A sensor whose history can be read: (id, reading_kind, name, units). Named as the
+/// live `readings_batch` rows are: a metering input by its input `name` (REST
+/// `input_name`, else the label), a virtual sensor by its label (REST `name`).
+fn sensor(s: &Value) -> Option<(i64, &'static str, String, Option<String>)> {
+    let id = crate::protocol::navixy::decode::as_id(s.get("id"))?;
+    let text = |k: &str| {
+        s.get(k)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    };
+    let (kind, name) = match s.get("type").and_then(Value::as_str)? {
+        "metering" => ("input", text("input_name").or_else(|| text("name"))),
+        "virtual" => ("virtual_sensor", text("name")),
+        _ => return None,
+    };
+    Some((
+        id,
+        kind,
+        name.unwrap_or_else(|| id.to_string()),
+        text("units"),
+    ))
+}
