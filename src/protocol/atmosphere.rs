@@ -8,8 +8,9 @@
 //! an [`Instant`] argument). Framing and reassembly live in [`framing`].
 
 pub mod framing;
+mod json_scan;
 
-pub use framing::{Framer, FramingError, OversizeError, Piece, Reassembler};
+pub use framing::{Broken, Deframed, Framer, FramingError, OversizeError, Piece, Reassembler};
 
 use std::time::{Duration, Instant};
 use url::Url;
@@ -188,5 +189,7 @@ impl Heartbeat {
     }
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

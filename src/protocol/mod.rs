@@ -7,6 +7,8 @@
 //! and keeps the transport identical for every source.
 
 pub mod atmosphere;
+#[cfg(test)]
+pub(crate) mod fuzz_support;
 pub mod jsonrpc;
 pub mod navixy;
 pub mod time;

@@ -173,7 +173,8 @@ impl Runner {
                         }
                     }
                     let ctx = self.ctx(connection_id);
-                    let outputs = self.protocol.on_text(&ctx, &text);
+                    let protocol = &mut self.protocol;
+                    let outputs = super::offload::decode(text.len(), || protocol.on_text(&ctx, &text));
                     if let Some(end) = self.handle(&mut tx, connection_id, outputs).await {
                         return self.conclude(&mut tx, &mut rx, connection_id, end).await;
                     }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod backoff;
 mod connection;
 mod lifecycle;
+mod offload;
 mod receipt_time;
 mod runner;
 pub mod status;

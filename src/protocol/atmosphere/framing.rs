@@ -6,6 +6,7 @@
 //! handles the unframed case, where an older server splits a large JSON message
 //! across frames. Neither ever interprets a message beyond "is it complete JSON".
 
+use super::json_scan::{Scanner, Status};
 use serde_json::error::Category;
 
 /// More length digits than this cannot describe a message we would accept anyway.
@@ -37,6 +38,27 @@ pub enum FramingError {
     SplitsCodePoint,
 }
 
+/// What one [`Framer::push`] produced: the messages completed, in order, and the
+/// framing violation that stopped it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deframed {
+    /// Every message completed before the end of the frame or the violation.
+    pub messages: Vec<String>,
+    /// Set when the stream broke: the caller records the unread text and reconnects.
+    pub broken: Option<Broken>,
+}
+
+/// A framing violation and the text it left unread, which no message boundary
+/// can be found in any more: kept so the caller can record it instead of losing
+/// it silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// What was wrong.
+    pub error: FramingError,
+    /// The buffered text from the broken message (or length) onwards.
+    pub unread: String,
+}
+
 /// `length|message` de-framing with a carried-over remainder.
 #[derive(Debug, Clone)]
 pub struct Framer {
@@ -64,14 +86,26 @@ impl Framer {
 
     /// Feeds one frame; returns every message it completed, in order. A message (or
     /// its length digits) cut at the end of the frame waits for the next one. Empty
-    /// messages (`0|`) are dropped. After an error the framer is reset.
-    pub fn push(&mut self, frame: &str) -> Result<Vec<String>, FramingError> {
+    /// messages (`0|`) are dropped. A framing error does not take back the messages
+    /// completed before it: they come with the error and the text the framer could
+    /// not read, and the framer is reset.
+    pub fn push(&mut self, frame: &str) -> Deframed {
         self.buf.push_str(frame);
-        let result = self.drain_messages();
-        if result.is_err() {
-            *self = Framer::new(self.max);
+        let mut messages = Vec::new();
+        match self.drain_messages(&mut messages) {
+            Ok(()) => Deframed {
+                messages,
+                broken: None,
+            },
+            Err(error) => {
+                let unread = std::mem::take(&mut self.buf);
+                *self = Framer::new(self.max);
+                Deframed {
+                    messages,
+                    broken: Some(Broken { error, unread }),
+                }
+            }
         }
-        result
     }
 
     /// True while part of a message (or of its length) is buffered.
@@ -79,8 +113,7 @@ impl Framer {
         !self.buf.is_empty() || self.need.is_some()
     }
 
-    fn drain_messages(&mut self) -> Result<Vec<String>, FramingError> {
-        let mut out = Vec::new();
+    fn drain_messages(&mut self, out: &mut Vec<String>) -> Result<(), FramingError> {
         loop {
             let Some(need) = self.need else {
                 match self.read_header()? {
@@ -90,7 +123,7 @@ impl Framer {
                         self.scanned_units = 0;
                         continue;
                     }
-                    None => return Ok(out),
+                    None => return Ok(()),
                 }
             };
             if self.scanned_units < need {
@@ -112,7 +145,7 @@ impl Framer {
                 });
             }
             if self.scanned_units < need {
-                return Ok(out);
+                return Ok(());
             }
             let message: String = self.buf.drain(..self.scanned_bytes).collect();
             self.need = None;
@@ -196,26 +229,30 @@ pub struct OversizeError {
 }
 
 /// Reassembles JSON messages split across frames when there is no framing: a frame
-/// that ends mid-JSON (serde reports an end-of-input error) is buffered and the next
-/// frame appended, up to `max_message_bytes`. Each attempt re-parses the buffer,
-/// which the bound keeps affordable.
+/// that ends inside a JSON value is buffered and the next frame appended, up to
+/// `max_message_bytes`. Whether the value is finished is decided by a resumable
+/// scanner that looks at each new byte once, so a boundary may fall anywhere (inside
+/// a number, a string or an escape) and reassembly stays linear in the message
+/// size; serde then checks each finished message once.
+///
+/// A top-level bare number that ends exactly at a frame's end counts as finished
+/// (as serde reads a frame); containers and strings are never ambiguous.
 #[derive(Debug, Clone)]
 pub struct Reassembler {
     buf: String,
+    scanner: Scanner,
     max: usize,
+    /// Bytes looked at by the scanner and serde so far: the linearity tests'
+    /// measure of work.
+    examined: u64,
 }
 
-enum Attempt {
-    Done,
-    Truncated,
-    Invalid(String),
-}
-
-fn attempt(text: &str) -> Attempt {
+/// serde's description of why `text` is not one JSON value (its wording is what
+/// operators already see); the scanner's offset if serde disagrees.
+fn syntax_error(text: &str, at: usize) -> String {
     match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-        Ok(_) => Attempt::Done,
-        Err(e) if e.classify() == Category::Eof => Attempt::Truncated,
-        Err(e) => Attempt::Invalid(e.to_string()),
+        Err(e) if e.classify() != Category::Eof => e.to_string(),
+        _ => format!("invalid JSON at byte {at}"),
     }
 }
 
@@ -224,7 +261,9 @@ impl Reassembler {
     pub fn new(max_message_bytes: usize) -> Self {
         Reassembler {
             buf: String::new(),
+            scanner: Scanner::default(),
             max: max_message_bytes,
+            examined: 0,
         }
     }
 
@@ -247,17 +286,19 @@ impl Reassembler {
             self.start(frame, &mut out)?;
             return Ok(out);
         }
-        let mut joined = std::mem::take(&mut self.buf);
-        joined.push_str(frame);
-        match attempt(&joined) {
-            Attempt::Done => out.push(Piece::Message { text: joined }),
-            Attempt::Truncated => self.keep(joined)?,
-            Attempt::Invalid(error) => {
-                joined.truncate(joined.len() - frame.len());
+        let old_len = self.buf.len();
+        self.buf.push_str(frame);
+        match self.feed(frame) {
+            Status::Complete => out.push(self.finish()),
+            Status::Incomplete => self.check_size()?,
+            Status::Error { at } => {
+                let error = syntax_error(&self.buf, at);
+                self.buf.truncate(old_len);
                 out.push(Piece::Malformed {
-                    text: joined,
+                    text: std::mem::take(&mut self.buf),
                     error,
                 });
+                self.scanner.reset();
                 if !frame.trim().is_empty() {
                     self.start(frame, &mut out)?;
                 }
@@ -267,28 +308,63 @@ impl Reassembler {
     }
 
     fn start(&mut self, frame: &str, out: &mut Vec<Piece>) -> Result<(), OversizeError> {
-        match attempt(frame) {
-            Attempt::Done => out.push(Piece::Message {
-                text: frame.to_string(),
-            }),
-            Attempt::Truncated => self.keep(frame.to_string())?,
-            Attempt::Invalid(error) => out.push(Piece::Malformed {
-                text: frame.to_string(),
-                error,
-            }),
+        self.scanner.reset();
+        self.buf.push_str(frame);
+        match self.feed(frame) {
+            Status::Complete => out.push(self.finish()),
+            Status::Incomplete => self.check_size()?,
+            Status::Error { at } => {
+                self.scanner.reset();
+                out.push(Piece::Malformed {
+                    error: syntax_error(frame, at),
+                    text: std::mem::take(&mut self.buf),
+                });
+            }
         }
         Ok(())
     }
 
-    fn keep(&mut self, text: String) -> Result<(), OversizeError> {
-        if text.len() > self.max {
-            self.buf.clear();
+    /// Bytes buffered of the unfinished message, for the property tests.
+    #[cfg(test)]
+    pub(crate) fn buf_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes examined so far (scanner and serde), for the linearity tests.
+    #[cfg(test)]
+    pub(crate) fn examined(&self) -> u64 {
+        self.examined
+    }
+
+    fn feed(&mut self, frame: &str) -> Status {
+        self.examined += frame.len() as u64;
+        self.scanner.feed(frame.as_bytes())
+    }
+
+    /// The buffered text is one whole value by the grammar: serde has the last word.
+    fn finish(&mut self) -> Piece {
+        self.scanner.reset();
+        let text = std::mem::take(&mut self.buf);
+        self.examined += text.len() as u64;
+        match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+            Ok(_) => Piece::Message { text },
+            Err(e) => Piece::Malformed {
+                text,
+                error: e.to_string(),
+            },
+        }
+    }
+
+    fn check_size(&mut self) -> Result<(), OversizeError> {
+        if self.buf.len() > self.max {
+            let size = self.buf.len();
+            self.buf = String::new();
+            self.scanner.reset();
             return Err(OversizeError {
-                size: text.len(),
+                size,
                 max: self.max,
             });
         }
-        self.buf = text;
         Ok(())
     }
 }

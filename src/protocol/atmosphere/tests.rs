@@ -153,9 +153,17 @@ fn inbound_heartbeat_recognition() {
     assert!(!is_heartbeat("{}", "X"));
     // With framing the framer strips `1|`.
     let mut f = Framer::new(1000);
-    let msgs = f.push("1|X").unwrap();
+    let msgs = res(f.push("1|X")).unwrap();
     assert_eq!(msgs, vec!["X"]);
     assert!(is_heartbeat(&msgs[0], "X"));
+}
+
+/// A push as a `Result`, for tests that expect either messages or an error only.
+fn res(d: Deframed) -> Result<Vec<String>, FramingError> {
+    match d.broken {
+        None => Ok(d.messages),
+        Some(b) => Err(b.error),
+    }
 }
 
 #[test]
@@ -166,7 +174,7 @@ fn framing_counts_utf16_units_not_bytes() {
     let b = r#"{"n":"🚚"}"#;
     assert_eq!(a.encode_utf16().count(), 14);
     assert_eq!(b.encode_utf16().count(), 10);
-    let msgs = f.push(&format!("14|{a}10|{b}1|X")).unwrap();
+    let msgs = res(f.push(&format!("14|{a}10|{b}1|X"))).unwrap();
     assert_eq!(msgs, vec![a, b, "X"]);
     assert!(!f.is_mid_message());
 }
@@ -180,27 +188,27 @@ fn framing_split_message_and_split_length_digits() {
     let bounds: Vec<usize> = framed.char_indices().map(|(i, _)| i).collect();
     for &cut in &bounds {
         let mut f = Framer::new(1000);
-        let mut got = f.push(&framed[..cut]).unwrap();
-        got.extend(f.push(&framed[cut..]).unwrap());
+        let mut got = res(f.push(&framed[..cut])).unwrap();
+        got.extend(res(f.push(&framed[cut..])).unwrap());
         assert_eq!(got, vec![msg, msg], "cut at {cut}");
         assert!(!f.is_mid_message());
     }
     // Length digits split explicitly: "7" then "5|…".
     let mut f = Framer::new(1000);
     let long = "a".repeat(75);
-    assert!(f.push("7").unwrap().is_empty());
+    assert!(res(f.push("7")).unwrap().is_empty());
     assert!(f.is_mid_message());
-    assert_eq!(f.push(&format!("5|{long}")).unwrap(), vec![long]);
+    assert_eq!(res(f.push(&format!("5|{long}"))).unwrap(), vec![long]);
 }
 
 #[test]
 fn framing_rejects_garbage_and_oversize() {
     let mut f = Framer::new(100);
-    assert_eq!(f.push("{\"a\":1}"), Err(FramingError::InvalidLength));
+    assert_eq!(res(f.push("{\"a\":1}")), Err(FramingError::InvalidLength));
     assert!(!f.is_mid_message(), "reset after error");
-    assert_eq!(f.push("|x"), Err(FramingError::InvalidLength));
+    assert_eq!(res(f.push("|x")), Err(FramingError::InvalidLength));
     assert_eq!(
-        f.push("101|"),
+        res(f.push("101|")),
         Err(FramingError::TooLarge {
             size: 101,
             max: 100
@@ -208,28 +216,28 @@ fn framing_rejects_garbage_and_oversize() {
     );
     // Declared length too large is detected before the body arrives.
     assert!(matches!(
-        f.push("99999"),
+        res(f.push("99999")),
         Err(FramingError::TooLarge { .. })
     ));
     assert!(matches!(
-        f.push("999999999999999999999999|"),
+        res(f.push("999999999999999999999999|")),
         Err(FramingError::InvalidLength) | Err(FramingError::TooLarge { .. })
     ));
     // Within the declared units but beyond the byte bound (3-byte chars).
     let mut f = Framer::new(100);
     assert!(matches!(
-        f.push(&format!("60|{}", "€".repeat(60))),
+        res(f.push(&format!("60|{}", "€".repeat(60)))),
         Err(FramingError::TooLarge { .. })
     ));
     // A length ending inside a surrogate pair.
     let mut f = Framer::new(100);
-    assert_eq!(f.push("1|🚚"), Err(FramingError::SplitsCodePoint));
+    assert_eq!(res(f.push("1|🚚")), Err(FramingError::SplitsCodePoint));
 }
 
 #[test]
 fn framing_skips_empty_messages() {
     let mut f = Framer::new(100);
-    assert_eq!(f.push("0|2|ab").unwrap(), vec!["ab"]);
+    assert_eq!(res(f.push("0|2|ab")).unwrap(), vec!["ab"]);
 }
 
 fn texts(pieces: &[Piece]) -> Vec<String> {
@@ -295,4 +303,105 @@ fn reassembly_is_bounded() {
     assert!(r.push(r#"{"a":"0123456789"#).is_err());
     // After the error, the next whole message is fine.
     assert_eq!(texts(&r.push("{}").unwrap()), vec!["ok:{}"]);
+}
+
+#[test]
+fn framing_error_keeps_the_messages_before_it_and_the_unread_text() {
+    let mut f = Framer::new(100);
+    let got = f.push("3|abc2|de{garbage}");
+    assert_eq!(got.messages, vec!["abc", "de"]);
+    let broken = got.broken.expect("the framing error is reported");
+    assert_eq!(broken.error, FramingError::InvalidLength);
+    assert_eq!(broken.unread, "{garbage}");
+    assert!(!f.is_mid_message(), "reset after error");
+    // The part of a message already buffered is handed back too.
+    let mut f = Framer::new(100);
+    assert_eq!(res(f.push("2|ab3|ü")).unwrap(), vec!["ab"]);
+    let got = f.push("x🚚");
+    assert!(got.messages.is_empty());
+    let broken = got.broken.unwrap();
+    assert_eq!(broken.error, FramingError::SplitsCodePoint);
+    assert_eq!(broken.unread, "üx🚚");
+    // Oversize by declared length: the header and what followed are kept.
+    let mut f = Framer::new(10);
+    let got = f.push("1|a11|abcdefghijk");
+    assert_eq!(got.messages, vec!["a"]);
+    let broken = got.broken.unwrap();
+    assert!(matches!(
+        broken.error,
+        FramingError::TooLarge { size: 11, max: 10 }
+    ));
+    assert_eq!(broken.unread, "11|abcdefghijk");
+}
+
+/// A message cut at every byte boundary, and in three pieces at every pair of
+/// boundaries, comes out whole, once.
+fn reassembles_at_every_cut(msg: &str) {
+    let bounds: Vec<usize> = (1..msg.len())
+        .filter(|&i| msg.is_char_boundary(i))
+        .collect();
+    let whole = vec![format!("ok:{msg}")];
+    for &cut in &bounds {
+        let mut r = Reassembler::new(10_000);
+        let mut got = r.push(&msg[..cut]).unwrap();
+        assert!(got.is_empty(), "complete after {:?}: {got:?}", &msg[..cut]);
+        got.extend(r.push(&msg[cut..]).unwrap());
+        assert_eq!(texts(&got), whole, "cut after {:?}", &msg[..cut]);
+        assert!(!r.is_mid_message());
+    }
+    for (i, &a) in bounds.iter().enumerate() {
+        for &b in &bounds[i + 1..] {
+            let mut r = Reassembler::new(10_000);
+            let mut got = r.push(&msg[..a]).unwrap();
+            got.extend(r.push(&msg[a..b]).unwrap());
+            got.extend(r.push(&msg[b..]).unwrap());
+            assert_eq!(texts(&got), whole, "cuts at {a} and {b}");
+        }
+    }
+}
+
+#[test]
+fn reassembly_survives_a_cut_inside_a_number_string_or_escape() {
+    reassembles_at_every_cut(
+        r#"{"type":"event","event":"state_batch","data":[{"source_id":-12,"gps":{"location":{"lat":48.2082,"lng":-1.5e-3},"speed":0,"alt":1E+2}}]}"#,
+    );
+    reassembles_at_every_cut(r#"{"a":"x\"y\\\u00e9\n","b":[true,false,null,[]],"c":{}}"#);
+    reassembles_at_every_cut(r#"["Zürich 🚚",0.5,-0]"#);
+}
+
+#[test]
+fn reassembly_looks_at_each_byte_a_bounded_number_of_times() {
+    // 20 000 states in 100-byte frames: re-parsing the buffer at every frame
+    // would examine about 400 000 times the message size.
+    let item =
+        r#"{"source_id":90017,"gps":{"location":{"lat":48.2082,"lng":16.3738},"speed":36.5}}"#;
+    let items = vec![item; 20_000].join(",");
+    let msg = format!(r#"{{"type":"event","event":"state_batch","data":[{items}]}}"#);
+    let mut r = Reassembler::new(msg.len());
+    let mut got = Vec::new();
+    for chunk in msg.as_bytes().chunks(100) {
+        got.extend(r.push(std::str::from_utf8(chunk).unwrap()).unwrap());
+    }
+    assert_eq!(got, vec![Piece::Message { text: msg.clone() }]);
+    // Once by the scanner, once by serde.
+    assert_eq!(r.examined(), 2 * msg.len() as u64);
+}
+
+#[test]
+fn reassembly_keeps_serdes_wording_for_syntax_errors() {
+    let mut r = Reassembler::new(1000);
+    let got = r.push(r#"{"a":1.}"#).unwrap();
+    match &got[..] {
+        [Piece::Malformed { text, error }] => {
+            assert_eq!(text, r#"{"a":1.}"#);
+            assert!(error.contains("line 1 column"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Two values in one frame are not one message (as before: the whole frame).
+    assert_eq!(texts(&r.push("{} {}").unwrap()), vec!["bad:{} {}"]);
+    // A number cut before its exponent waits for the rest.
+    let mut r = Reassembler::new(1000);
+    assert!(r.push("{\"a\":").unwrap().is_empty());
+    assert_eq!(texts(&r.push("1.5e3}").unwrap()), vec!["ok:{\"a\":1.5e3}"]);
 }

@@ -7,6 +7,7 @@ use crate::record::{Event, SessionEvent};
 use chrono::TimeZone;
 
 mod echo_and_attach;
+mod fuzz;
 
 fn build(requests: Vec<JsonRpcRequest>, raw: RawEvents) -> JsonRpcProtocol {
     build_with(requests, raw, false)

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 /// A decoded data event: its name, typed rows and, when asked for, its envelope.
@@ -44,11 +45,7 @@ pub(super) struct Decoded {
 pub(super) fn decode(ctx: &Ctx, tz: Tz, text: &str, want_envelope: bool) -> Option<Decoded> {
     let Members(members) = serde_json::from_str(text).ok()?;
     let get = |key: &str| members.iter().find(|(k, _)| k.0 == key).map(|(_, v)| *v);
-    let distinct = members
-        .iter()
-        .enumerate()
-        .all(|(i, (k, _))| members[..i].iter().all(|(j, _)| j.0 != k.0));
-    if !distinct || string_of(get("type")?)? != "event" {
+    if first_duplicate(&members).is_some() || string_of(get("type")?)? != "event" {
         return None;
     }
     let name = match &*string_of(get("event")?)? {
@@ -76,6 +73,24 @@ pub(super) fn decode(ctx: &Ctx, tz: Tz, text: &str, want_envelope: bool) -> Opti
         },
         envelope: want_envelope.then(|| envelope(&members)),
     })
+}
+
+/// The first top-level key that `text` (a JSON object) holds more than once. Such
+/// a message means two things at once (a JSON reader keeps only the last value),
+/// so neither path may take it apart: the caller keeps it whole.
+pub(super) fn duplicate_key(text: &str) -> Option<String> {
+    let Members(members) = serde_json::from_str(text).ok()?;
+    first_duplicate(&members).map(str::to_string)
+}
+
+/// Hashes the keys: a linear search per key made a message with many keys cost
+/// quadratic time and stalled the daemon.
+fn first_duplicate<'m>(members: &'m [(Text, &RawValue)]) -> Option<&'m str> {
+    let mut seen = HashSet::with_capacity(members.len());
+    members
+        .iter()
+        .map(|(k, _)| &*k.0)
+        .find(|k| !seen.insert(*k))
 }
 
 /// The message's top-level members in order, values left as raw text.
@@ -462,5 +477,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Stamp<'a> {
     }
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

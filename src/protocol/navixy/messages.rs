@@ -168,12 +168,29 @@ impl NavixyProtocol {
             .to_string();
         match name.as_str() {
             "state" | "state_batch" | "readings_batch" => {
+                // A repeated key reaches `v` once (the last value wins): the
+                // envelope would hide the others, so the message is kept whole.
+                let duplicate = fast::duplicate_key(raw);
                 let data = v.as_object_mut().and_then(|o| o.remove("data"));
                 let items = decode::items(ctx, self.opts.timezone, data.as_ref());
-                if items.problems.is_empty() {
+                if items.problems.is_empty() && duplicate.is_none() {
                     self.keep_typed(ctx, &name, raw, || v.to_string(), items.item_count, out);
                 } else {
                     self.keep_whole(ctx, &name, raw, out);
+                    if let Some(key) = duplicate {
+                        let key: String = key.chars().take(40).collect();
+                        self.warn_once(
+                            format!("duplicate:{name}"),
+                            || {
+                                format!(
+                                    "navixy: {name} holds the top-level key `{key}` more than \
+                                     once: message kept whole in events, typed rows from the \
+                                     last `{key}` as JSON readers take it (warned once)"
+                                )
+                            },
+                            out,
+                        );
+                    }
                     for p in &items.problems {
                         self.warn_once(
                             format!("problem:{p}"),

@@ -24,8 +24,8 @@ mod fast;
 mod messages;
 pub mod subscribe;
 
-use super::atmosphere::{self, Framer, Handshake, Heartbeat, Piece, Reassembler};
-use super::{CommonOptions, Ctx, Output, Protocol, session_event};
+use super::atmosphere::{self, Broken, Deframed, Framer, Handshake, Heartbeat, Piece, Reassembler};
+use super::{CommonOptions, Ctx, Output, Protocol, event_record, session_event, text_as_json};
 use crate::config::{NavixyAuth, NavixyConfig, Secret, SourceConfig, Timing};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -170,19 +170,33 @@ impl NavixyProtocol {
             .map(|h| h.padding.as_str())
             .unwrap_or("X");
         let pieces: Result<Vec<Piece>, String> = match &mut self.conn.stream {
-            Stream::Framed(f) => match f.push(frame) {
-                Ok(msgs) => {
-                    let msgs: Vec<String> = msgs
-                        .into_iter()
-                        .filter(|m| !atmosphere::is_heartbeat(m, padding))
-                        .collect();
-                    for m in msgs {
-                        self.message(ctx, &m, out);
-                    }
-                    return;
+            Stream::Framed(f) => {
+                let Deframed { messages, broken } = f.push(frame);
+                let messages: Vec<String> = messages
+                    .into_iter()
+                    .filter(|m| !atmosphere::is_heartbeat(m, padding))
+                    .collect();
+                for m in messages {
+                    self.message(ctx, &m, out);
                 }
-                Err(e) => Err(e.to_string()),
-            },
+                let Some(Broken { error, unread }) = broken else {
+                    return;
+                };
+                // Whatever the framer could not read is kept, not dropped: there is
+                // no boundary to find in it any more.
+                if unread.is_empty() {
+                    Err(error.to_string())
+                } else {
+                    let row =
+                        event_record(ctx, &self.opts, "malformed", text_as_json(&unread), None);
+                    out.extend(row.map(Output::Record));
+                    Err(format!(
+                        "{error}; the {} bytes it left unread are kept as kind \"malformed\" \
+                         in events",
+                        unread.len()
+                    ))
+                }
+            }
             Stream::Unframed(r) => {
                 // Mid-message only the exact padding is a heartbeat: whitespace may
                 // be part of the split message.

@@ -30,6 +30,8 @@
 //! Tradernet has no unsubscribe for sessions, so [`Protocol::on_close`] sends nothing.
 
 mod auth;
+#[cfg(test)]
+mod fuzz;
 mod sessions;
 #[cfg(test)]
 mod tests;

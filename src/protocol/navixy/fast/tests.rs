@@ -8,12 +8,12 @@ use serde_json::Value;
 /// A record with its JSON text columns parsed, so original text (quick path) and
 /// re-serialised text (general path) compare equal when they are equal as JSON.
 #[derive(Debug, PartialEq)]
-enum Row {
+pub(super) enum Row {
     State(TrackerState, Value),
     Reading(TrackerReading, Value, Value),
 }
 
-fn rows(records: Vec<Record>) -> Vec<Row> {
+pub(super) fn rows(records: Vec<Record>) -> Vec<Row> {
     let json = |s: &str| serde_json::from_str::<Value>(s).unwrap();
     records
         .into_iter()
@@ -33,7 +33,7 @@ fn rows(records: Vec<Record>) -> Vec<Row> {
 }
 
 /// The general path: parse, take `data` out, decode; the envelope is the rest.
-fn general(ctx: &Ctx, tz: Tz, text: &str) -> (Items, Value) {
+pub(super) fn general(ctx: &Ctx, tz: Tz, text: &str) -> (Items, Value) {
     let mut v: Value = serde_json::from_str(text).unwrap();
     let data = v.as_object_mut().and_then(|o| o.remove("data"));
     (decode::items(ctx, tz, data.as_ref()), v)
@@ -170,4 +170,48 @@ fn payloads_keep_the_original_text() {
             .envelope
             .is_none()
     );
+}
+
+/// A data event with `n` extra top-level keys (`k0`…), optionally repeating `k0`.
+fn many_keys(n: usize, repeat_first: bool) -> String {
+    let mut text = String::from(r#"{"type":"event","event":"state","data":{"source_id":9}"#);
+    for i in 0..n {
+        text.push_str(&format!(r#","k{i}":{i}"#));
+    }
+    if repeat_first {
+        text.push_str(r#","k0":-1"#);
+    }
+    text.push('}');
+    text
+}
+
+#[test]
+fn a_message_with_200_000_keys_decodes() {
+    // Comparing every key with every earlier one made this take minutes.
+    let clock = Clock::new();
+    let text = many_keys(200_000, false);
+    let d = decode(&clock.ctx(), Tz::UTC, &text, true).expect("the quick path takes it");
+    assert_eq!(d.items.item_count, 1);
+    let envelope: Value = serde_json::from_str(d.envelope.as_deref().unwrap()).unwrap();
+    assert_eq!(envelope.as_object().unwrap().len(), 200_002);
+    assert_eq!(envelope["k199999"], 199_999);
+    // One repeat among them, at the very end: found, and declined.
+    let text = many_keys(200_000, true);
+    assert_eq!(super::duplicate_key(&text).as_deref(), Some("k0"));
+    declined(&text);
+}
+
+/// Not a test of speed (that would depend on the machine): prints the time to
+/// decode 100 000 and 200 000 keys, which grows about twice, not four times, with
+/// a linear decoder. `cargo test --release --lib many_keys_timing -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn many_keys_timing() {
+    let clock = Clock::new();
+    for n in [100_000, 200_000, 400_000] {
+        let text = many_keys(n, false);
+        let start = std::time::Instant::now();
+        assert!(decode(&clock.ctx(), Tz::UTC, &text, true).is_some());
+        println!("{n} keys ({} bytes): {:?}", text.len(), start.elapsed());
+    }
 }

@@ -343,3 +343,35 @@ fn first_data_event_confirms_a_subscription_without_response() {
         .contains(&Output::Subscribed)
     );
 }
+
+#[test]
+fn a_repeated_data_key_keeps_the_message_whole() {
+    for raw in [RawEvents::Envelope, RawEvents::Full] {
+        let (mut p, clock) = ready(raw);
+        let text = r#"{"type":"event","event":"state_batch","data":[{"source_id":1}],"data":[{"source_id":2}]}"#;
+        let out = on(&mut p, &clock, text);
+        let ev = events(&out);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].kind.as_str(), ev[0].payload.as_str()),
+            ("state_batch", text)
+        );
+        assert_eq!(ev[0].item_count, None, "kept whole, not as an envelope");
+        // Typed rows as a JSON reader takes the message: the last `data`.
+        let ids: Vec<i64> = states(&out).iter().map(|s| s.source_id).collect();
+        assert_eq!(ids, vec![2]);
+        let w = warnings(&out);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("`data` more than once"), "{}", w[0]);
+        // Warned once, kept whole every time.
+        let out = on(&mut p, &clock, text);
+        assert!(warnings(&out).is_empty());
+        assert_eq!(events(&out)[0].payload, text);
+    }
+    // Any repeated top-level key: the envelope would have hidden the first value.
+    let (mut p, clock) = ready(RawEvents::Envelope);
+    let text = r#"{"type":"event","event":"state","user_time":"a","data":{"source_id":3},"user_time":"b"}"#;
+    let out = on(&mut p, &clock, text);
+    assert_eq!(events(&out)[0].payload, text);
+    assert_eq!(states(&out).len(), 1);
+}

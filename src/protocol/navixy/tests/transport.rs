@@ -338,3 +338,57 @@ fn reopen_resets_the_connection_state() {
     // subscription is confirmed again.
     subscribed(&mut p, &clock);
 }
+
+#[test]
+fn framing_violation_keeps_the_messages_before_it_and_the_garbage() {
+    let clock = Clock::new();
+    let mut p = proto_with(RawEvents::Envelope, true);
+    p.on_open(&clock.ctx());
+    p.on_text(&clock.ctx(), HANDSHAKE);
+    let msg =
+        |id: i64| format!(r#"{{"type":"event","event":"state","data":{{"source_id":{id}}}}}"#);
+    let (a, b) = (msg(1), msg(2));
+    let frame = format!("{}|{a}{}|{b}<html>oops</html>", a.len(), b.len());
+    let out = p.on_text(&clock.ctx(), &frame);
+    let ids: Vec<i64> = states(&out).iter().map(|s| s.source_id).collect();
+    assert_eq!(
+        ids,
+        vec![1, 2],
+        "complete messages before the violation are kept"
+    );
+    let ev = events(&out);
+    let kinds: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["state", "state", "malformed"]);
+    assert_eq!(ev[2].payload, text_as_json("<html>oops</html>"));
+    let reason = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Reconnect { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .expect("a framing violation still reconnects");
+    assert!(
+        reason.contains("length|") && reason.contains("malformed"),
+        "{reason}"
+    );
+    assert_eq!(warnings(&out).len(), 1);
+}
+
+#[test]
+fn unframed_message_split_inside_numbers_is_reassembled() {
+    let clock = Clock::new();
+    let mut p = proto();
+    subscribed(&mut p, &clock);
+    let msg = r#"{"type":"event","event":"state_batch","data":[{"source_id":5,"gps":{"location":{"lat":-1.5e1,"lng":2.25},"speed":-0.5}}]}"#;
+    for cut in 1..msg.len() {
+        let mut out = p.on_text(&clock.ctx(), &msg[..cut]);
+        out.extend(p.on_text(&clock.ctx(), &msg[cut..]));
+        let st = states(&out);
+        assert_eq!(st.len(), 1, "cut after {:?}: {out:?}", &msg[..cut]);
+        assert_eq!(
+            (st[0].lat, st[0].lng, st[0].speed),
+            (Some(-15.0), Some(2.25), Some(-0.5))
+        );
+        assert!(!events(&out).iter().any(|e| e.kind == "malformed"));
+    }
+}
