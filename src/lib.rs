@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cli_docs;
 pub mod config;
 pub mod ids;
 pub mod ops;
@@ -18,3 +19,4 @@ pub mod sim;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tls;

@@ -54,6 +54,7 @@ pub fn harness_storage(url: &str) -> StorageConfig {
         traffic: false,
         busy_timeout: Duration::from_secs(5),
         retry_max: Duration::from_secs(1),
+        ca_file: None,
     }
 }
 

@@ -41,6 +41,7 @@ const STORAGE_KEYS: &[&str] = &[
     "traffic",
     "busy_timeout",
     "retry_max",
+    "ca_file",
 ];
 const TIMING_KEYS: &[&str] = &[
     "backoff_initial",
@@ -60,6 +61,7 @@ const SOURCE_COMMON_KEYS: &[&str] = &[
     "timezone",
     "traffic",
     "only_if_attached",
+    "ca_file",
 ];
 const NAVIXY_KEYS: &[&str] = &[
     "api_key_hash",
@@ -116,7 +118,7 @@ pub fn default_user_agent() -> String {
 pub(super) fn build(tree: &Value, base: &Path) -> Result<Config, ConfigError> {
     let top = Node::new(Some(tree), "the top level")?;
     check_keys(&top, TOP_KEYS)?;
-    let storage = storage(&Node::new(top.get("storage"), "[storage]")?)?;
+    let storage = storage(&Node::new(top.get("storage"), "[storage]")?, base)?;
     let sup_node = Node::new(top.get("supervisor"), "[supervisor]")?;
     check_keys(&sup_node, TIMING_KEYS)?;
     let supervisor = timing(&sup_node, DEFAULT_TIMING)?;
@@ -150,7 +152,7 @@ pub(super) fn build(tree: &Value, base: &Path) -> Result<Config, ConfigError> {
     })
 }
 
-fn storage(n: &Node<'_>) -> Result<StorageConfig, ConfigError> {
+fn storage(n: &Node<'_>, base: &Path) -> Result<StorageConfig, ConfigError> {
     check_keys(n, STORAGE_KEYS)?;
     let url = n
         .string("url")?
@@ -198,7 +200,23 @@ fn storage(n: &Node<'_>) -> Result<StorageConfig, ConfigError> {
             .duration("busy_timeout")?
             .unwrap_or(Duration::from_secs(5)),
         retry_max: n.duration("retry_max")?.unwrap_or(DEFAULT_RETRY_MAX),
+        ca_file: ca_file(n, base)?,
     })
+}
+
+/// `ca_file`: a PEM file of extra CA certificates, relative to the config file. Read
+/// now so `check-config` refuses a missing or wrong file instead of every connect.
+fn ca_file(n: &Node<'_>, base: &Path) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    let Some(raw) = n.string("ca_file")? else {
+        return Ok(None);
+    };
+    let path = base.join(raw);
+    crate::tls::load_ca_file(&path).map_err(|e| ConfigError::BadValue {
+        key: "ca_file".into(),
+        place: n.place().into(),
+        message: e.to_string(),
+    })?;
+    Ok(Some(path))
 }
 
 fn timing(n: &Node<'_>, d: Timing) -> Result<Timing, ConfigError> {
@@ -348,6 +366,7 @@ fn source(
         timezone,
         traffic: n.bool("traffic")?.unwrap_or(storage.traffic),
         only_if_attached: n.bool("only_if_attached")?.unwrap_or(false),
+        ca_file: ca_file(&n, base)?,
         timing,
         kind,
     })

@@ -73,6 +73,9 @@ pub struct StorageConfig {
     pub busy_timeout: Duration,
     /// Cap of the writer's retry backoff.
     pub retry_max: Duration,
+    /// PostgreSQL: extra CA certificates (PEM) that verify the server, on top of the
+    /// OS store; implies `sslmode=verify-full` unless the URL sets `sslmode`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for StorageConfig {
@@ -86,6 +89,7 @@ impl fmt::Debug for StorageConfig {
             .field("traffic", &self.traffic)
             .field("busy_timeout", &self.busy_timeout)
             .field("retry_max", &self.retry_max)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -161,6 +165,9 @@ pub struct SourceConfig {
     pub traffic: bool,
     /// Do not log in again on resume: reuse the credential or stay down.
     pub only_if_attached: bool,
+    /// Extra CA certificates (PEM) trusted for this source's `wss://` and login
+    /// calls, on top of the OS store: private CAs of on-premise installations.
+    pub ca_file: Option<PathBuf>,
     pub timing: Timing,
     pub kind: SourceKind,
 }

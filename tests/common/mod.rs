@@ -108,6 +108,7 @@ pub fn storage_config(url: impl Into<String>) -> StorageConfig {
         traffic: false,
         busy_timeout: Duration::from_millis(100),
         retry_max: Duration::from_millis(400),
+        ca_file: None,
     }
 }
 
