@@ -36,6 +36,16 @@ pub enum Cmd {
     Demo(DemoArgs),
     /// End-to-end benchmarks (simulator → daemon → database) or the fault soak.
     Bench(Box<crate::bench::BenchArgs>),
+    /// Write the man page and shell completions under DIR (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// `wsvault generate DIR`.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Receives man/wsvault.1 and completions/{wsvault.bash,_wsvault,wsvault.fish}.
+    pub dir: PathBuf,
 }
 
 /// `wsvault backup --config FILE --to PATH`.
@@ -190,6 +200,11 @@ pub fn main(cli: Cli) -> ExitCode {
                     .context("demo failed")
             }))
         }
+        Cmd::Generate(a) => report(
+            crate::cli_docs::write_all(&a.dir)
+                .map(|paths| paths.iter().for_each(|p| println!("{}", p.display())))
+                .with_context(|| format!("cannot write under {}", a.dir.display())),
+        ),
         Cmd::Migrate(a) => {
             let cfg = match load(&a.config) {
                 Ok(c) => c,

@@ -10,6 +10,7 @@
 pub mod backfill;
 pub mod bench;
 pub mod cli;
+pub mod cli_docs;
 pub mod config;
 pub mod ids;
 pub mod ops;
@@ -21,3 +22,4 @@ pub mod sim;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tls;

@@ -114,6 +114,7 @@ impl Backfill {
                     password.clone(),
                     n.max_logins_per_10min,
                     source.timing.connect_timeout,
+                    source.ca_file.as_deref(),
                 )))
             }
             crate::config::NavixyAuth::ApiKeyHash(_) => None,

@@ -99,14 +99,19 @@ impl Rest {
         login: Option<Arc<SharedLogin>>,
         backoff: (Duration, Duration),
         connect_timeout: Duration,
+        ca_file: Option<&std::path::Path>,
     ) -> Rest {
         let b = &cfg.backfill;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(b.timeout)
             .connect_timeout(connect_timeout)
-            .user_agent(crate::config::default_user_agent())
-            .build()
-            .unwrap_or_default();
+            .user_agent(crate::config::default_user_agent());
+        match crate::tls::client_config(ca_file) {
+            Ok(tls) => builder = builder.use_preconfigured_tls((*tls).clone()),
+            // The config loader already read ca_file; this is a file gone since.
+            Err(e) => tracing::warn!("backfill client: {e}; trusting the OS store only"),
+        }
+        let client = builder.build().unwrap_or_default();
         let mut redactor = Redactor::new(Vec::<String>::new());
         let (credential, account) = match &cfg.auth {
             NavixyAuth::ApiKeyHash(h) => {
@@ -127,6 +132,7 @@ impl Rest {
                         password.clone(),
                         cfg.max_logins_per_10min,
                         connect_timeout,
+                        ca_file,
                     ))
                 });
                 (Credential::Login(shared), format!("login:{user}"))

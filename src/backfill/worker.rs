@@ -83,6 +83,7 @@ impl Worker {
             login,
             (t.backoff_initial, t.backoff_max),
             t.connect_timeout,
+            source.ca_file.as_deref(),
         );
         let states = n.subscriptions.iter().filter(|s| {
             matches!(

@@ -55,6 +55,7 @@ pub fn harness_storage(url: &str) -> StorageConfig {
         busy_timeout: Duration::from_secs(5),
         retry_max: Duration::from_secs(1),
         drain_timeout: crate::config::DEFAULT_DRAIN_TIMEOUT,
+        ca_file: None,
     }
 }
 

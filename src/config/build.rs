@@ -42,6 +42,7 @@ const STORAGE_KEYS: &[&str] = &[
     "busy_timeout",
     "retry_max",
     "drain_timeout",
+    "ca_file",
 ];
 const TIMING_KEYS: &[&str] = &[
     "backoff_initial",
@@ -61,6 +62,7 @@ const SOURCE_COMMON_KEYS: &[&str] = &[
     "timezone",
     "traffic",
     "only_if_attached",
+    "ca_file",
 ];
 const NAVIXY_KEYS: &[&str] = &[
     "api_key_hash",
@@ -127,7 +129,7 @@ pub fn default_user_agent() -> String {
 pub(super) fn build(tree: &Value, base: &Path) -> Result<Config, ConfigError> {
     let top = Node::new(Some(tree), "the top level")?;
     check_keys(&top, TOP_KEYS)?;
-    let storage = storage(&Node::new(top.get("storage"), "[storage]")?)?;
+    let storage = storage(&Node::new(top.get("storage"), "[storage]")?, base)?;
     let sup_node = Node::new(top.get("supervisor"), "[supervisor]")?;
     check_keys(&sup_node, TIMING_KEYS)?;
     let supervisor = timing(&sup_node, DEFAULT_TIMING)?;
@@ -161,7 +163,7 @@ pub(super) fn build(tree: &Value, base: &Path) -> Result<Config, ConfigError> {
     })
 }
 
-fn storage(n: &Node<'_>) -> Result<StorageConfig, ConfigError> {
+fn storage(n: &Node<'_>, base: &Path) -> Result<StorageConfig, ConfigError> {
     check_keys(n, STORAGE_KEYS)?;
     let url = n
         .string("url")?
@@ -217,6 +219,7 @@ fn storage(n: &Node<'_>) -> Result<StorageConfig, ConfigError> {
             .unwrap_or(Duration::from_secs(5)),
         retry_max: at_least(n, "retry_max", MIN_RETRY_MAX)?.unwrap_or(DEFAULT_RETRY_MAX),
         drain_timeout: drain_timeout(n)?,
+        ca_file: ca_file(n, base)?,
     })
 }
 
@@ -262,6 +265,21 @@ fn at_least(n: &Node<'_>, key: &str, floor: Duration) -> Result<Option<Duration>
         }),
         d => Ok(d),
     }
+}
+
+/// `ca_file`: a PEM file of extra CA certificates, relative to the config file. Read
+/// now so `check-config` refuses a missing or wrong file instead of every connect.
+fn ca_file(n: &Node<'_>, base: &Path) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    let Some(raw) = n.string("ca_file")? else {
+        return Ok(None);
+    };
+    let path = base.join(raw);
+    crate::tls::load_ca_file(&path).map_err(|e| ConfigError::BadValue {
+        key: "ca_file".into(),
+        place: n.place().into(),
+        message: e.to_string(),
+    })?;
+    Ok(Some(path))
 }
 
 fn timing(n: &Node<'_>, d: Timing) -> Result<Timing, ConfigError> {
@@ -411,6 +429,7 @@ fn source(
         timezone,
         traffic: n.bool("traffic")?.unwrap_or(storage.traffic),
         only_if_attached: n.bool("only_if_attached")?.unwrap_or(false),
+        ca_file: ca_file(&n, base)?,
         timing,
         kind,
     })

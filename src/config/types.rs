@@ -78,6 +78,9 @@ pub struct StorageConfig {
     /// bound, systemd's `TimeoutStopSec` would SIGKILL the daemon and the loss would
     /// go unlogged.
     pub drain_timeout: Duration,
+    /// PostgreSQL: extra CA certificates (PEM) that verify the server, on top of the
+    /// OS store; implies `sslmode=verify-full` unless the URL sets `sslmode`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for StorageConfig {
@@ -92,6 +95,7 @@ impl fmt::Debug for StorageConfig {
             .field("busy_timeout", &self.busy_timeout)
             .field("retry_max", &self.retry_max)
             .field("drain_timeout", &self.drain_timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -167,6 +171,9 @@ pub struct SourceConfig {
     pub traffic: bool,
     /// Do not log in again on resume: reuse the credential or stay down.
     pub only_if_attached: bool,
+    /// Extra CA certificates (PEM) trusted for this source's `wss://` and login
+    /// calls, on top of the OS store: private CAs of on-premise installations.
+    pub ca_file: Option<PathBuf>,
     pub timing: Timing,
     pub kind: SourceKind,
 }

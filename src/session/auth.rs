@@ -53,13 +53,25 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator for `login`/`password` at `url` (the full `user/auth` URL).
-    pub fn new(url: Url, login: String, password: Secret, limit: u32, timeout: Duration) -> Self {
-        let client = reqwest::Client::builder()
+    /// An authenticator for `login`/`password` at `url` (the full `user/auth` URL);
+    /// `https://` trusts the OS store plus `ca_file`, like the WebSocket.
+    pub fn new(
+        url: Url,
+        login: String,
+        password: Secret,
+        limit: u32,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Self {
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
-            .user_agent(crate::config::default_user_agent())
-            .build()
-            .unwrap_or_default();
+            .user_agent(crate::config::default_user_agent());
+        match crate::tls::client_config(ca_file) {
+            Ok(tls) => builder = builder.use_preconfigured_tls((*tls).clone()),
+            // The config loader already read ca_file; this is a file gone since.
+            Err(e) => tracing::warn!("login client: {e}; trusting the OS store only"),
+        }
+        let client = builder.build().unwrap_or_default();
         Authenticator {
             client,
             url,
@@ -224,6 +236,7 @@ mod tests {
             Secret::new("p"),
             2,
             Duration::from_secs(1),
+            None,
         );
         let t0 = Instant::now();
         a.recent.push_back(t0);

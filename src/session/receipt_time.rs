@@ -67,6 +67,7 @@ mod tests {
             timezone: chrono_tz::UTC,
             traffic: false,
             only_if_attached: false,
+            ca_file: None,
             timing: crate::config::DEFAULT_TIMING,
             kind: SourceKind::Navixy(cfg.clone()),
         };

@@ -99,6 +99,7 @@ impl Runner {
                             password.clone(),
                             n.max_logins_per_10min,
                             config.timing.connect_timeout,
+                            config.ca_file.as_deref(),
                         ))
                     }))
                 }
@@ -663,7 +664,16 @@ impl Runner {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
-        let connect = tokio_tungstenite::connect_async_with_config(req, Some(ws_config), true);
+        // wss:// trusts the OS store plus the source's ca_file (see crate::tls).
+        let connector = match url.scheme() {
+            "wss" => Some(tokio_tungstenite::Connector::Rustls(
+                crate::tls::client_config(self.config.ca_file.as_deref())
+                    .map_err(|e| e.to_string())?,
+            )),
+            _ => None,
+        };
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(req, Some(ws_config), true, connector);
         let timeout = self.config.timing.connect_timeout;
         tokio::select! {
             r = tokio::time::timeout(timeout, connect) => match r {

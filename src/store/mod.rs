@@ -234,7 +234,9 @@ impl Store {
             ),
             "postgres" | "postgresql" => (
                 Backend::Postgres,
-                postgres::connect(url).await.map(Pool::Postgres),
+                postgres::connect(url, cfg.ca_file.as_deref())
+                    .await
+                    .map(Pool::Postgres),
             ),
             _ => {
                 return Err(StoreError::UnsupportedScheme {
@@ -270,7 +272,8 @@ impl Store {
     /// Applies the embedded migrations of this backend; already applied ones are
     /// skipped, so running it at every start is safe, also from several processes at
     /// once: PostgreSQL's migrator holds an advisory lock, SQLite's a lock file
-    /// beside the database ([`sqlite::files::MigrateLock`]).
+    /// beside the database ([`sqlite::files::MigrateLock`]). On PostgreSQL it then
+    /// renews the analysts' read grants (see `postgres::reader`).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let result = match &self.pool {
             Pool::Sqlite(p) => {
@@ -287,7 +290,12 @@ impl Store {
                     Err(e) => Err(e),
                 }
             }
-            Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await,
+            Pool::Postgres(p) => match sqlx::migrate!("migrations/postgres").run(p).await {
+                Ok(()) => postgres::reader::regrant(p)
+                    .await
+                    .map_err(sqlx::migrate::MigrateError::Execute),
+                Err(e) => Err(e),
+            },
         };
         result.map_err(|source| StoreError::Migrate {
             backend: self.backend().name(),

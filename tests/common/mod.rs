@@ -109,6 +109,7 @@ pub fn storage_config(url: impl Into<String>) -> StorageConfig {
         busy_timeout: Duration::from_millis(100),
         retry_max: Duration::from_millis(400),
         drain_timeout: Duration::from_secs(30),
+        ca_file: None,
     }
 }
 

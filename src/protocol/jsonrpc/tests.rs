@@ -31,6 +31,7 @@ fn build_with(
         timezone: chrono_tz::Tz::UTC,
         traffic: false,
         only_if_attached,
+        ca_file: None,
         timing: Timing {
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),

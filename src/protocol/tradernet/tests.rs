@@ -39,6 +39,7 @@ pub(super) fn build(cfg: TradernetConfig, raw: RawEvents, tz: chrono_tz::Tz) -> 
         timezone: tz,
         traffic: false,
         only_if_attached: false,
+        ca_file: None,
         timing: timing(),
         kind: SourceKind::Tradernet(cfg.clone()),
     };

@@ -22,10 +22,12 @@ use super::classify::{ErrorClass, classify};
 use crate::record::Record;
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 mod copy;
+pub(crate) mod reader;
 mod sql;
 
 pub use copy::CopyCounts;
@@ -33,9 +35,23 @@ pub(crate) use copy::CopyGate;
 use sql::*;
 
 /// Opens the pool. Connecting eagerly makes a wrong URL or a missing server an
-/// error at start-up rather than a retry loop later.
-pub(crate) async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(url)?.application_name("wsvault");
+/// error at start-up rather than a retry loop later. `ca_file` (`[storage]`) is the
+/// URL's `sslrootcert`; naming a CA means the server must be verified by it, so it
+/// implies `sslmode=verify-full` unless the URL chose a mode itself.
+pub(crate) async fn connect(url: &str, ca_file: Option<&Path>) -> Result<PgPool, sqlx::Error> {
+    let mut options = PgConnectOptions::from_str(url)?.application_name("wsvault");
+    if let Some(ca) = ca_file {
+        options = options.ssl_root_cert(ca);
+        let sslmode_in_url = url::Url::parse(url)
+            .map(|u| {
+                u.query_pairs()
+                    .any(|(k, _)| k == "sslmode" || k == "ssl-mode")
+            })
+            .unwrap_or(false);
+        if !sslmode_in_url {
+            options = options.ssl_mode(sqlx::postgres::PgSslMode::VerifyFull);
+        }
+    }
     PgPoolOptions::new()
         .max_connections(4)
         .min_connections(0)

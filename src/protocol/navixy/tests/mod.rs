@@ -92,6 +92,7 @@ pub fn source_cfg(cfg: &NavixyConfig) -> SourceConfig {
         timezone: chrono_tz::Europe::Vienna,
         traffic: false,
         only_if_attached: false,
+        ca_file: None,
         timing: timing(),
         kind: SourceKind::Navixy(cfg.clone()),
     }
