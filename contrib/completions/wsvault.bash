@@ -638,7 +638,7 @@ _wsvault() {
             return 0
             ;;
         wsvault__subcmd__simulate__subcmd__navixy)
-            opts="-h --listen --trackers --updates --rate --batch-size --no-readings --heartbeat-interval --server-heartbeat --api-key --login --password --two-factor --blocked --response-shape --wrap-items --seq --utc-offset-secs --drop-every --run-without-subscribers --help"
+            opts="-h --listen --trackers --updates --rate --batch-size --no-readings --heartbeat-interval --server-heartbeat --api-key --login --password --two-factor --blocked --response-shape --wrap-items --seq --utc-offset-secs --drop-every --run-without-subscribers --report-interval --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -701,6 +701,10 @@ _wsvault() {
                     return 0
                     ;;
                 --drop-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --report-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -66,6 +66,7 @@ always\t''
 never\t''"
 complete -c wsvault -n "__fish_wsvault_using_subcommand simulate; and __fish_seen_subcommand_from navixy" -l utc-offset-secs -d 'User timezone offset in seconds east of UTC' -r
 complete -c wsvault -n "__fish_wsvault_using_subcommand simulate; and __fish_seen_subcommand_from navixy" -l drop-every -d 'Drop every connection (no close frame) this long after it opened' -r
+complete -c wsvault -n "__fish_wsvault_using_subcommand simulate; and __fish_seen_subcommand_from navixy" -l report-interval -d 'Moving fleet: every tracker reports every this long in real time (e.g. "10s"), history served by track/read; overrides --rate' -r
 complete -c wsvault -n "__fish_wsvault_using_subcommand simulate; and __fish_seen_subcommand_from navixy" -l no-readings -d 'Do not send readings_batch data'
 complete -c wsvault -n "__fish_wsvault_using_subcommand simulate; and __fish_seen_subcommand_from navixy" -l two-factor -d 'Answer correct logins with second_factor_required'
 complete -c wsvault -n "__fish_wsvault_using_subcommand simulate; and __fish_seen_subcommand_from navixy" -l seq -d 'Add additional.seq to every state (for gap detection)'
