@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
+use wsvault::sim::navixy::{NavixySim, NavixySimConfig};
 
 const RULES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -134,8 +135,13 @@ async fn every_metric_the_kit_uses_exists_in_a_live_scrape() {
     )
     .await
     .unwrap();
+    // A Navixy source too: its backfill worker exports the gap and backfill series.
+    let navixy = NavixySim::start(([127, 0, 0, 1], 0).into(), NavixySimConfig::default())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sources = jsonrpc_source("rpc", &rpc.ws_url(), -1);
+    let sources =
+        jsonrpc_source("rpc", &rpc.ws_url(), -1) + &navixy_source("fleet", &navixy.ws_url());
     let cfg = config(&url(&db), "[http]\nlisten = \"127.0.0.1:0\"\n", &sources);
     let daemon = start(dir.path(), &cfg);
     let addr = http_addr(&daemon).await;

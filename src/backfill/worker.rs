@@ -124,6 +124,7 @@ impl Worker {
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Notice>) {
         let mut queue: VecDeque<(Gap, Instant)> = VecDeque::new();
+        crate::ops::metrics::backfill_series(&self.source);
         match gaps::open_for(&self.store, &self.source).await {
             Ok(open) => {
                 if !open.is_empty() {

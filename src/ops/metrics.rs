@@ -133,6 +133,19 @@ pub fn backfill_points(source: &str, table: &'static str, n: u64) {
     counter!(BACKFILL_POINTS, "source" => source.to_string(), "table" => table).increment(n);
 }
 
+/// Exports every backfill counter of `source` at zero when its worker starts, so
+/// alert rules and dashboards see the series (and `rate()` works) before the first
+/// gap is ever filled.
+pub fn backfill_series(source: &str) {
+    for table in ["tracker_states", "tracker_readings"] {
+        backfill_points(source, table, 0);
+    }
+    for outcome in ["ok", "retried", "error"] {
+        counter!(BACKFILL_REQUESTS, "source" => source.to_string(), "outcome" => outcome)
+            .increment(0);
+    }
+}
+
 /// Counts one REST call of a backfill of `source` by `outcome`.
 pub fn backfill_request(source: &str, outcome: &'static str) {
     counter!(BACKFILL_REQUESTS, "source" => source.to_string(), "outcome" => outcome).increment(1);

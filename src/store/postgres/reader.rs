@@ -12,8 +12,18 @@ use sqlx::postgres::PgPool;
 
 /// Grants `SELECT` on every table and view of the current schema that the migrating
 /// role owns (or is a member of the owner of) to `wsvault_reader`, the role README
-/// tells operators to create for read-only SQL access, when that role exists. Objects of other owners are left alone: granting on them would fail.
+/// tells operators to create for read-only SQL access, when that role exists.
+/// Objects of other owners are left alone: granting on them would fail.
+///
+/// Several daemons start (and migrate) at once: two concurrent `GRANT`s on one table
+/// fail with "tuple concurrently updated". So the grants run in one transaction
+/// under a transaction-scoped advisory lock (released at commit, so it also works
+/// behind PgBouncer's transaction pooling), and only where the privilege is missing.
 pub(crate) async fn regrant(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('wsvault.reader_grants'))")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         r#"
 DO $$
@@ -30,13 +40,14 @@ BEGIN
         WHERE n.nspname = current_schema()
           AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
           AND pg_has_role(c.relowner, 'USAGE')
+          AND NOT has_table_privilege('wsvault_reader', c.oid, 'SELECT')
     LOOP
         EXECUTE format('GRANT SELECT ON %I.%I TO wsvault_reader', current_schema(), r.relname);
     END LOOP;
 END
 $$"#,
     )
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await
 }
