@@ -48,7 +48,8 @@ pub(crate) fn create_private(path: &Path) -> io::Result<()> {
     }
 }
 
-/// An exclusive lock held while migrations run; released on drop (or when the
+/// An exclusive lock held while migrations run (and while a pool opens its first
+/// connection, which may switch the file to WAL); released on drop (or when the
 /// process dies, so a crashed migrator never blocks the next one).
 pub(crate) struct MigrateLock {
     _file: File,

@@ -53,9 +53,17 @@ pub(crate) async fn connect(url: &str, cfg: &StorageConfig) -> Result<SqlitePool
         // after nearly every batch; this halves the cost of a batch (BENCHMARKS.md).
         .pragma("wal_autocheckpoint", "10000")
         .statement_cache_capacity(256);
-    if let Some(path) = files::database_path(&options, url) {
-        files::create_private(&path)?;
-    }
+    // The first connection switches a new file to WAL, which needs an exclusive lock
+    // that SQLite refuses at once (no busy wait) while another process does the same:
+    // two daemons starting together on a fresh file failed with "database is locked".
+    // The migration lock file serialises that first open across processes.
+    let _first_open = match files::database_path(&options, url) {
+        Some(path) => {
+            files::create_private(&path)?;
+            Some(files::MigrateLock::acquire(&path).await?)
+        }
+        None => None,
+    };
     SqlitePoolOptions::new()
         .max_connections(4)
         .acquire_timeout(cfg.busy_timeout.max(Duration::from_secs(5)))
