@@ -147,6 +147,10 @@ proptest! {
                 Err(e) => {
                     prop_assert!(e.size > e.max);
                     discarded += e.size;
+                    for p in e.before {
+                        let (Piece::Message { text } | Piece::Malformed { text, .. }) = p;
+                        out += text.len();
+                    }
                 }
             }
         }
