@@ -197,7 +197,7 @@ impl Framer {
 }
 
 /// One complete result of [`Reassembler::push`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
     /// A whole JSON message, exactly as received (frames concatenated). It is only
     /// checked to be JSON, not built into a value: the protocol reads it once, in
@@ -226,6 +226,9 @@ pub struct OversizeError {
     pub size: usize,
     /// The configured `max_message_bytes`.
     pub max: usize,
+    /// What the same frame completed before the overflow (the malformed start of
+    /// an earlier message): the caller handles it as usual, so nothing is lost.
+    pub before: Vec<Piece>,
 }
 
 /// Reassembles JSON messages split across frames when there is no framing: a frame
@@ -276,7 +279,7 @@ impl Reassembler {
     /// buffered text plus this frame is a syntax error, the buffered text is reported
     /// malformed and the frame is tried on its own (a fresh message after a lost
     /// tail). Errors only when the unfinished message outgrows the bound; the buffer
-    /// is then cleared.
+    /// is then cleared, and pieces the frame completed first come with the error.
     pub fn push(&mut self, frame: &str) -> Result<Vec<Piece>, OversizeError> {
         let mut out = Vec::new();
         if self.buf.is_empty() {
@@ -299,8 +302,11 @@ impl Reassembler {
                     error,
                 });
                 self.scanner.reset();
-                if !frame.trim().is_empty() {
-                    self.start(frame, &mut out)?;
+                if !frame.trim().is_empty()
+                    && let Err(mut e) = self.start(frame, &mut out)
+                {
+                    e.before = out;
+                    return Err(e);
                 }
             }
         }
@@ -363,6 +369,7 @@ impl Reassembler {
             return Err(OversizeError {
                 size,
                 max: self.max,
+                before: Vec::new(),
             });
         }
         Ok(())

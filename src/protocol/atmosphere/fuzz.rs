@@ -8,7 +8,10 @@ use proptest::prelude::*;
 
 /// A message as Navixy sends it unframed: a JSON object or array.
 fn message() -> impl Strategy<Value = String> {
-    json_text(json().prop_filter("a container", |v| v.is_object() || v.is_array()))
+    json_text(json().prop_map(|v| match v {
+        serde_json::Value::Object(_) | serde_json::Value::Array(_) => v,
+        leaf => serde_json::Value::Array(vec![leaf]),
+    }))
 }
 
 fn framed(messages: &[String]) -> String {
@@ -144,6 +147,10 @@ proptest! {
                 Err(e) => {
                     prop_assert!(e.size > e.max);
                     discarded += e.size;
+                    for p in e.before {
+                        let (Piece::Message { text } | Piece::Malformed { text, .. }) = p;
+                        out += text.len();
+                    }
                 }
             }
         }

@@ -301,6 +301,14 @@ fn reassembly_is_bounded() {
     // A first frame already over the bound is refused too.
     let mut r = Reassembler::new(10);
     assert!(r.push(r#"{"a":"0123456789"#).is_err());
+    // The malformed start of a message, replaced by a new one that overflows at
+    // once: the malformed text still comes back, with the error.
+    let mut r = Reassembler::new(3);
+    assert!(r.push("t").unwrap().is_empty());
+    let err = r.push("\" {{").unwrap_err();
+    assert_eq!((err.size, err.max), (4, 3));
+    assert_eq!(texts(&err.before), vec!["bad:t"]);
+    assert!(!r.is_mid_message());
     // After the error, the next whole message is fine.
     assert_eq!(texts(&r.push("{}").unwrap()), vec!["ok:{}"]);
 }

@@ -28,6 +28,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
+use std::marker::PhantomData;
 
 /// A decoded data event: its name, typed rows and, when asked for, its envelope.
 #[derive(Debug)]
@@ -141,13 +142,13 @@ fn envelope(members: &[(Text, &RawValue)]) -> String {
 
 /// One item of `data` to rows, as [`super::decode`]'s `one_item` classifies it.
 fn item(ctx: &Ctx, tz: Tz, raw: &RawValue, out: &mut Vec<Record>) -> Option<()> {
-    let it: Item = serde_json::from_str(raw.get()).ok()?;
+    let Obj(it): Obj<Item> = serde_json::from_str(raw.get()).ok()?;
     match it.kind.value().map(|t| &*t.0) {
         Some("source_state_event") => {
             let Field::Value(inner) = it.state else {
                 return None;
             };
-            let state: Item = serde_json::from_str(inner.get()).ok()?;
+            let Obj(state): Obj<Item> = serde_json::from_str(inner.get()).ok()?;
             out.push(Record::TrackerState(state_row(ctx, tz, &state, inner)?));
         }
         Some("readings_event") => readings(ctx, tz, &it, out)?,
@@ -169,8 +170,8 @@ fn state_row(ctx: &Ctx, tz: Tz, it: &Item, raw: &RawValue) -> Option<TrackerStat
     let Field::Value(Id(source_id)) = it.source_id else {
         return None;
     };
-    let gps = it.gps.as_ref();
-    let location = gps.and_then(|g| g.location.as_ref());
+    let gps = it.gps.as_ref().map(|g| &g.0);
+    let location = gps.and_then(|g| g.location.as_ref()).map(|l| &l.0);
     Some(TrackerState {
         source: ctx.source.clone(),
         source_id,
@@ -205,7 +206,7 @@ fn readings(ctx: &Ctx, tz: Tz, it: &Item, out: &mut Vec<Record>) -> Option<()> {
             continue;
         };
         for raw in entries {
-            let e: Entry = serde_json::from_str(raw.get()).ok()?;
+            let Obj(e): Obj<Entry> = serde_json::from_str(raw.get()).ok()?;
             let value: serde_json::Value = match e.value {
                 Some(v) => serde_json::from_str(v.get()).ok()?,
                 None => serde_json::Value::Null,
@@ -253,7 +254,7 @@ struct Item<'a> {
     #[serde(default, borrow)]
     last_update: Option<Stamp<'a>>,
     #[serde(default, borrow)]
-    gps: Option<Gps<'a>>,
+    gps: Option<Obj<Gps<'a>>>,
     #[serde(default, borrow)]
     connection_status: Option<Text<'a>>,
     #[serde(default, borrow)]
@@ -278,7 +279,7 @@ struct Gps<'a> {
     #[serde(default, borrow)]
     updated: Option<Stamp<'a>>,
     #[serde(default)]
-    location: Option<Location>,
+    location: Option<Obj<Location>>,
     #[serde(default)]
     speed: Option<f64>,
     #[serde(default)]
@@ -327,6 +328,27 @@ impl Entry<'_> {
             "virtual_sensor" => non_empty(&self.label).or_else(sensor_id),
             _ => non_empty(&self.kind),
         }
+    }
+}
+
+/// A JSON object read into `T`. serde's derived structs also accept an array,
+/// taking its elements as the fields in order; the general path calls that "not an
+/// object" (or reads nothing from it), so this path must refuse it and step aside.
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(V(PhantomData)).map(Obj)
     }
 }
 

@@ -169,7 +169,7 @@ impl NavixyProtocol {
             .as_ref()
             .map(|h| h.padding.as_str())
             .unwrap_or("X");
-        let pieces: Result<Vec<Piece>, String> = match &mut self.conn.stream {
+        let (pieces, error): (Vec<Piece>, Option<String>) = match &mut self.conn.stream {
             Stream::Framed(f) => {
                 let Deframed { messages, broken } = f.push(frame);
                 let messages: Vec<String> = messages
@@ -185,16 +185,19 @@ impl NavixyProtocol {
                 // Whatever the framer could not read is kept, not dropped: there is
                 // no boundary to find in it any more.
                 if unread.is_empty() {
-                    Err(error.to_string())
+                    (Vec::new(), Some(error.to_string()))
                 } else {
                     let row =
                         event_record(ctx, &self.opts, "malformed", text_as_json(&unread), None);
+                    let fate = if row.is_some() {
+                        "are kept as kind \"malformed\" in events"
+                    } else {
+                        "are not stored (raw_events = \"off\")"
+                    };
                     out.extend(row.map(Output::Record));
-                    Err(format!(
-                        "{error}; the {} bytes it left unread are kept as kind \"malformed\" \
-                         in events",
-                        unread.len()
-                    ))
+                    let error =
+                        format!("{error}; the {} bytes it left unread {fate}", unread.len());
+                    (Vec::new(), Some(error))
                 }
             }
             Stream::Unframed(r) => {
@@ -208,22 +211,21 @@ impl NavixyProtocol {
                 if beat {
                     return;
                 }
-                r.push(frame).map_err(|e| e.to_string())
-            }
-        };
-        match pieces {
-            Ok(pieces) => {
-                for p in pieces {
-                    match p {
-                        Piece::Message { text } => self.message(ctx, &text, out),
-                        Piece::Malformed { text, error } => self.malformed(ctx, &text, &error, out),
-                    }
+                match r.push(frame) {
+                    Ok(pieces) => (pieces, None),
+                    Err(mut e) => (std::mem::take(&mut e.before), Some(e.to_string())),
                 }
             }
-            Err(e) => {
-                out.push(Output::Warning(format!("navixy: {e}")));
-                out.push(Output::Reconnect { reason: e });
+        };
+        for p in pieces {
+            match p {
+                Piece::Message { text } => self.message(ctx, &text, out),
+                Piece::Malformed { text, error } => self.malformed(ctx, &text, &error, out),
             }
+        }
+        if let Some(e) = error {
+            out.push(Output::Warning(format!("navixy: {e}")));
+            out.push(Output::Reconnect { reason: e });
         }
     }
 }

@@ -145,6 +145,12 @@ fn anything_unusual_is_left_to_the_general_path() {
         r#"{"type":"event","event":"state_batch","data":[{"source_id":1,"connection_status":1}]}"#,
         r#"{"type":"event","event":"state_batch","data":[{"source_id":1,"source_id":2}]}"#,
         r#"{"type":"event","event":"state_batch","type":"event","data":[]}"#,
+        // Arrays where objects belong: serde would read them as fields in order.
+        r#"{"type":"event","event":"state","data":[{"state":["",null,0],"type":"source_state_event"}]}"#,
+        r#"{"type":"event","event":"state_batch","data":[["source_state_event",null,7]]}"#,
+        r#"{"type":"event","event":"state_batch","data":[{"source_id":1,"gps":[null,[1,2]]}]}"#,
+        r#"{"type":"event","event":"state_batch","data":[{"source_id":1,"gps":{"location":[1,2]}}]}"#,
+        r#"{"type":"event","event":"readings_batch","data":[{"tracker_id":1,"inputs":[["fuel"]]}]}"#,
     ] {
         declined(text);
     }
