@@ -19,7 +19,7 @@ if ! command -v cargo-deb >/dev/null 2>&1; then
   cargo install cargo-deb --locked
   echo "deb-check: cargo-deb installed in $(( $(date +%s) - t0 )) s"
 fi
-command -v man >/dev/null 2>&1 || apt-get install -y -qq man-db >/dev/null
+command -v man >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq man-db >/dev/null; }
 
 t0=$(date +%s)
 cargo deb
