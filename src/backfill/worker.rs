@@ -298,31 +298,27 @@ impl Worker {
             saved = Instant::now();
             let last = self.last_handed.take();
             self.committed(last).await?;
-            gaps::progress(
-                &self.store,
-                gap.id,
-                total,
-                gap.trackers_done,
-                gap.points,
-                gap.error.as_deref(),
-            )
-            .await
-            .map_err(|e| Failure::Retry(format!("saving progress: {e}")))?;
+            self.save_progress(gap, total).await?;
         }
         if start >= trackers.len() {
-            gaps::progress(
-                &self.store,
-                gap.id,
-                total,
-                gap.trackers_done,
-                gap.points,
-                gap.error.as_deref(),
-            )
-            .await
-            .map_err(|e| Failure::Retry(format!("saving progress: {e}")))?;
+            self.save_progress(gap, total).await?;
         }
         gap.trackers_total = Some(total);
         Ok(())
+    }
+
+    /// Persists how far `gap` got, so a restart resumes after the last saved tracker.
+    async fn save_progress(&self, gap: &Gap, total: i64) -> Result<(), Failure> {
+        gaps::progress(
+            &self.store,
+            gap.id,
+            total,
+            gap.trackers_done,
+            gap.points,
+            gap.error.as_deref(),
+        )
+        .await
+        .map_err(|e| Failure::Retry(format!("saving progress: {e}")))
     }
 
     /// The trackers to fill, sorted by id (so `trackers_done` means the same after
