@@ -4,11 +4,8 @@
 //! simulator, scrapes `/metrics`, and checks every name the kit uses against it; the
 //! rules also go through `promtool check rules` when promtool is installed.
 
-mod common;
-mod ops_support;
-
-use common::*;
-use ops_support::*;
+use crate::support::navixy::{ALL_DATA, api_key_line, navixy_source};
+use crate::support::*;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -125,7 +122,7 @@ fn the_name_scanner_finds_names_and_strips_histogram_suffixes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_kit_uses_exists_in_a_live_scrape() {
-    let db = test_databases().await.remove(0);
+    let db = sqlite_database();
     let rpc = JsonRpcSim::start(
         ([127, 0, 0, 1], 0).into(),
         JsonRpcSimConfig {
@@ -140,32 +137,29 @@ async fn every_metric_the_kit_uses_exists_in_a_live_scrape() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sources =
-        jsonrpc_source("rpc", &rpc.ws_url(), -1) + &navixy_source("fleet", &navixy.ws_url());
-    let cfg = config(&url(&db), "[http]\nlisten = \"127.0.0.1:0\"\n", &sources);
-    let daemon = start(dir.path(), &cfg);
+    let sources = jsonrpc_source("rpc", &rpc.ws_url(), -1)
+        + &navixy_source("fleet", &navixy, &format!("{}\n{ALL_DATA}", api_key_line()));
+    let cfg = config(
+        &db.cfg.url,
+        "",
+        "",
+        &format!("[http]\nlisten = \"127.0.0.1:0\"\n{sources}"),
+    );
+    let daemon = Daemon::start(dir.path(), &cfg);
     let addr = http_addr(&daemon).await;
 
     let used: BTreeSet<String> = rule_names().union(&dashboard_names()).cloned().collect();
     // Some series appear only after the first event, batch or commit: wait for them,
     // then report whatever is still missing.
-    let mut missing = Vec::new();
-    let deadline = std::time::Instant::now() + LIMIT;
-    while std::time::Instant::now() < deadline {
+    let missing = || async {
         let (status, body) = get(&addr, "/metrics").await;
         assert_eq!(status, 200, "/metrics answered {status}: {body}");
         let have = scraped_names(&body);
-        missing = used.difference(&have).cloned().collect();
-        if missing.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop(daemon).await;
-    assert!(
-        missing.is_empty(),
-        "contrib/ uses metrics /metrics does not serve: {missing:?}"
-    );
+        used.difference(&have).cloned().collect::<Vec<_>>()
+    };
+    let what = "every metric contrib/ uses in /metrics (last: the ones missing)";
+    wait_for(LIMIT, what, Some(&daemon), missing, Vec::is_empty).await;
+    daemon.stop().await;
 }
 
 #[test]

@@ -3,14 +3,9 @@
 //! resume; the configured requests are sent again on the new connection with fresh
 //! ids; an error response to a configured request is a `subscribe_error` row.
 
-mod common;
-mod lifecycle_support;
-
 use std::time::Duration;
 
-use common::daemon::Daemon;
-use common::{TestDb, fetch_cells, test_databases};
-use lifecycle_support::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use wsvault::sim::jsonrpc::{JsonRpcControl, JsonRpcSim, JsonRpcSimConfig};
 use wsvault::store::Store;
@@ -48,30 +43,24 @@ async fn settle(store: &Store, daemon: &Daemon, ctl: &JsonRpcControl) {
     ctl.set_silent(true);
     // A send in progress when silence began may still complete: wait for the count
     // to match the simulator's record, then check it stays matched.
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
+    let settled = || async {
         let sent = ctl.stats().notifications_sent.len() as i64;
-        if scalar(store, DATA_COUNT).await == sent {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if ctl.stats().notifications_sent.len() as i64 == sent
-                && scalar(store, DATA_COUNT).await == sent
-            {
-                return;
-            }
+        let stored = scalar(store, DATA_COUNT).await;
+        if stored != sent {
+            return (stored, sent, false);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "stored {} of {sent} notifications; log:\n{}",
-            scalar(store, DATA_COUNT).await,
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let still = ctl.stats().notifications_sent.len() as i64 == sent
+            && scalar(store, DATA_COUNT).await == sent;
+        (stored, sent, still)
+    };
+    let what = "every notification stored, and still after 100 ms (stored, sent, still)";
+    wait_for(LIMIT, what, Some(daemon), settled, |s| s.2).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_notification_is_stored_in_order_and_requests_are_replayed() {
-    for db in test_databases().await {
+each_backend!(every_notification_is_stored_in_order_and_requests_are_replayed);
+async fn every_notification_is_stored_in_order_and_requests_are_replayed(backend: Backend) {
+    for db in test_databases(backend).await {
         notifications(&db).await;
     }
 }
@@ -88,20 +77,23 @@ async fn notifications(db: &TestDb) {
     let store = db.store().await;
     let dir = tempfile::tempdir().unwrap();
     let extra = "only_if_attached = true";
-    let daemon = start(dir.path(), &config(db, false, &source(&sim, extra)));
+    let daemon = Daemon::start(
+        dir.path(),
+        &config(&db.cfg.url, "", "", &source(&sim, extra)),
+    );
 
     wait_count_at_least(&store, &daemon, 30).await;
     settle(&store, &daemon, &ctl).await;
     assert_eq!(ctl.drop_now(), 1, "{label}");
     ctl.set_silent(false);
     wait_events(&store, &daemon, SOURCE, "the resume", |e| {
-        n(e, "resumed") == 1
+        n_events(e, "resumed") == 1
     })
     .await;
     let before = scalar(&store, DATA_COUNT).await;
     wait_count_at_least(&store, &daemon, before + 30).await;
     settle(&store, &daemon, &ctl).await;
-    stop(daemon).await;
+    daemon.stop().await;
 
     // Per connection, in seq order: OnConnected, then exactly what the simulator
     // wrote to that connection, in the order it wrote it.
@@ -119,7 +111,7 @@ async fn notifications(db: &TestDb) {
     .await;
     let mut all_n = Vec::new();
     for (i, conn) in conns.iter().enumerate() {
-        let mine: Vec<&Vec<common::Cell>> = rows.iter().filter(|r| r[0].i64() == conn.id).collect();
+        let mine: Vec<&Vec<Cell>> = rows.iter().filter(|r| r[0].i64() == conn.id).collect();
         let seqs: Vec<i64> = mine.iter().map(|r| r[1].i64()).collect();
         assert_eq!(
             seqs,
@@ -196,20 +188,13 @@ async fn notifications(db: &TestDb) {
 }
 
 async fn wait_count_at_least(store: &Store, daemon: &Daemon, want: i64) {
-    let deadline = std::time::Instant::now() + LIMIT;
-    while scalar(store, DATA_COUNT).await < want {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "fewer than {want} notifications; log:\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let data = "notifications WHERE method <> 'OnConnected'";
+    wait_count(store, Some(daemon), data, |n| n >= want).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_error_response_to_a_configured_request_is_a_subscribe_error() {
-    for db in test_databases().await {
+each_backend!(an_error_response_to_a_configured_request_is_a_subscribe_error);
+async fn an_error_response_to_a_configured_request_is_a_subscribe_error(backend: Backend) {
+    for db in test_databases(backend).await {
         request_error(&db).await;
     }
 }
@@ -224,14 +209,14 @@ async fn request_error(db: &TestDb) {
     .await;
     let store = db.store().await;
     let dir = tempfile::tempdir().unwrap();
-    let daemon = start(dir.path(), &config(db, false, &source(&sim, "")));
+    let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &source(&sim, "")));
     let evs = wait_events(&store, &daemon, SOURCE, "the subscription", |e| {
-        n(e, "subscribed") == 1
+        n_events(e, "subscribed") == 1
     })
     .await;
     // Notifications still flow: the failure is recorded, the source keeps going.
     wait_count_at_least(&store, &daemon, 3).await;
-    stop(daemon).await;
+    daemon.stop().await;
     let err = evs
         .iter()
         .find(|e| e.event == "subscribe_error")
@@ -263,9 +248,9 @@ async fn request_error(db: &TestDb) {
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_if_attached_flags_a_resume_onto_a_fresh_session() {
-    for db in test_databases().await {
+each_backend!(only_if_attached_flags_a_resume_onto_a_fresh_session);
+async fn only_if_attached_flags_a_resume_onto_a_fresh_session(backend: Backend) {
+    for db in test_databases(backend).await {
         for only in [true, false] {
             fresh_session_on_resume(&db, only).await;
         }
@@ -291,19 +276,19 @@ async fn fresh_session_on_resume(db: &TestDb, only: bool) {
         &format!("name = \"{SOURCE}\""),
         &format!("name = \"{source_name}\""),
     );
-    let daemon = start(dir.path(), &config(db, false, &sources));
+    let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &sources));
     wait_events(&store, &daemon, &source_name, "the subscription", |e| {
-        n(e, "subscribed") == 1
+        n_events(e, "subscribed") == 1
     })
     .await;
     assert_eq!(ctl.drop_now(), 1, "{label}");
     wait_events(&store, &daemon, &source_name, "the resume", |e| {
-        n(e, "resumed") == 1
+        n_events(e, "resumed") == 1
     })
     .await;
     let before = scalar(&store, DATA_COUNT).await;
     wait_count_at_least(&store, &daemon, before + 3).await;
-    stop(daemon).await;
+    daemon.stop().await;
     let evs = events(&store, &source_name).await;
     let conns = connections(&store, &source_name).await;
     let warnings: Vec<&Ev> = evs.iter().filter(|e| e.event == "warning").collect();

@@ -3,22 +3,18 @@
 //! an upgrade header reaches the server but appears nowhere in the database nor in
 //! the log, even when the server echoes it in a notification or an error.
 
-mod common;
-mod lifecycle_support;
-
 use std::time::Duration;
 
-use common::{TestDb, fetch_cells, test_databases};
-use lifecycle_support::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
 
 const SOURCE: &str = "engine";
 const TOKEN: &str = "tok-SECRET-51c0ffee99";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_frame_is_in_traffic_and_the_header_credential_nowhere() {
-    for db in test_databases().await {
+each_backend!(every_frame_is_in_traffic_and_the_header_credential_nowhere);
+async fn every_frame_is_in_traffic_and_the_header_credential_nowhere(backend: Backend) {
+    for db in test_databases(backend).await {
         traffic(&db).await;
     }
 }
@@ -50,7 +46,7 @@ requests = [ {{ method = "GetActiveDoc", handle = -1, params = [] }} ]
 "#,
         url = sim.ws_url()
     );
-    let daemon = start(dir.path(), &config(db, false, &sources));
+    let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &sources));
     held(
         ctl.wait_until(|s| s.notifications_sent.len() == 5, LIMIT)
             .await,
@@ -73,12 +69,12 @@ requests = [ {{ method = "GetActiveDoc", handle = -1, params = [] }} ]
     let frames = ctl.stats().frames_sent as i64;
     wait_count(
         &store,
-        &daemon,
-        "SELECT count(*) FROM traffic WHERE direction = 'received'",
-        frames,
+        Some(&daemon),
+        "traffic WHERE direction = 'received'",
+        |n| n == frames,
     )
     .await;
-    let log = stop(daemon).await;
+    let log = daemon.stop().await;
 
     let stats = ctl.stats();
     let conn = &stats.connection_log[0];

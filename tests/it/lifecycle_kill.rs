@@ -3,14 +3,10 @@
 //! blind period (`suspended`, initiator `down`, then `closed`), so the README's
 //! blind-periods query shows it, ending when the new run subscribed again.
 
-mod common;
-mod ops_support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use chrono::{DateTime, Utc};
-use common::{TestDb, fetch_cells, test_databases};
-use ops_support::{LIMIT, config, daemon_store, jsonrpc_source, start, stop, wait_count};
 use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
 use wsvault::store::Store;
 
@@ -23,15 +19,15 @@ FROM session_events s
 WHERE s.event = 'suspended'
 ORDER BY s.source, s.occurred_at";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_leaves_a_blind_period_the_next_start_records() {
+each_backend!(sigkill_leaves_a_blind_period_the_next_start_records);
+async fn sigkill_leaves_a_blind_period_the_next_start_records(backend: Backend) {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
     assert!(
         readme.contains(BLIND_PERIODS),
         "the README's blind-periods query changed; update this test with it"
     );
-    for db in test_databases().await {
+    for db in test_databases(backend).await {
         killed_then_restarted(&db).await;
     }
 }
@@ -62,21 +58,23 @@ async fn killed_then_restarted(db: &TestDb) {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&db.cfg.url, "", &jsonrpc_source("rpc", &rpc.ws_url(), -1));
-    let daemon = start(dir.path(), &cfg);
+    let cfg = config(
+        &db.cfg.url,
+        "",
+        "",
+        &jsonrpc_source("rpc", &rpc.ws_url(), -1),
+    );
+    let daemon = Daemon::start(dir.path(), &cfg);
     let store = daemon_store(&daemon, db).await;
     wait_count(
         &store,
-        "notifications",
-        "source = 'rpc'",
-        "notifications",
+        Some(&daemon),
+        "notifications WHERE source = 'rpc'",
         |n| n >= 20,
     )
     .await;
     daemon.signal("KILL");
-    tokio::task::spawn_blocking(move || daemon.wait(LIMIT))
-        .await
-        .unwrap();
+    daemon.wait(LIMIT).await;
 
     let killed = fetch_cells(
         &store,
@@ -91,8 +89,8 @@ async fn killed_then_restarted(db: &TestDb) {
     let killed_id = killed[0][0].i64();
     let end = last_stored(&store, "rpc").await;
 
-    let daemon = start(dir.path(), &cfg);
-    ops_support::wait_log(&daemon, "wsvault running").await;
+    let daemon = Daemon::start(dir.path(), &cfg);
+    daemon.wait_log("wsvault running").await;
     let closed = wait_closed(&store, killed_id).await;
     assert_eq!(
         closed[0].clone().ts(),
@@ -126,13 +124,7 @@ async fn killed_then_restarted(db: &TestDb) {
 
     // The blind-periods query shows the killed period, ending when the new run
     // subscribed again.
-    wait_count(
-        &store,
-        "session_events",
-        &format!("source = 'rpc' AND event = 'subscribed' AND connection_id <> {killed_id}"),
-        "the new run subscribed",
-        |n| n >= 1,
-    )
+    wait_count(&store, Some(&daemon), &format!("session_events WHERE source = 'rpc' AND event = 'subscribed' AND connection_id <> {killed_id}"), |n| n >= 1)
     .await;
     let blind = fetch_cells(&store, BLIND_PERIODS).await;
     assert_eq!(blind.len(), 1, "[{label}] {blind:?}");
@@ -141,7 +133,7 @@ async fn killed_then_restarted(db: &TestDb) {
     assert!(until > end, "[{label}] {until} after {end}");
 
     // A clean stop closes the new connection itself; nothing is left open.
-    stop(daemon).await;
+    daemon.stop().await;
     let open = fetch_cells(
         &store,
         "SELECT count(*) FROM connections WHERE closed_at IS NULL",
@@ -153,19 +145,17 @@ async fn killed_then_restarted(db: &TestDb) {
 }
 
 /// Waits until connection `id` has `closed_at`; returns (closed_at, close_code, close_reason).
-async fn wait_closed(store: &Store, id: i64) -> Vec<common::Cell> {
+async fn wait_closed(store: &Store, id: i64) -> Vec<Cell> {
     let sql =
         format!("SELECT closed_at, close_code, close_reason FROM connections WHERE id = {id}");
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let rows = fetch_cells(store, &sql).await;
-        if rows[0][0] != common::Cell::Null {
-            return rows.into_iter().next().unwrap();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "connection {id} never closed"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let what = format!("connection {id} closed");
+    let rows = wait_for(
+        LIMIT,
+        &what,
+        None,
+        || fetch_cells(store, &sql),
+        |rows| rows[0][0] != Cell::Null,
+    )
+    .await;
+    rows.into_iter().next().unwrap()
 }

@@ -4,20 +4,16 @@
 //! resume on their own after a backoff. Runs the real daemon against the JSON-RPC
 //! simulator on SQLite and (when configured) PostgreSQL.
 
-mod common;
-mod lifecycle_support;
-
 use std::time::Duration;
 
-use common::{TestDb, test_databases};
-use lifecycle_support::*;
+use crate::support::*;
 use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
 
 const SOURCE: &str = "engine";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_close_1000_and_bare_drop_are_network_suspensions_that_resume() {
-    for db in test_databases().await {
+each_backend!(server_close_1000_and_bare_drop_are_network_suspensions_that_resume);
+async fn server_close_1000_and_bare_drop_are_network_suspensions_that_resume(backend: Backend) {
+    for db in test_databases(backend).await {
         close_and_drop(&db).await;
     }
 }
@@ -48,15 +44,15 @@ requests = [ {{ method = "GetActiveDoc", handle = -1, params = [] }} ]
 "#,
         url = sim.ws_url()
     );
-    let daemon = start(dir.path(), &config(db, false, &sources));
+    let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &sources));
 
     wait_events(&store, &daemon, SOURCE, "first subscription", |e| {
-        n(e, "subscribed") == 1
+        n_events(e, "subscribed") == 1
     })
     .await;
     assert_eq!(ctl.close_now(1000, "engine restarting"), 1, "{label}");
     wait_events(&store, &daemon, SOURCE, "resume after close 1000", |e| {
-        n(e, "resumed") == 1
+        n_events(e, "resumed") == 1
     })
     .await;
     held(
@@ -67,10 +63,10 @@ requests = [ {{ method = "GetActiveDoc", handle = -1, params = [] }} ]
     );
     assert_eq!(ctl.drop_now(), 1, "{label}");
     wait_events(&store, &daemon, SOURCE, "resume after a bare drop", |e| {
-        n(e, "resumed") == 2
+        n_events(e, "resumed") == 2
     })
     .await;
-    let log = stop(daemon).await;
+    let log = daemon.stop().await;
 
     let evs = events(&store, SOURCE).await;
     let conns = connections(&store, SOURCE).await;

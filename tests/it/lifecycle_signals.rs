@@ -3,14 +3,9 @@
 //! compared with the backoff; SIGUSR2 resumes every source and data flows again.
 //! One Tradernet, one JSON-RPC and one Navixy source run in the same daemon.
 
-mod common;
-mod lifecycle_support;
-
 use std::time::Duration;
 
-use common::daemon::Daemon;
-use common::{TestDb, test_databases};
-use lifecycle_support::*;
+use crate::support::*;
 use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
 use wsvault::sim::navixy::{self, NavixySim, NavixySimConfig};
 use wsvault::sim::tradernet::{DEFAULT_SID, SessionSpec, TradernetSim, TradernetSimConfig};
@@ -18,12 +13,12 @@ use wsvault::store::Store;
 
 const SOURCES: [&str; 3] = ["broker", "engine", "fleet"];
 
-/// Longer than `backoff_max` (400 ms) several times over.
+/// Longer than `backoff_max` (300 ms, the tests' default) several times over.
 const QUIET_WINDOW: Duration = Duration::from_millis(2000);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usr1_suspends_each_source_once_and_usr2_resumes_them() {
-    for db in test_databases().await {
+each_backend!(usr1_suspends_each_source_once_and_usr2_resumes_them);
+async fn usr1_suspends_each_source_once_and_usr2_resumes_them(backend: Backend) {
+    for db in test_databases(backend).await {
         suspend_and_resume(&db).await;
     }
 }
@@ -142,25 +137,25 @@ async fn suspend_and_resume(db: &TestDb) {
     let sims = Sims::start().await;
     let store = db.store().await;
     let dir = tempfile::tempdir().unwrap();
-    let daemon = start(dir.path(), &config(db, false, &sims.sources()));
+    let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &sims.sources()));
 
     wait_all(&store, &daemon, "first subscription", |e| {
-        n(e, "subscribed") == 1
+        n_events(e, "subscribed") == 1
     })
     .await;
     // Some data of each kind before the suspension.
-    let deadline = std::time::Instant::now() + LIMIT;
-    while {
-        let (s, nt, t) = data_counts(&store).await;
-        s < 2 || nt < 3 || t < 2
-    } {
-        assert!(std::time::Instant::now() < deadline, "{label}: no data");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_for(
+        LIMIT,
+        &format!("{label}: some data of each kind"),
+        Some(&daemon),
+        || data_counts(&store),
+        |&(s, nt, t)| s >= 2 && nt >= 3 && t >= 2,
+    )
+    .await;
 
-    signal(&daemon, "USR1");
+    daemon.signal("USR1");
     wait_all(&store, &daemon, "the manual suspension", |e| {
-        n(e, "suspended") == 1
+        n_events(e, "suspended") == 1
     })
     .await;
     let closed = sims
@@ -210,34 +205,36 @@ async fn suspend_and_resume(db: &TestDb) {
     }
     assert_eq!(data_counts(&store).await, data_before, "{label}");
 
-    signal(&daemon, "USR2");
-    wait_all(&store, &daemon, "the resume", |e| n(e, "resumed") == 1).await;
+    daemon.signal("USR2");
+    wait_all(&store, &daemon, "the resume", |e| {
+        n_events(e, "resumed") == 1
+    })
+    .await;
     assert_eq!(
         sims.connections(),
         (before.0 + 1, before.1 + 1, before.2 + 1),
         "{label}: exactly one new connection per source"
     );
     // Data flows again on every source.
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let (s, nt, t) = data_counts(&store).await;
+    let counts_and_late = || async {
         let late_seen = scalar(
             &store,
             &format!("SELECT count(*) FROM security_session_changes WHERE session_id = {late}"),
         )
         .await;
-        if s > data_before.0 && nt > data_before.1 + 2 && t > data_before.2 && late_seen == 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{label}: no data after resume: {:?} vs {data_before:?}; log:\n{}",
-            (s, nt, t),
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let log = stop(daemon).await;
+        (data_counts(&store).await, late_seen)
+    };
+    wait_for(
+        LIMIT,
+        &format!("{label}: data after resume (before: {data_before:?})"),
+        Some(&daemon),
+        counts_and_late,
+        |&((s, nt, t), late_seen)| {
+            s > data_before.0 && nt > data_before.1 + 2 && t > data_before.2 && late_seen == 1
+        },
+    )
+    .await;
+    let log = daemon.stop().await;
 
     for source in SOURCES {
         let evs = steps(&store, source).await;
@@ -280,9 +277,9 @@ async fn suspend_and_resume(db: &TestDb) {
     sims.navixy.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usr1_while_reconnecting_is_recorded_and_stops_the_attempts() {
-    for db in test_databases().await {
+each_backend!(usr1_while_reconnecting_is_recorded_and_stops_the_attempts);
+async fn usr1_while_reconnecting_is_recorded_and_stops_the_attempts(backend: Backend) {
+    for db in test_databases(backend).await {
         suspend_while_down(&db).await;
     }
 }
@@ -321,15 +318,15 @@ kind = "jsonrpc"
 url = "ws://{addr}/app"
 "#
     );
-    let daemon = start(dir.path(), &config(db, false, &sources));
+    let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &sources));
     wait_events(&store, &daemon, "engine", "failed attempts", |e| {
-        n(e, "socket_error") >= 2
+        n_events(e, "socket_error") >= 2
     })
     .await;
 
-    signal(&daemon, "USR1");
+    daemon.signal("USR1");
     let evs = wait_events(&store, &daemon, "engine", "the manual suspension", |e| {
-        n(e, "suspended") == 1
+        n_events(e, "suspended") == 1
     })
     .await;
     let s = evs.iter().find(|e| e.event == "suspended").unwrap();
@@ -346,27 +343,27 @@ url = "ws://{addr}/app"
         "{label}: attempts while suspended"
     );
     let quiet = events(&store, "engine").await;
-    assert_eq!(n(&quiet, "suspended"), 1, "{label}");
-    let errors_while_suspended = n(&quiet, "socket_error");
+    assert_eq!(n_events(&quiet, "suspended"), 1, "{label}");
+    let errors_while_suspended = n_events(&quiet, "socket_error");
 
     // Resumed: the attempts start again (and fail, the upstream is still down).
-    signal(&daemon, "USR2");
+    daemon.signal("USR2");
     wait_events(
         &store,
         &daemon,
         "engine",
         "attempts after the resume",
-        |e| n(e, "socket_error") >= errors_while_suspended + 2,
+        |e| n_events(e, "socket_error") >= errors_while_suspended + 2,
     )
     .await;
     assert!(attempts.load(Ordering::SeqCst) > before, "{label}");
 
     // Stopped while not connected: still a `closed` row, the last one.
-    stop(daemon).await;
+    daemon.stop().await;
     let evs = events(&store, "engine").await;
     let last = evs.last().unwrap();
     assert_eq!(last.event, "closed", "{label}: {evs:#?}");
     assert_eq!(last.connection_id, None, "{label}");
-    assert_eq!(n(&evs, "closed"), 1, "{label}");
-    assert_eq!(n(&evs, "opened"), 0, "{label}");
+    assert_eq!(n_events(&evs, "closed"), 1, "{label}");
+    assert_eq!(n_events(&evs, "opened"), 0, "{label}");
 }

@@ -8,25 +8,23 @@
 //! - a second-factor answer and a wrong password (102) stop logins for good;
 //! - logins stay within `max_logins_per_10min`.
 
-mod common;
-mod navixy_support;
-
 use std::time::{Duration, Instant};
 
-use navixy_support::*;
+use crate::support::navixy::*;
+use crate::support::*;
 use wsvault::sim::navixy::NavixySimConfig;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_hash_is_recorded_and_retried_only_at_the_backoff_cap() {
-    for db in common::test_databases().await {
+each_backend!(wrong_hash_is_recorded_and_retried_only_at_the_backoff_cap);
+async fn wrong_hash_is_recorded_and_retried_only_at_the_backoff_cap(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = start_sim(NavixySimConfig {
             reject_hash: true,
             ..small_fleet()
         })
         .await;
         let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
-        let sup = supervisor("backoff_initial = \"100ms\"\nbackoff_max = \"2s\"");
-        let mut run = Run::start(&db, &config(&db, "", &sup, &source)).await;
+        let sup = "backoff_initial = \"100ms\"\nbackoff_max = \"2s\"";
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", sup, &source)).await;
         let control = sim.control().clone();
 
         // A dead API key cannot be fixed by retrying soon: attempts come at the cap
@@ -70,7 +68,7 @@ async fn wrong_hash_is_recorded_and_retried_only_at_the_backoff_cap() {
             n_events(r, "subscribed") == 1 && n_events(r, "resumed") == 1
         })
         .await;
-        run.wait_count("tracker_states", SOON, |n| n >= 5).await;
+        run.wait_count("tracker_states", |n| n >= 5).await;
         let (status, log) = run.stop().await;
         assert!(
             status.success(),
@@ -82,12 +80,12 @@ async fn wrong_hash_is_recorded_and_retried_only_at_the_backoff_cap() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_logs_in_exactly_once_more_and_subscribes_with_the_new_hash() {
-    for db in common::test_databases().await {
+each_backend!(logout_logs_in_exactly_once_more_and_subscribes_with_the_new_hash);
+async fn logout_logs_in_exactly_once_more_and_subscribes_with_the_new_hash(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = start_sim(small_fleet()).await;
         let source = navixy_source(SOURCE, &sim, &login_lines("demo-password"));
-        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", "", &source)).await;
         let control = sim.control().clone();
         run.wait_lifecycle(SOURCE, "subscribed", |r| n_events(r, "subscribed") == 1)
             .await;
@@ -123,7 +121,7 @@ async fn logout_logs_in_exactly_once_more_and_subscribes_with_the_new_hash() {
         // The dead session is closed cleanly, as its `connections` row says.
         assert_eq!(s.close_frames, vec![Some(1000)], "[{}]", db.label);
         let closed =
-            common::fetch_cells(&run.store, "SELECT close_code FROM connections ORDER BY id").await;
+            fetch_cells(&run.store, "SELECT close_code FROM connections ORDER BY id").await;
         assert_eq!(closed[0][0].opt_i64(), Some(1000), "[{}]", db.label);
 
         let events: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
@@ -141,7 +139,7 @@ async fn logout_logs_in_exactly_once_more_and_subscribes_with_the_new_hash() {
         );
         assert_eq!(events.last(), Some(&"resumed"), "[{}] {events:?}", db.label);
         let stored = run.count("tracker_states").await;
-        run.wait_count("tracker_states", SOON, |n| n > stored).await;
+        run.wait_count("tracker_states", |n| n > stored).await;
         let (status, log) = run.stop().await;
         assert!(
             status.success(),
@@ -153,16 +151,16 @@ async fn logout_logs_in_exactly_once_more_and_subscribes_with_the_new_hash() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_if_attached_never_logs_in_again() {
-    for db in common::test_databases().await {
+each_backend!(only_if_attached_never_logs_in_again);
+async fn only_if_attached_never_logs_in_again(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = start_sim(small_fleet()).await;
         let source = navixy_source(
             SOURCE,
             &sim,
             &format!("only_if_attached = true\n{}", login_lines("demo-password")),
         );
-        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", "", &source)).await;
         let control = sim.control().clone();
         run.wait_lifecycle(SOURCE, "subscribed", |r| n_events(r, "subscribed") == 1)
             .await;
@@ -194,16 +192,16 @@ async fn only_if_attached_never_logs_in_again() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logins_stay_within_max_logins_per_10min() {
-    for db in common::test_databases().await {
+each_backend!(logins_stay_within_max_logins_per_10min);
+async fn logins_stay_within_max_logins_per_10min(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = start_sim(small_fleet()).await;
         let source = navixy_source(
             SOURCE,
             &sim,
             &format!("max_logins_per_10min = 2\n{}", login_lines("demo-password")),
         );
-        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", "", &source)).await;
         let control = sim.control().clone();
         wait_sim(&control, "the first subscribe", SOON, |s| s.subscribes == 1).await;
         control.send_logout();
@@ -249,12 +247,17 @@ async fn logins_stay_within_max_logins_per_10min() {
 /// Runs a login source whose login cannot succeed and checks that exactly one
 /// `user/auth` call is made, an `auth_failed` row names `reason`, and nothing else
 /// happens while a retry loop would have made several more calls.
-async fn login_refused_for_good(sim_cfg: NavixySimConfig, password: &str, reason: &str) {
-    for db in common::test_databases().await {
+async fn login_refused_for_good(
+    backend: Backend,
+    sim_cfg: NavixySimConfig,
+    password: &str,
+    reason: &str,
+) {
+    for db in test_databases(backend).await {
         let sim = start_sim(sim_cfg.clone()).await;
         let source = navixy_source(SOURCE, &sim, &login_lines(password));
-        let sup = supervisor("backoff_initial = \"50ms\"\nbackoff_max = \"200ms\"");
-        let mut run = Run::start(&db, &config(&db, "", &sup, &source)).await;
+        let sup = "backoff_initial = \"50ms\"\nbackoff_max = \"200ms\"";
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", sup, &source)).await;
         let control = sim.control().clone();
         let rows = run
             .wait_lifecycle(SOURCE, "auth_failed", |r| n_events(r, "auth_failed") == 1)
@@ -305,16 +308,16 @@ async fn login_refused_for_good(sim_cfg: NavixySimConfig, password: &str, reason
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn second_factor_stops_logins() {
+each_backend!(second_factor_stops_logins);
+async fn second_factor_stops_logins(backend: Backend) {
     let cfg = NavixySimConfig {
         two_factor: true,
         ..small_fleet()
     };
-    login_refused_for_good(cfg, "demo-password", "second factor").await;
+    login_refused_for_good(backend, cfg, "demo-password", "second factor").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_password_102_is_not_retried() {
-    login_refused_for_good(small_fleet(), "not-the-Pa55word", "102").await;
+each_backend!(wrong_password_102_is_not_retried);
+async fn wrong_password_102_is_not_retried(backend: Backend) {
+    login_refused_for_good(backend, small_fleet(), "not-the-Pa55word", "102").await;
 }

@@ -7,15 +7,11 @@
 //! once, none missing, the recovered ones marked `origin = 'backfill'`, and the gap
 //! `done`. Waits poll the database or the simulator; nothing depends on speed.
 
-mod common;
-mod lifecycle_support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::*;
 use chrono::{DateTime, Utc};
-use common::{Cell, TestDb, fetch_cells, test_databases};
-use lifecycle_support::{LIMIT, config, scalar};
 use wsvault::sim::navixy::{DEFAULT_API_KEY, NavixySim, NavixySimConfig};
 use wsvault::store::Store;
 
@@ -62,17 +58,16 @@ backfill_timeout = "2s"
     )
 }
 
-/// Polls until a gap of `cause` is `status`; panics with the log after [`LIMIT`].
-async fn wait_gap(store: &Store, log: impl Fn() -> String, cause: &str, status: &str) {
-    let sql = format!("SELECT count(*) FROM gaps WHERE cause = '{cause}' AND status = '{status}'");
-    let deadline = std::time::Instant::now() + LIMIT * 2;
-    while scalar(store, &sql).await < 1 {
-        if std::time::Instant::now() > deadline {
-            let gaps = fetch_cells(store, "SELECT cause, status, error FROM gaps").await;
-            panic!("no {status} {cause} gap: {gaps:?}; log:\n{}", log());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Polls until a gap of `cause` is `status`; panics with the gaps and the log after
+/// twice [`LIMIT`].
+async fn wait_gap(store: &Store, daemon: &Daemon, cause: &str, status: &str) {
+    let what = format!("a {status} {cause} gap (last: every gap's cause, status, error)");
+    let gaps = || fetch_cells(store, "SELECT cause, status, error FROM gaps");
+    let found = |gaps: &Vec<Vec<Cell>>| {
+        gaps.iter()
+            .any(|g| g[0].text() == cause && g[1].text() == status)
+    };
+    wait_for(LIMIT * 2, &what, Some(daemon), gaps, found).await;
 }
 
 fn time(c: &Cell) -> DateTime<Utc> {
@@ -123,7 +118,7 @@ async fn blind_for(store: &Store, sim: &NavixySim, steps: u64) {
     .await;
     let k0 = sim.control().fleet()[0].latest_update;
     sim.control().set_silent(true);
-    common::wait_until(LIMIT, "a suspension", || async {
+    wait_until(LIMIT, "a suspension", || async {
         scalar(
             store,
             "SELECT count(*) FROM session_events WHERE event = 'suspended'",
@@ -132,40 +127,42 @@ async fn blind_for(store: &Store, sim: &NavixySim, steps: u64) {
             > before
     })
     .await;
-    common::wait_until(LIMIT, "the fleet to move on", || async {
+    wait_until(LIMIT, "the fleet to move on", || async {
         sim.control().fleet()[0].latest_update >= k0 + steps
     })
     .await;
     sim.control().set_silent(false);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_connection_is_filled_with_exactly_the_history() {
-    for db in test_databases().await {
+each_backend!(a_dropped_connection_is_filled_with_exactly_the_history);
+async fn a_dropped_connection_is_filled_with_exactly_the_history(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = NavixySim::start("127.0.0.1:0".parse().unwrap(), sim_config(false, TRACKERS))
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         // Migrated before the daemon starts: two first migrations at once race (issue 16).
         let store = db.store().await;
-        let daemon =
-            lifecycle_support::start(dir.path(), &config(&db, false, &source(&sim, false, "")));
-        lifecycle_support::wait_count(
+        let daemon = Daemon::start(
+            dir.path(),
+            &config(&db.cfg.url, "", "", &source(&sim, false, "")),
+        );
+        wait_count(
             &store,
-            &daemon,
-            "SELECT count(*) FROM session_events WHERE event = 'subscribed'",
-            1,
+            Some(&daemon),
+            "session_events WHERE event = 'subscribed'",
+            |n| n == 1,
         )
         .await;
         blind_for(&store, &sim, 4).await;
-        wait_gap(&store, || daemon.log(), "network", "done").await;
+        wait_gap(&store, &daemon, "network", "done").await;
         // Let live states arrive after the gap so the span ends in live data.
         let k = sim.control().fleet()[0].latest_update;
-        common::wait_until(LIMIT, "more live states", || async {
+        wait_until(LIMIT, "more live states", || async {
             sim.control().fleet()[0].latest_update >= k + 2
         })
         .await;
-        let log = lifecycle_support::stop(daemon).await;
+        let log = daemon.stop().await;
         assert_exact_history(&db, &store, &sim, TRACKERS).await;
         let backfilled = scalar(
             &store,
@@ -191,44 +188,44 @@ async fn a_dropped_connection_is_filled_with_exactly_the_history() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_daemon_leaves_a_down_gap_that_is_filled() {
-    for db in test_databases().await {
+each_backend!(a_killed_daemon_leaves_a_down_gap_that_is_filled);
+async fn a_killed_daemon_leaves_a_down_gap_that_is_filled(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = NavixySim::start("127.0.0.1:0".parse().unwrap(), sim_config(false, TRACKERS))
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         // Migrated before the daemon starts: two first migrations at once race (issue 16).
         let store = db.store().await;
-        let cfg = config(&db, false, &source(&sim, false, ""));
-        let daemon = lifecycle_support::start(dir.path(), &cfg);
-        lifecycle_support::wait_count(
+        let cfg = config(&db.cfg.url, "", "", &source(&sim, false, ""));
+        let daemon = Daemon::start(dir.path(), &cfg);
+        wait_count(
             &store,
-            &daemon,
-            "SELECT count(*) FROM session_events WHERE event = 'subscribed'",
-            1,
+            Some(&daemon),
+            "session_events WHERE event = 'subscribed'",
+            |n| n == 1,
         )
         .await;
         let k = sim.control().fleet()[0].latest_update;
-        common::wait_until(LIMIT, "live states", || async {
+        wait_until(LIMIT, "live states", || async {
             sim.control().fleet()[0].latest_update >= k + 2
         })
         .await;
-        lifecycle_support::signal(&daemon, "KILL");
-        let _ = tokio::task::spawn_blocking(move || daemon.wait(LIMIT)).await;
+        daemon.signal("KILL");
+        daemon.wait(LIMIT).await;
         let k = sim.control().fleet()[0].latest_update;
-        common::wait_until(LIMIT, "the fleet to move while wsvault is down", || async {
+        wait_until(LIMIT, "the fleet to move while wsvault is down", || async {
             sim.control().fleet()[0].latest_update >= k + 4
         })
         .await;
-        let daemon = lifecycle_support::start(dir.path(), &cfg);
-        wait_gap(&store, || daemon.log(), "down", "done").await;
+        let daemon = Daemon::start(dir.path(), &cfg);
+        wait_gap(&store, &daemon, "down", "done").await;
         let k = sim.control().fleet()[0].latest_update;
-        common::wait_until(LIMIT, "more live states", || async {
+        wait_until(LIMIT, "more live states", || async {
             sim.control().fleet()[0].latest_update >= k + 2
         })
         .await;
-        lifecycle_support::stop(daemon).await;
+        daemon.stop().await;
         assert_exact_history(&db, &store, &sim, TRACKERS).await;
         assert!(
             scalar(
@@ -244,33 +241,38 @@ async fn a_killed_daemon_leaves_a_down_gap_that_is_filled() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limits_and_span_limits_do_not_stop_a_backfill() {
-    for db in test_databases().await {
+each_backend!(rate_limits_and_span_limits_do_not_stop_a_backfill);
+async fn rate_limits_and_span_limits_do_not_stop_a_backfill(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = NavixySim::start("127.0.0.1:0".parse().unwrap(), sim_config(false, TRACKERS))
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         // Migrated before the daemon starts: two first migrations at once race (issue 16).
         let store = db.store().await;
-        let daemon = lifecycle_support::start(
+        let daemon = Daemon::start(
             dir.path(),
-            &config(&db, false, &source(&sim, false, "backfill_rate = 4")),
+            &config(
+                &db.cfg.url,
+                "",
+                "",
+                &source(&sim, false, "backfill_rate = 4"),
+            ),
         );
-        lifecycle_support::wait_count(
+        wait_count(
             &store,
-            &daemon,
-            "SELECT count(*) FROM session_events WHERE event = 'subscribed'",
-            1,
+            Some(&daemon),
+            "session_events WHERE event = 'subscribed'",
+            |n| n == 1,
         )
         .await;
         sim.control().rest_too_many(6);
         sim.control().rest_server_errors(2);
         sim.control().rest_span_limit(Some(Duration::from_secs(2)));
         blind_for(&store, &sim, 5).await;
-        wait_gap(&store, || daemon.log(), "network", "done").await;
+        wait_gap(&store, &daemon, "network", "done").await;
         let stats = sim.control().stats();
-        lifecycle_support::stop(daemon).await;
+        daemon.stop().await;
         assert!(stats.rest_faults_served >= 8, "{}: {stats:?}", db.label);
         assert!(
             stats.rest_max_per_second <= 5,
@@ -283,30 +285,35 @@ async fn rate_limits_and_span_limits_do_not_stop_a_backfill() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_ingest_and_heartbeats_go_on_during_a_backfill() {
+each_backend!(live_ingest_and_heartbeats_go_on_during_a_backfill);
+async fn live_ingest_and_heartbeats_go_on_during_a_backfill(backend: Backend) {
     const FLEET: usize = 150;
-    for db in test_databases().await {
+    for db in test_databases(backend).await {
         let sim = NavixySim::start("127.0.0.1:0".parse().unwrap(), sim_config(false, FLEET))
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         // Migrated before the daemon starts: two first migrations at once race (issue 16).
         let store = db.store().await;
-        let mut cfg = config(&db, false, &source(&sim, false, "backfill_rate = 50"));
+        let mut cfg = config(
+            &db.cfg.url,
+            "",
+            "",
+            &source(&sim, false, "backfill_rate = 50"),
+        );
         cfg = cfg.replace("batch_size = 200", "batch_size = 32\nqueue_capacity = 64");
-        let daemon = lifecycle_support::start(dir.path(), &cfg);
-        lifecycle_support::wait_count(
+        let daemon = Daemon::start(dir.path(), &cfg);
+        wait_count(
             &store,
-            &daemon,
-            "SELECT count(*) FROM session_events WHERE event = 'subscribed'",
-            1,
+            Some(&daemon),
+            "session_events WHERE event = 'subscribed'",
+            |n| n == 1,
         )
         .await;
         // Slow answers make the backfill last several report intervals.
         sim.control().rest_slow(Some(Duration::from_millis(20)));
         blind_for(&store, &sim, 3).await;
-        common::wait_until(LIMIT, "the backfill to start", || async {
+        wait_until(LIMIT, "the backfill to start", || async {
             scalar(&store, "SELECT count(*) FROM gaps WHERE status = 'running'").await > 0
         })
         .await;
@@ -316,14 +323,14 @@ async fn live_ingest_and_heartbeats_go_on_during_a_backfill() {
             "SELECT count(*) FROM tracker_states WHERE origin = 'live'",
         )
         .await;
-        wait_gap(&store, || daemon.log(), "network", "done").await;
+        wait_gap(&store, &daemon, "network", "done").await;
         let stats = sim.control().stats();
         let live_after = scalar(
             &store,
             "SELECT count(*) FROM tracker_states WHERE origin = 'live'",
         )
         .await;
-        lifecycle_support::stop(daemon).await;
+        daemon.stop().await;
         assert!(
             stats.heartbeats_received > hb,
             "{}: no heartbeat during the backfill",
@@ -345,32 +352,34 @@ async fn live_ingest_and_heartbeats_go_on_during_a_backfill() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sensor_values_of_a_gap_come_back_through_sensor_data_read() {
-    for db in test_databases().await {
+each_backend!(sensor_values_of_a_gap_come_back_through_sensor_data_read);
+async fn sensor_values_of_a_gap_come_back_through_sensor_data_read(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = NavixySim::start("127.0.0.1:0".parse().unwrap(), sim_config(true, 2))
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         // Migrated before the daemon starts: two first migrations at once race (issue 16).
         let store = db.store().await;
-        let daemon =
-            lifecycle_support::start(dir.path(), &config(&db, false, &source(&sim, true, "")));
-        lifecycle_support::wait_count(
+        let daemon = Daemon::start(
+            dir.path(),
+            &config(&db.cfg.url, "", "", &source(&sim, true, "")),
+        );
+        wait_count(
             &store,
-            &daemon,
-            "SELECT count(*) FROM session_events WHERE event = 'subscribed'",
-            1,
+            Some(&daemon),
+            "session_events WHERE event = 'subscribed'",
+            |n| n == 1,
         )
         .await;
         blind_for(&store, &sim, 4).await;
-        wait_gap(&store, || daemon.log(), "network", "done").await;
+        wait_gap(&store, &daemon, "network", "done").await;
         let k = sim.control().fleet()[0].latest_update;
-        common::wait_until(LIMIT, "more live readings", || async {
+        wait_until(LIMIT, "more live readings", || async {
             sim.control().fleet()[0].latest_update >= k + 2
         })
         .await;
-        lifecycle_support::stop(daemon).await;
+        daemon.stop().await;
         for (idx, tracker_id) in [(0usize, 501i64), (1, 502)] {
             for name in ["fuel_level", "Engine"] {
                 let rows = fetch_cells(

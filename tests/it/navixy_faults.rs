@@ -8,18 +8,16 @@
 //! - a silent server is caught by the idle deadline and resumed once it speaks;
 //! - a server refusing the subscribe (busy) is retried until it accepts.
 
-mod common;
-mod navixy_support;
-
 use std::time::Duration;
 
-use navixy_support::*;
+use crate::support::navixy::*;
+use crate::support::*;
 use wsvault::sim::navixy::NavixySimConfig;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_drops_resubscribe_without_duplicate_rows() {
+each_backend!(five_drops_resubscribe_without_duplicate_rows);
+async fn five_drops_resubscribe_without_duplicate_rows(backend: Backend) {
     const TRACKERS: u64 = 20;
-    for db in common::test_databases().await {
+    for db in test_databases(backend).await {
         let sim = start_sim(NavixySimConfig {
             trackers: TRACKERS as usize,
             rate: 400.0,
@@ -30,7 +28,7 @@ async fn five_drops_resubscribe_without_duplicate_rows() {
         })
         .await;
         let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
-        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", "", &source)).await;
         let control = sim.control().clone();
         wait_sim(&control, "the first subscribe", SOON, |s| s.subscribes == 1).await;
 
@@ -90,7 +88,7 @@ async fn five_drops_resubscribe_without_duplicate_rows() {
         // Lifecycle: after the first subscription, exactly suspended{network} → resumed
         // five times, each resume on a new connection.
         let rows = run.lifecycle(SOURCE).await;
-        let transitions: Vec<&Lifecycle> = rows
+        let transitions: Vec<&Ev> = rows
             .iter()
             .filter(|r| r.event == "suspended" || r.event == "resumed")
             .collect();
@@ -123,11 +121,11 @@ async fn five_drops_resubscribe_without_duplicate_rows() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drops_mid_stream_keep_latest_states_and_add_no_duplicates() {
+each_backend!(drops_mid_stream_keep_latest_states_and_add_no_duplicates);
+async fn drops_mid_stream_keep_latest_states_and_add_no_duplicates(backend: Backend) {
     const TRACKERS: usize = 50;
     const UPDATES: u64 = 40;
-    for db in common::test_databases().await {
+    for db in test_databases(backend).await {
         let sim = start_sim(NavixySimConfig {
             trackers: TRACKERS,
             updates: Some(UPDATES),
@@ -139,7 +137,7 @@ async fn drops_mid_stream_keep_latest_states_and_add_no_duplicates() {
         })
         .await;
         let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
-        let run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let run = Run::start(&db, &config(&db.cfg.url, "", "", &source)).await;
         let control = sim.control().clone();
         wait_sim(&control, "the first subscribe", SOON, |s| s.subscribes == 1).await;
         let total = (TRACKERS as u64) * (UPDATES + 1);
@@ -172,7 +170,7 @@ async fn drops_mid_stream_keep_latest_states_and_add_no_duplicates() {
         // The last snapshot (or the live stream) carried every tracker's final state.
         let finals =
             "tracker_states WHERE state_time = (SELECT max(state_time) FROM tracker_states)";
-        run.wait_count(finals, SOON, |n| n == TRACKERS as i64).await;
+        run.wait_count(finals, |n| n == TRACKERS as i64).await;
         let stored = run.count("tracker_states").await as u64;
         assert!(stored <= total, "[{}] {stored} > {total}", db.label);
         assert_eq!(duplicate_keys(&run.store).await, 0, "[{}]", db.label);
@@ -189,17 +187,17 @@ async fn drops_mid_stream_keep_latest_states_and_add_no_duplicates() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_server_hits_the_idle_deadline_and_resumes() {
-    for db in common::test_databases().await {
+each_backend!(silent_server_hits_the_idle_deadline_and_resumes);
+async fn silent_server_hits_the_idle_deadline_and_resumes(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = start_sim(NavixySimConfig {
             server_heartbeat: Duration::from_millis(100),
             ..small_fleet()
         })
         .await;
         let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
-        let sup = supervisor("idle_timeout = \"500ms\"\nhandshake_timeout = \"1s\"");
-        let mut run = Run::start(&db, &config(&db, "", &sup, &source)).await;
+        let sup = "idle_timeout = \"500ms\"\nhandshake_timeout = \"1s\"";
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", sup, &source)).await;
         let control = sim.control().clone();
         run.wait_lifecycle(SOURCE, "subscribed", |r| n_events(r, "subscribed") == 1)
             .await;
@@ -233,7 +231,7 @@ async fn silent_server_hits_the_idle_deadline_and_resumes() {
         control.set_silent(false);
         run.wait_lifecycle(SOURCE, "resumed", |r| n_events(r, "resumed") == 1)
             .await;
-        run.wait_count("tracker_states", SOON, |n| n > stored).await;
+        run.wait_count("tracker_states", |n| n > stored).await;
         assert!(run.alive(), "[{}]", db.label);
         let (status, log) = run.stop().await;
         assert!(
@@ -246,14 +244,14 @@ async fn silent_server_hits_the_idle_deadline_and_resumes() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_server_refusing_the_subscribe_is_retried_until_it_accepts() {
-    for db in common::test_databases().await {
+each_backend!(a_busy_server_refusing_the_subscribe_is_retried_until_it_accepts);
+async fn a_busy_server_refusing_the_subscribe_is_retried_until_it_accepts(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = start_sim(small_fleet()).await;
         let control = sim.control().clone();
         control.refuse_next_subscribes(2, 15, "Too many requests");
         let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
-        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", "", &source)).await;
         let rows = run
             .wait_lifecycle(SOURCE, "subscribed after two refusals", |r| {
                 n_events(r, "subscribed") == 1
@@ -266,7 +264,7 @@ async fn a_busy_server_refusing_the_subscribe_is_retried_until_it_accepts() {
             "[{}] one connection per attempt",
             db.label
         );
-        let errors: Vec<&Lifecycle> = rows
+        let errors: Vec<&Ev> = rows
             .iter()
             .filter(|r| r.event == "subscribe_error")
             .collect();
@@ -276,7 +274,7 @@ async fn a_busy_server_refusing_the_subscribe_is_retried_until_it_accepts() {
             "[{}] {rows:#?}",
             db.label
         );
-        let suspended: Vec<&Lifecycle> = rows.iter().filter(|r| r.event == "suspended").collect();
+        let suspended: Vec<&Ev> = rows.iter().filter(|r| r.event == "suspended").collect();
         assert_eq!(suspended.len(), 2, "[{}] {rows:#?}", db.label);
         assert!(
             suspended
@@ -296,7 +294,7 @@ async fn a_busy_server_refusing_the_subscribe_is_retried_until_it_accepts() {
         );
         run.wait_lifecycle(SOURCE, "resumed", |r| n_events(r, "resumed") == 1)
             .await;
-        run.wait_count("tracker_states", SOON, |n| n >= 5).await;
+        run.wait_count("tracker_states", |n| n >= 5).await;
         let (status, log) = run.stop().await;
         assert!(
             status.success(),
@@ -313,8 +311,7 @@ async fn a_busy_server_refusing_the_subscribe_is_retried_until_it_accepts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_continue_while_a_database_stall_holds_the_stream_back() {
     use sqlx::Connection as _;
-    let dbs = common::test_databases().await;
-    let db = &dbs[0];
+    let db = &sqlite_database();
     let path = db.sqlite_path().expect("the first test database is SQLite");
     let sim = start_sim(NavixySimConfig {
         trackers: 20,
@@ -326,13 +323,13 @@ async fn heartbeats_continue_while_a_database_stall_holds_the_stream_back() {
     })
     .await;
     let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
-    let sup = supervisor("idle_timeout = \"500ms\"");
+    let sup = "idle_timeout = \"500ms\"";
     let storage =
         "batch_size = 5\nqueue_capacity = 5\nbusy_timeout = \"20ms\"\nretry_max = \"50ms\"";
-    let mut run = Run::start(db, &config(db, storage, &sup, &source)).await;
+    let mut run = Run::start(db, &config(&db.cfg.url, storage, sup, &source)).await;
     let control = sim.control().clone();
     wait_sim(&control, "the first subscribe", SOON, |s| s.subscribes == 1).await;
-    run.wait_count("tracker_states", SOON, |n| n > 0).await;
+    run.wait_count("tracker_states", |n| n > 0).await;
 
     // Another connection takes the write lock; the writer can only retry.
     let opts = sqlx::sqlite::SqliteConnectOptions::new()

@@ -6,20 +6,18 @@
 //! - SIGTERM unsubscribes, closes with 1000 (on the wire too), records `closed` and
 //!   exits 0; during a backoff wait it exits at once and still records `closed`.
 
-mod common;
-mod navixy_support;
-
 use std::time::Duration;
 
-use navixy_support::*;
+use crate::support::navixy::*;
+use crate::support::*;
 use serde_json::json;
 use wsvault::sim::navixy::NavixySimConfig;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_trackers_fifty_updates_are_stored_exactly() {
+each_backend!(two_hundred_trackers_fifty_updates_are_stored_exactly);
+async fn two_hundred_trackers_fifty_updates_are_stored_exactly(backend: Backend) {
     const TRACKERS: usize = 200;
     const UPDATES: u64 = 50;
-    for db in common::test_databases().await {
+    for db in test_databases(backend).await {
         let sim = start_sim(NavixySimConfig {
             trackers: TRACKERS,
             updates: Some(UPDATES),
@@ -31,7 +29,7 @@ async fn two_hundred_trackers_fifty_updates_are_stored_exactly() {
         })
         .await;
         let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
-        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", "", &source)).await;
         let control = sim.control().clone();
         let total_states = TRACKERS as u64 * (UPDATES + 1);
         wait_sim(
@@ -68,7 +66,7 @@ async fn two_hundred_trackers_fifty_updates_are_stored_exactly() {
         );
         assert_eq!(duplicate_keys(&run.store).await, 0, "[{}]", db.label);
         // Every batch message was kept as an envelope with its item count.
-        let items = common::fetch_cells(
+        let items = fetch_cells(
             &run.store,
             "SELECT CAST(sum(item_count) AS BIGINT) FROM events WHERE kind = 'state_batch'",
         )
@@ -90,16 +88,16 @@ async fn two_hundred_trackers_fifty_updates_are_stored_exactly() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_unsubscribes_closes_1000_and_exits_0() {
-    for db in common::test_databases().await {
+each_backend!(sigterm_unsubscribes_closes_1000_and_exits_0);
+async fn sigterm_unsubscribes_closes_1000_and_exits_0(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = start_sim(small_fleet()).await;
         let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
-        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", "", &source)).await;
         let control = sim.control().clone();
         run.wait_lifecycle(SOURCE, "subscribed", |r| n_events(r, "subscribed") == 1)
             .await;
-        run.wait_count("tracker_states", SOON, |n| n >= 5).await;
+        run.wait_count("tracker_states", |n| n >= 5).await;
 
         let (status, log) = run.stop().await;
         assert_eq!(
@@ -137,7 +135,7 @@ async fn sigterm_unsubscribes_closes_1000_and_exits_0() {
         assert_eq!(last.event, "closed", "[{}] {rows:#?}", db.label);
         assert_eq!(last.code, Some(1000), "[{}] {rows:#?}", db.label);
         assert_eq!(n_events(&rows, "suspended"), 0, "[{}] {rows:#?}", db.label);
-        let conns = common::fetch_cells(
+        let conns = fetch_cells(
             &run.store,
             "SELECT close_code, closed_at FROM connections ORDER BY id",
         )
@@ -153,17 +151,17 @@ async fn sigterm_unsubscribes_closes_1000_and_exits_0() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_while_waiting_to_reconnect_exits_at_once_and_records_closed() {
-    for db in common::test_databases().await {
+each_backend!(sigterm_while_waiting_to_reconnect_exits_at_once_and_records_closed);
+async fn sigterm_while_waiting_to_reconnect_exits_at_once_and_records_closed(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = start_sim(NavixySimConfig {
             reject_hash: true,
             ..small_fleet()
         })
         .await;
         let source = navixy_source(SOURCE, &sim, &format!("{}\n{ALL_DATA}", api_key_line()));
-        let sup = supervisor("backoff_initial = \"5s\"\nbackoff_max = \"10s\"");
-        let mut run = Run::start(&db, &config(&db, "", &sup, &source)).await;
+        let sup = "backoff_initial = \"5s\"\nbackoff_max = \"10s\"";
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", sup, &source)).await;
         run.wait_lifecycle(SOURCE, "a suspension", |r| n_events(r, "suspended") == 1)
             .await;
         let asked = std::time::Instant::now();

@@ -4,17 +4,15 @@
 //! never sent. The real `wsvault` binary against two in-process simulators, on
 //! SQLite and (when configured) PostgreSQL.
 
-mod common;
-mod navixy_support;
-
-use navixy_support::*;
+use crate::support::navixy::*;
+use crate::support::*;
 use wsvault::sim::navixy::NavixySimConfig;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hashes_and_passwords_are_never_logged_or_stored() {
+each_backend!(hashes_and_passwords_are_never_logged_or_stored);
+async fn hashes_and_passwords_are_never_logged_or_stored(backend: Backend) {
     const KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e7aa";
     const PASSWORD: &str = "Pa55-w0rd-never-stored";
-    for db in common::test_databases().await {
+    for db in test_databases(backend).await {
         let keyed = start_sim(NavixySimConfig {
             api_keys: vec![KEY.into()],
             ..small_fleet()
@@ -35,9 +33,9 @@ async fn hashes_and_passwords_are_never_logged_or_stored() {
             navixy_source("logged", &logged, &login_lines(PASSWORD))
         );
         let cfg = config(
-            &db,
+            &db.cfg.url,
             "traffic = true\nraw_events = \"full\"",
-            &supervisor(""),
+            "",
             &sources,
         );
         let mut run = Run::start(&db, &cfg).await;

@@ -4,10 +4,8 @@
 //! binary against the in-process simulator, on SQLite and (when configured)
 //! PostgreSQL.
 
-mod common;
-mod navixy_support;
-
-use navixy_support::*;
+use crate::support::navixy::*;
+use crate::support::*;
 use std::time::Duration;
 use wsvault::sim::navixy::sized_event;
 
@@ -25,12 +23,12 @@ fn framed_source(sim: &wsvault::sim::navixy::NavixySim) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_framed_message_of_exactly_max_message_bytes_is_stored() {
-    for db in common::test_databases().await {
+each_backend!(a_framed_message_of_exactly_max_message_bytes_is_stored);
+async fn a_framed_message_of_exactly_max_message_bytes_is_stored(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = start_sim(small_fleet()).await;
-        let sup = supervisor("");
-        let mut run = Run::start(&db, &config(&db, "", &sup, &framed_source(&sim))).await;
+        let sup = "";
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", sup, &framed_source(&sim))).await;
         let control = sim.control().clone();
         run.wait_lifecycle(SOURCE, "subscribed", |r| n_events(r, "subscribed") == 1)
             .await;
@@ -38,7 +36,7 @@ async fn a_framed_message_of_exactly_max_message_bytes_is_stored() {
         // `65536|{…}` on the wire: 6 bytes more than the message.
         assert_eq!(sized_event(MAX).len(), MAX);
         assert_eq!(control.send_oversized(MAX), 1);
-        run.wait_count("events WHERE kind = 'sim_oversized'", SOON, |n| n == 1)
+        run.wait_count("events WHERE kind = 'sim_oversized'", |n| n == 1)
             .await;
         let rows = run.lifecycle(SOURCE).await;
         assert_eq!(n_events(&rows, "suspended"), 0, "[{}] {rows:#?}", db.label);
@@ -49,18 +47,17 @@ async fn a_framed_message_of_exactly_max_message_bytes_is_stored() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_refused_on_every_connection_backs_off_exponentially() {
-    for db in common::test_databases().await {
+each_backend!(a_message_refused_on_every_connection_backs_off_exponentially);
+async fn a_message_refused_on_every_connection_backs_off_exponentially(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = start_sim(small_fleet()).await;
         let control = sim.control().clone();
         // Every connection gets one byte too many right after its subscription.
         control.send_after_each_subscribe(Some(sized_event(MAX + 1)));
         // `stable_after = 0s`: every subscribed connection counts as stable, which
         // used to restart the backoff at `backoff_initial` after each refusal.
-        let sup =
-            supervisor("backoff_initial = \"50ms\"\nbackoff_max = \"10s\"\nstable_after = \"0s\"");
-        let mut run = Run::start(&db, &config(&db, "", &sup, &framed_source(&sim))).await;
+        let sup = "backoff_initial = \"50ms\"\nbackoff_max = \"10s\"\nstable_after = \"0s\"";
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", sup, &framed_source(&sim))).await;
         wait_sim(&control, "five connections", SOON, |s| s.connections >= 5).await;
         let times = control.stats().connect_times;
         let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();

@@ -9,18 +9,16 @@
 //! - `length|message` framing with split frames and naive local timestamps are
 //!   stored exactly.
 
-mod common;
-mod navixy_support;
-
 use std::time::Duration;
 
-use navixy_support::*;
+use crate::support::navixy::*;
+use crate::support::*;
 use serde_json::json;
 use wsvault::sim::navixy::{DEFAULT_API_KEY, NavixySimConfig};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscribe_equals_config_and_heartbeats_keep_the_interval() {
-    for db in common::test_databases().await {
+each_backend!(subscribe_equals_config_and_heartbeats_keep_the_interval);
+async fn subscribe_equals_config_and_heartbeats_keep_the_interval(backend: Backend) {
+    for db in test_databases(backend).await {
         let sim = start_sim(NavixySimConfig {
             trackers: 5,
             rate: 20.0,
@@ -42,7 +40,7 @@ subscriptions = [
                 api_key_line()
             ),
         );
-        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", "", &source)).await;
         let control = sim.control().clone();
         wait_sim(&control, "a subscribe and 10 heartbeats", SOON, |s| {
             s.subscribes >= 1 && s.heartbeats_received >= 10
@@ -105,8 +103,8 @@ subscriptions = [
             .wait_lifecycle(SOURCE, "subscribed", |r| n_events(r, "subscribed") == 1)
             .await;
         assert_eq!(rows[0].event, "opened", "[{}] {rows:?}", db.label);
-        run.wait_count("tracker_states", SOON, |n| n >= 5).await;
-        run.wait_count("tracker_readings", SOON, |n| n >= 8).await;
+        run.wait_count("tracker_states", |n| n >= 5).await;
+        run.wait_count("tracker_readings", |n| n >= 8).await;
         // Readings were asked for trackers 501 and 502 only.
         assert_eq!(
             run.count("tracker_readings WHERE tracker_id NOT IN (501, 502)")
@@ -126,12 +124,14 @@ subscriptions = [
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heartbeats_keep_their_interval_while_a_slow_writer_lags_behind_the_stream() {
+each_backend!(heartbeats_keep_their_interval_while_a_slow_writer_lags_behind_the_stream);
+async fn heartbeats_keep_their_interval_while_a_slow_writer_lags_behind_the_stream(
+    backend: Backend,
+) {
     // Batches of one record make the writer the bottleneck, so the socket always
     // has data waiting while the flood lasts: heartbeats must still go out on time.
     const UPDATES: u64 = 20;
-    for db in common::test_databases().await {
+    for db in test_databases(backend).await {
         // PostgreSQL commits one-record batches far slower: fewer trackers give a
         // flood of a few seconds on either backend.
         let trackers: usize = if db.label == "postgres" { 60 } else { 300 };
@@ -155,7 +155,7 @@ async fn heartbeats_keep_their_interval_while_a_slow_writer_lags_behind_the_stre
             ),
         );
         let storage = "batch_size = 1\nqueue_capacity = 20\ntraffic = true";
-        let mut run = Run::start(&db, &config(&db, storage, &supervisor(""), &source)).await;
+        let mut run = Run::start(&db, &config(&db.cfg.url, storage, "", &source)).await;
         let control = sim.control().clone();
         let total = trackers as u64 * (UPDATES + 1);
         wait_sim(
@@ -176,13 +176,13 @@ async fn heartbeats_keep_their_interval_while_a_slow_writer_lags_behind_the_stre
 
         // When each heartbeat left, from the daemon's own traffic rows, over the time
         // data was arriving.
-        let span = common::fetch_cells(
+        let span = fetch_cells(
             &run.store,
             "SELECT min(received_at), max(received_at) FROM tracker_states",
         )
         .await;
         let (first, last) = (span[0][0].ts(), span[0][1].ts());
-        let beats: Vec<_> = common::fetch_cells(
+        let beats: Vec<_> = fetch_cells(
             &run.store,
             "SELECT at FROM traffic WHERE direction = 'sent' AND payload = 'X' ORDER BY at",
         )
@@ -215,8 +215,8 @@ async fn heartbeats_keep_their_interval_while_a_slow_writer_lags_behind_the_stre
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn framed_split_messages_and_naive_local_times_are_stored_exactly() {
+each_backend!(framed_split_messages_and_naive_local_times_are_stored_exactly);
+async fn framed_split_messages_and_naive_local_times_are_stored_exactly(backend: Backend) {
     // `length|message` framing with messages split over 700-character frames (as
     // old servers do), and naive timestamps in the user's zone (UTC+2).
     const TRACKERS: usize = 30;
@@ -224,7 +224,7 @@ async fn framed_split_messages_and_naive_local_times_are_stored_exactly() {
     let epoch = chrono::DateTime::parse_from_rfc3339("2026-01-15T10:00:00Z")
         .unwrap()
         .to_utc();
-    for db in common::test_databases().await {
+    for db in test_databases(backend).await {
         let sim = start_sim(NavixySimConfig {
             trackers: TRACKERS,
             updates: Some(UPDATES),
@@ -245,7 +245,7 @@ async fn framed_split_messages_and_naive_local_times_are_stored_exactly() {
                 api_key_line()
             ),
         );
-        let mut run = Run::start(&db, &config(&db, "", &supervisor(""), &source)).await;
+        let mut run = Run::start(&db, &config(&db.cfg.url, "", "", &source)).await;
         let control = sim.control().clone();
         let total = TRACKERS as u64 * (UPDATES + 1);
         wait_sim(&control, "every update generated", SOON, |s| {
@@ -262,7 +262,7 @@ async fn framed_split_messages_and_naive_local_times_are_stored_exactly() {
             db.label
         );
         assert_eq!(duplicate_keys(&run.store).await, 0, "[{}]", db.label);
-        let span = common::fetch_cells(
+        let span = fetch_cells(
             &run.store,
             "SELECT (SELECT min(state_time) FROM tracker_states), \
                     (SELECT max(state_time) FROM tracker_states), \

@@ -3,31 +3,16 @@
 //! of draining forever until systemd kills the daemon and the loss goes unlogged.
 //! SQLite: another connection holds `BEGIN EXCLUSIVE`; PostgreSQL: its proxy is cut.
 
-mod common;
-mod ops_support;
-
 use std::time::{Duration, Instant};
 
-use common::daemon::binary;
-use common::{pg_addr, url_via};
-use ops_support::{config, daemon_store, jsonrpc_source, start, wait_count, wait_log};
-use sqlx::Connection as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use crate::support::*;
 use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
-use wsvault::sim::proxy::TcpProxy;
 
 const DRAIN: Duration = Duration::from_secs(1);
 
-/// Keeps the database unavailable while alive (held, never read).
-#[allow(dead_code)]
-enum Outage {
-    Proxy(TcpProxy),
-    Lock(SqliteConnection),
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_sigterm_with_the_database_down_ends_within_drain_timeout() {
-    for db in common::test_databases().await {
+each_backend!(first_sigterm_with_the_database_down_ends_within_drain_timeout);
+async fn first_sigterm_with_the_database_down_ends_within_drain_timeout(backend: Backend) {
+    for db in test_databases(backend).await {
         let label = db.label;
         let rpc = JsonRpcSim::start(
             "127.0.0.1:0".parse().unwrap(),
@@ -38,56 +23,32 @@ async fn first_sigterm_with_the_database_down_ends_within_drain_timeout() {
         )
         .await
         .unwrap();
-        let proxy = match db.sqlite_path() {
-            Some(_) => None,
-            None => Some(TcpProxy::start(pg_addr(&db.cfg.url)).await.unwrap()),
-        };
-        let url = match &proxy {
-            Some(p) => url_via(&db.cfg.url, p.addr()),
-            None => db.cfg.url.clone(),
-        };
-        let text = config(&url, "", &jsonrpc_source("rpc", &rpc.ws_url(), -1)).replace(
-            "retry_max = \"200ms\"",
-            "retry_max = \"200ms\"\ndrain_timeout = \"1s\"",
+        let mut outage = Outage::for_db(&db).await;
+        let text = config(
+            outage.url(),
+            "drain_timeout = \"1s\"",
+            "",
+            &jsonrpc_source("rpc", &rpc.ws_url(), -1),
         );
         let dir = tempfile::tempdir().unwrap();
-        let daemon = start(dir.path(), &text);
+        let daemon = Daemon::start(dir.path(), &text);
         let store = daemon_store(&daemon, &db).await;
         wait_count(
             &store,
-            "notifications",
-            "source = 'rpc'",
-            "notifications",
+            Some(&daemon),
+            "notifications WHERE source = 'rpc'",
             |n| n >= 10,
         )
         .await;
 
-        let _outage = match (db.sqlite_path(), proxy) {
-            (Some(path), _) => {
-                let opts = SqliteConnectOptions::new()
-                    .filename(&path)
-                    .busy_timeout(Duration::from_secs(10));
-                let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
-                sqlx::query("BEGIN EXCLUSIVE")
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                Outage::Lock(c)
-            }
-            (None, Some(p)) => {
-                p.cut();
-                Outage::Proxy(p)
-            }
-            (None, None) => unreachable!("PostgreSQL runs behind its proxy"),
-        };
-        wait_log(&daemon, "database write failed; retrying").await;
+        // Kept unavailable until the end of the test (`outage` is never ended).
+        outage.begin().await;
+        daemon.wait_log("database write failed; retrying").await;
 
         daemon.signal("TERM");
         let sent = Instant::now();
         // Old code: the drain never ends, and `wait` panics after its limit.
-        let (status, log) = tokio::task::spawn_blocking(move || daemon.wait(DRAIN * 20))
-            .await
-            .unwrap();
+        let (status, log) = daemon.wait(DRAIN * 20).await;
         let took = sent.elapsed();
         assert!(
             log.contains("drain_timeout expired"),
@@ -127,8 +88,7 @@ fn check_config_refuses_a_zero_drain_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wsvault.toml");
     let source = jsonrpc_source("rpc", "ws://127.0.0.1:9/app", -1);
-    let text = config("sqlite://vault.db", "", &source)
-        .replace("retry_max = \"200ms\"", "drain_timeout = \"0s\"");
+    let text = config("sqlite://vault.db", "drain_timeout = \"0s\"", "", &source);
     std::fs::write(&path, text).unwrap();
     let out = std::process::Command::new(binary())
         .arg("check-config")

@@ -2,18 +2,12 @@
 //! simulator and a stopped database (SQLite locked by another connection, PostgreSQL
 //! cut by a proxy), and recover when they come back.
 
-mod common;
-mod ops_support;
-
-use common::*;
-use ops_support::*;
+use crate::support::navixy::{ALL_DATA, api_key_line, navixy_source};
+use crate::support::*;
 use serde_json::Value;
-use sqlx::Connection as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use std::time::Duration;
 use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
 use wsvault::sim::navixy::{NavixySim, NavixySimConfig};
-use wsvault::sim::proxy::TcpProxy;
 
 const HTTP: &str = "[http]\nlisten = \"127.0.0.1:0\"\n";
 
@@ -34,16 +28,17 @@ fn json(body: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_follow_a_stopped_simulator() {
-    let db = test_databases().await.remove(0);
+    let db = sqlite_database();
     let navixy = NavixySim::start(any(), NavixySimConfig::default())
         .await
         .unwrap();
     let rpc = JsonRpcSim::start(any(), rpc_config()).await.unwrap();
     let rpc_addr = rpc.addr();
     let dir = tempfile::tempdir().unwrap();
-    let sources =
-        navixy_source("fleet", &navixy.ws_url()) + &jsonrpc_source("rpc", &rpc.ws_url(), -1);
-    let daemon = start(dir.path(), &config(&url(&db), HTTP, &sources));
+    let sources = navixy_source("fleet", &navixy, &format!("{}\n{ALL_DATA}", api_key_line()))
+        + &jsonrpc_source("rpc", &rpc.ws_url(), -1);
+    let cfg = config(&db.cfg.url, "", "", &format!("{HTTP}{sources}"));
+    let daemon = Daemon::start(dir.path(), &cfg);
     let addr = http_addr(&daemon).await;
 
     let (_, body) = wait_http(
@@ -154,65 +149,21 @@ async fn metrics_and_health_follow_a_stopped_simulator() {
     );
     assert_eq!(get(&addr, "/nothing").await.0, 404);
 
-    stop(daemon).await;
+    daemon.stop().await;
     rpc.shutdown().await;
     navixy.shutdown().await;
 }
 
-/// Makes the daemon's database unavailable and back.
-enum Outage {
-    Proxy(TcpProxy),
-    Lock {
-        path: std::path::PathBuf,
-        holder: Option<SqliteConnection>,
-    },
-}
-
-impl Outage {
-    async fn begin(&mut self) {
-        match self {
-            Outage::Proxy(p) => p.cut(),
-            Outage::Lock { path, holder } => {
-                let opts = SqliteConnectOptions::new()
-                    .filename(&*path)
-                    .busy_timeout(Duration::from_secs(10));
-                let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
-                sqlx::query("BEGIN EXCLUSIVE")
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                *holder = Some(c);
-            }
-        }
-    }
-
-    async fn end(&mut self) {
-        match self {
-            Outage::Proxy(p) => p.restore(),
-            Outage::Lock { holder, .. } => {
-                let mut c = holder.take().expect("outage started");
-                sqlx::query("COMMIT").execute(&mut c).await.unwrap();
-                c.close().await.unwrap();
-            }
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_and_health_follow_a_stopped_database() {
-    for db in test_databases().await {
+each_backend!(metrics_and_health_follow_a_stopped_database);
+async fn metrics_and_health_follow_a_stopped_database(backend: Backend) {
+    for db in test_databases(backend).await {
         let rpc = JsonRpcSim::start(any(), rpc_config()).await.unwrap();
-        let (daemon_url, mut outage) = match db.sqlite_path() {
-            Some(path) => (url(&db), Outage::Lock { path, holder: None }),
-            None => {
-                let proxy = TcpProxy::start(pg_addr(&db.cfg.url)).await.unwrap();
-                (url_via(&db.cfg.url, proxy.addr()), Outage::Proxy(proxy))
-            }
-        };
+        let mut outage = Outage::for_db(&db).await;
         let dir = tempfile::tempdir().unwrap();
-        let daemon = start(
+        let sources = jsonrpc_source("rpc", &rpc.ws_url(), -1);
+        let daemon = Daemon::start(
             dir.path(),
-            &config(&daemon_url, HTTP, &jsonrpc_source("rpc", &rpc.ws_url(), -1)),
+            &config(outage.url(), "", "", &format!("{HTTP}{sources}")),
         );
         let addr = http_addr(&daemon).await;
         wait_http(&addr, "/healthz", "200", |s, _| s == 200).await;
@@ -274,7 +225,7 @@ async fn metrics_and_health_follow_a_stopped_database() {
             "[{}] {m}",
             db.label
         );
-        stop(daemon).await;
+        daemon.stop().await;
         rpc.shutdown().await;
     }
 }

@@ -1,10 +1,8 @@
 //! `[retention]`: only rows older than a table's limit go, in small batches, open
 //! connections stay, and pruning runs beside a busy writer without stalling it.
 
-mod common;
-
+use crate::support::*;
 use chrono::{DateTime, Duration as Age, Utc};
-use common::*;
 use std::sync::Arc;
 use std::time::Duration;
 use wsvault::config::RetentionConfig;
@@ -51,13 +49,9 @@ fn lifecycle(source: &str, at: DateTime<Utc>) -> Record {
     })
 }
 
+/// [`crate::support::write_all`], asserting nothing was lost or rejected.
 async fn write_all(store: &Store, cfg: &wsvault::config::StorageConfig, records: Vec<Record>) {
-    let (sink, writer) = Writer::spawn(store.clone(), cfg);
-    for r in records {
-        sink.send(r).await.unwrap();
-    }
-    drop(sink);
-    let report = writer.join().await;
+    let report = crate::support::write_all(store, cfg, records).await;
     assert_eq!(report.lost + report.rejected, 0);
 }
 
@@ -76,9 +70,9 @@ fn retention(tables: &[(&str, Age)], batch: usize, interval: Duration) -> Retent
     }
 }
 
-#[tokio::test]
-async fn prunes_only_rows_older_than_the_limit() {
-    for db in test_databases().await {
+each_backend!(prunes_only_rows_older_than_the_limit, current_thread);
+async fn prunes_only_rows_older_than_the_limit(backend: Backend) {
+    for db in test_databases(backend).await {
         let store = db.store().await;
         let now = Utc::now();
         let old = now - Age::hours(2);
@@ -164,9 +158,9 @@ async fn prunes_only_rows_older_than_the_limit() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pruning_does_not_stall_the_writer() {
-    for db in test_databases().await {
+each_backend!(pruning_does_not_stall_the_writer);
+async fn pruning_does_not_stall_the_writer(backend: Backend) {
+    for db in test_databases(backend).await {
         let store = db.store().await;
         let now = Utc::now();
         let old: Vec<Record> = (0..3000)

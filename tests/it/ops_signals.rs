@@ -2,11 +2,8 @@
 //! adds, removes and restarts sources as the file says, leaves unchanged ones on
 //! their connection, and refuses an invalid file while the old config keeps running.
 
-mod common;
-mod ops_support;
-
-use common::*;
-use ops_support::*;
+use crate::support::navixy::{ALL_DATA, api_key_line, navixy_source};
+use crate::support::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
@@ -32,9 +29,9 @@ async fn stored_ns(store: &Store, source: &str) -> BTreeSet<u64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_under_load_loses_nothing() {
-    for db in test_databases().await {
+each_backend!(sigterm_under_load_loses_nothing);
+async fn sigterm_under_load_loses_nothing(backend: Backend) {
+    for db in test_databases(backend).await {
         let navixy = NavixySim::start(
             any(),
             NavixySimConfig {
@@ -55,18 +52,12 @@ async fn sigterm_under_load_loses_nothing() {
         .await
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let sources =
-            navixy_source("fleet", &navixy.ws_url()) + &jsonrpc_source("rpc", &rpc.ws_url(), -1);
-        let daemon = start(dir.path(), &config(&url(&db), "", &sources));
+        let sources = navixy_source("fleet", &navixy, &format!("{}\n{ALL_DATA}", api_key_line()))
+            + &jsonrpc_source("rpc", &rpc.ws_url(), -1);
+        let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &sources));
         let store = daemon_store(&daemon, &db).await;
-        wait_count(&store, "tracker_states", "", "states flowing", |n| {
-            n >= 1000
-        })
-        .await;
-        wait_count(&store, "notifications", "", "notifications flowing", |n| {
-            n >= 100
-        })
-        .await;
+        wait_count(&store, Some(&daemon), "tracker_states", |n| n >= 1000).await;
+        wait_count(&store, Some(&daemon), "notifications", |n| n >= 100).await;
 
         // What the simulators had sent when the signal went out.
         let states_before = navixy.control().stats().state_items_sent;
@@ -77,10 +68,10 @@ async fn sigterm_under_load_loses_nothing() {
             .iter()
             .map(|s| s.n)
             .collect();
-        let log = stop(daemon).await;
+        let log = daemon.stop().await;
         let states_after = navixy.control().stats().state_items_sent;
 
-        let stored_states = count_where(&store, "tracker_states", "").await as u64;
+        let stored_states = count(&store, "tracker_states").await as u64;
         assert!(
             stored_states >= states_before,
             "[{}] {stored_states} states stored, {states_before} sent before SIGTERM",
@@ -102,7 +93,7 @@ async fn sigterm_under_load_loses_nothing() {
         assert!(log.contains("wsvault stopped"), "{log}");
         assert!(log.contains("lost=0"), "{log}");
         // Both sessions closed cleanly.
-        let closed = count_where(&store, "session_events", "event = 'closed'").await;
+        let closed = count(&store, "session_events WHERE event = 'closed'").await;
         assert_eq!(closed, 2, "[{}] closed rows", db.label);
         store.close().await;
         navixy.shutdown().await;
@@ -131,18 +122,15 @@ async fn wait_connections(
     what: &str,
     pred: impl Fn(&[(i64, bool)]) -> bool,
 ) -> Vec<(i64, bool)> {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let c = connections(store, source).await;
-        if pred(&c) {
-            return c;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{source}: {what}; connections {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let what = format!("{source}: {what} (last: its connections)");
+    wait_for(
+        LIMIT,
+        &what,
+        None,
+        || connections(store, source),
+        |c| pred(c),
+    )
+    .await
 }
 
 fn one_open(c: &[(i64, bool)]) -> bool {
@@ -151,7 +139,7 @@ fn one_open(c: &[(i64, bool)]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_adds_removes_restarts_and_refuses_invalid_files() {
-    let db = test_databases().await.remove(0);
+    let db = sqlite_database();
     let rpc = JsonRpcSim::start(any(), JsonRpcSimConfig::default())
         .await
         .unwrap();
@@ -160,7 +148,7 @@ async fn sighup_adds_removes_restarts_and_refuses_invalid_files() {
     let first = jsonrpc_source("keep", &ws, -1)
         + &jsonrpc_source("drop", &ws, -1)
         + &jsonrpc_source("change", &ws, -1);
-    let daemon = start(dir.path(), &config(&url(&db), "", &first));
+    let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &first));
     let store = daemon_store(&daemon, &db).await;
     let keep = wait_connections(&store, "keep", "connects", one_open).await;
     wait_connections(&store, "drop", "connects", one_open).await;
@@ -170,9 +158,9 @@ async fn sighup_adds_removes_restarts_and_refuses_invalid_files() {
     let second = jsonrpc_source("keep", &ws, -1)
         + &jsonrpc_source("change", &ws, 7)
         + &jsonrpc_source("add", &ws, -1);
-    std::fs::write(&daemon.config_path, config(&url(&db), "", &second)).unwrap();
+    std::fs::write(&daemon.config_path, config(&db.cfg.url, "", "", &second)).unwrap();
     daemon.signal("HUP");
-    wait_log(&daemon, "configuration reloaded").await;
+    daemon.wait_log("configuration reloaded").await;
 
     wait_connections(&store, "add", "added source connects", one_open).await;
     wait_connections(&store, "drop", "removed source is closed", |c| {
@@ -215,7 +203,9 @@ async fn sighup_adds_removes_restarts_and_refuses_invalid_files() {
     // An invalid file changes nothing.
     std::fs::write(&daemon.config_path, "[storage\nurl = ").unwrap();
     daemon.signal("HUP");
-    wait_log(&daemon, "reload refused, keeping the running configuration").await;
+    daemon
+        .wait_log("reload refused, keeping the running configuration")
+        .await;
     let third = std::fs::read_to_string(&daemon.config_path).unwrap();
     assert!(third.starts_with("[storage"));
     // Every source still on the connection it had (give a wrong reload time to act).
@@ -224,7 +214,7 @@ async fn sighup_adds_removes_restarts_and_refuses_invalid_files() {
     assert_eq!(connections(&store, "change").await.len(), 2);
     assert!(one_open(&connections(&store, "add").await));
 
-    let log = stop(daemon).await;
+    let log = daemon.stop().await;
     assert!(log.contains("reload: source added"), "{log}");
     assert!(log.contains("reload: source removed"), "{log}");
     assert!(log.contains("reload: source changed"), "{log}");
@@ -234,7 +224,7 @@ async fn sighup_adds_removes_restarts_and_refuses_invalid_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_the_first_attempts_waits_and_exits_cleanly() {
-    let db = test_databases().await.remove(0);
+    let db = sqlite_database();
     // Accepts TCP and never answers the upgrade: the first attempt takes the whole
     // connect timeout (3 s), so READY is not sent yet when the signal arrives.
     let silent = tokio::net::TcpListener::bind(any()).await.unwrap();
@@ -251,23 +241,22 @@ async fn sigterm_during_the_first_attempts_waits_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let sources =
         jsonrpc_source("rpc", &rpc.ws_url(), -1) + &jsonrpc_source("slow", &silent_url, -1);
-    let daemon = start(dir.path(), &config(&url(&db), "", &sources));
-    wait_log(&daemon, "signal handlers installed").await;
-    wait_log(&daemon, "source{source=rpc}: subscribed").await;
+    let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &sources));
+    daemon.wait_log("signal handlers installed").await;
+    daemon.wait_log("source{source=rpc}: subscribed").await;
     assert!(
         !daemon.log().contains("wsvault running"),
         "{}",
         daemon.log()
     );
-    let log = stop(daemon).await;
+    let log = daemon.stop().await;
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(log.contains("wsvault stopped"), "{log}");
     let store = db.store().await;
     assert_eq!(
-        count_where(
+        count(
             &store,
-            "session_events",
-            "source = 'rpc' AND event = 'closed'"
+            "session_events WHERE source = 'rpc' AND event = 'closed'"
         )
         .await,
         1,

@@ -3,12 +3,7 @@
 //! while the writer is wedged, STOPPING=1 on SIGTERM, EXTEND_TIMEOUT_USEC while a
 //! migration waits on a locked database; and JSON log lines with `[log] format`.
 
-mod common;
-mod ops_support;
-
-use common::daemon::Daemon;
-use common::*;
-use ops_support::*;
+use crate::support::*;
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 use std::os::unix::net::UnixDatagram;
@@ -82,15 +77,10 @@ impl Notes {
     }
 
     async fn wait(&self, needle: &str, n: usize) {
-        let deadline = Instant::now() + LIMIT;
-        while self.count(needle) < n {
-            assert!(
-                Instant::now() < deadline,
-                "never got {n}x {needle:?}; got {:?}",
-                self.all().iter().map(|(_, m)| m).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{n}x {needle:?} (last: every notification)");
+        let messages = || async { self.all().into_iter().map(|(_, m)| m).collect::<Vec<_>>() };
+        let enough = |m: &Vec<String>| m.iter().filter(|m| m.contains(needle)).count() >= n;
+        wait_for(LIMIT, &what, None, messages, enough).await;
     }
 }
 
@@ -107,7 +97,7 @@ fn start_notified(dir: &Path, config: &str, notes: &Notes, watchdog: Option<&str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_after_first_attempts_watchdog_while_progressing_stopping_on_term() {
-    let db = test_databases().await.remove(0);
+    let db = sqlite_database();
     let rpc = JsonRpcSim::start(any(), JsonRpcSimConfig::default())
         .await
         .unwrap();
@@ -118,7 +108,7 @@ async fn ready_after_first_attempts_watchdog_while_progressing_stopping_on_term(
         + &jsonrpc_source("down", "ws://127.0.0.1:9/app", -1);
     let daemon = start_notified(
         dir.path(),
-        &config(&url(&db), "", &sources),
+        &config(&db.cfg.url, "", "", &sources),
         &notes,
         Some("400000"),
     );
@@ -136,7 +126,7 @@ async fn ready_after_first_attempts_watchdog_while_progressing_stopping_on_term(
     assert!(first_ping >= ready_at, "no ping before READY");
     assert!(log.contains("systemd watchdog enabled"), "{log}");
 
-    let log = stop(daemon).await;
+    let log = daemon.stop().await;
     notes.wait("STOPPING=1", 1).await;
     let stopping = notes.first("STOPPING=1").unwrap().0;
     let pings_after = notes
@@ -164,10 +154,8 @@ async fn migration_waiting_on_a_lock_extends_the_start_timeout() {
         .await
         .unwrap();
     let notes = Notes::listen(dir.path());
-    let cfg = format!(
-        "[storage]\nurl = \"sqlite://{}\"\nbusy_timeout = \"30s\"\n",
-        db_path.display()
-    );
+    let url = format!("sqlite://{}", db_path.display());
+    let cfg = config(&url, "busy_timeout = \"30s\"", "", "");
     let daemon = start_notified(dir.path(), &cfg, &notes, None);
     notes.wait("EXTEND_TIMEOUT_USEC=10000000", 1).await;
     assert_eq!(notes.count("READY=1"), 0, "not ready while migrating");
@@ -176,7 +164,7 @@ async fn migration_waiting_on_a_lock_extends_the_start_timeout() {
     sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
     holder.close().await.unwrap();
     notes.wait("READY=1", 1).await;
-    let log = stop(daemon).await;
+    let log = daemon.stop().await;
     assert!(
         log.contains("running migrations still running") || log.contains("still running"),
         "{log}"
@@ -236,11 +224,7 @@ async fn pump(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchdog_stops_pinging_while_the_writer_is_wedged() {
-    let Some(db) = test_databases()
-        .await
-        .into_iter()
-        .find(|d| d.label == "postgres")
-    else {
+    let Some(db) = test_databases(Backend::Postgres).await.pop() else {
         eprintln!("SKIPPED: needs {PG_ENV} (a database that hangs instead of failing)");
         return;
     };
@@ -259,13 +243,14 @@ async fn watchdog_stops_pinging_while_the_writer_is_wedged() {
     let cfg = config(
         &url_via(&db.cfg.url, proxy.addr),
         "",
+        "",
         &jsonrpc_source("rpc", &rpc.ws_url(), -1),
     );
     let daemon = start_notified(dir.path(), &cfg, &notes, Some("1000000"));
     notes.wait("WATCHDOG=1", 3).await;
 
     proxy.stalled.store(true, Ordering::SeqCst);
-    wait_log(&daemon, "no progress: writer").await;
+    daemon.wait_log("no progress: writer").await;
     let stalled_at = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let last_ping = notes.last("WATCHDOG=1").unwrap();
@@ -276,31 +261,33 @@ async fn watchdog_stops_pinging_while_the_writer_is_wedged() {
     );
 
     proxy.stalled.store(false, Ordering::SeqCst);
-    wait_log(&daemon, "progress resumed").await;
+    daemon.wait_log("progress resumed").await;
     let before = notes.count("WATCHDOG=1");
     notes.wait("WATCHDOG=1", before + 2).await;
-    let log = stop(daemon).await;
+    let log = daemon.stop().await;
     assert!(log.contains("lost=0"), "{log}");
     rpc.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_format_emits_json_lines() {
-    let db = test_databases().await.remove(0);
+    let db = sqlite_database();
     let rpc = JsonRpcSim::start(any(), JsonRpcSimConfig::default())
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let daemon = start(
+    let sources = jsonrpc_source("rpc", &rpc.ws_url(), -1);
+    let daemon = Daemon::start(
         dir.path(),
         &config(
-            &url(&db),
-            "[log]\nformat = \"json\"\n",
-            &jsonrpc_source("rpc", &rpc.ws_url(), -1),
+            &db.cfg.url,
+            "",
+            "",
+            &format!("[log]\nformat = \"json\"\n{sources}"),
         ),
     );
-    wait_log(&daemon, "wsvault running").await;
-    let log = stop(daemon).await;
+    daemon.wait_log("wsvault running").await;
+    let log = daemon.stop().await;
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(lines.len() >= 3, "{log}");
     for line in lines {

@@ -1,11 +1,8 @@
 //! The operator commands on the real binary: `backup` of a live SQLite database (and
 //! the pg_dump hint for PostgreSQL), `status` from the database, and `demo`.
 
-mod common;
-mod ops_support;
-
-use common::*;
-use ops_support::*;
+use crate::support::navixy::{ALL_DATA, api_key_line, navixy_source};
+use crate::support::*;
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use std::path::Path;
@@ -50,7 +47,7 @@ fn printed_count(text: &str, table: &str) -> Option<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_copies_a_live_sqlite_database_consistently() {
-    let db = test_databases().await.remove(0);
+    let db = sqlite_database();
     let rpc = JsonRpcSim::start(
         any(),
         JsonRpcSimConfig {
@@ -70,11 +67,11 @@ async fn backup_copies_a_live_sqlite_database_consistently() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sources =
-        jsonrpc_source("rpc", &rpc.ws_url(), -1) + &navixy_source("fleet", &navixy.ws_url());
-    let daemon = start(dir.path(), &config(&url(&db), "", &sources));
+    let sources = jsonrpc_source("rpc", &rpc.ws_url(), -1)
+        + &navixy_source("fleet", &navixy, &format!("{}\n{ALL_DATA}", api_key_line()));
+    let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &sources));
     let store = daemon_store(&daemon, &db).await;
-    wait_count(&store, "notifications", "", "notifications", |n| n >= 200).await;
+    wait_count(&store, Some(&daemon), "notifications", |n| n >= 200).await;
 
     // Taken while both sources keep writing.
     let copy = dir.path().join("copy.db");
@@ -127,7 +124,7 @@ async fn backup_copies_a_live_sqlite_database_consistently() {
         String::from_utf8_lossy(&again.stderr).contains("already exists"),
         "{again:?}"
     );
-    stop(daemon).await;
+    daemon.stop().await;
     store.close().await;
     rpc.shutdown().await;
     navixy.shutdown().await;
@@ -161,9 +158,9 @@ async fn backup_prints_pg_dump_without_the_password() {
     assert!(stdout(&out).contains("--file='wsvault.dump'"), "{out:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_shows_sources_and_counts_from_the_database() {
-    for db in test_databases().await {
+each_backend!(status_shows_sources_and_counts_from_the_database);
+async fn status_shows_sources_and_counts_from_the_database(backend: Backend) {
+    for db in test_databases(backend).await {
         let rpc = JsonRpcSim::start(
             any(),
             JsonRpcSimConfig {
@@ -176,14 +173,13 @@ async fn status_shows_sources_and_counts_from_the_database() {
         let dir = tempfile::tempdir().unwrap();
         let sources = jsonrpc_source("rpc", &rpc.ws_url(), -1)
             + &jsonrpc_source("down", "ws://127.0.0.1:9/app", -1);
-        let daemon = start(dir.path(), &config(&url(&db), "", &sources));
+        let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &sources));
         let store = daemon_store(&daemon, &db).await;
-        wait_count(&store, "notifications", "", "notifications", |n| n >= 5).await;
+        wait_count(&store, Some(&daemon), "notifications", |n| n >= 5).await;
         wait_count(
             &store,
-            "session_events",
-            "source = 'down'",
-            "down fails",
+            Some(&daemon),
+            "session_events WHERE source = 'down'",
             |n| n >= 1,
         )
         .await;
@@ -221,7 +217,7 @@ async fn status_shows_sources_and_counts_from_the_database() {
         assert!(!text.contains("hunter2"));
 
         // After a clean stop the database says closed.
-        stop(daemon).await;
+        daemon.stop().await;
         let out = wsvault(dir.path(), &["status", "--config", &cfg]).await;
         let text = stdout(&out);
         assert!(text.contains("source rpc: closed"), "[{}] {text}", db.label);

@@ -7,17 +7,13 @@
 //! [`WINDOW`]-character piece of the secret, so a secret stored in two halves
 //! fails as surely as a whole one.
 
-mod common;
-mod navixy_support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::navixy::*;
+use crate::support::*;
 use chrono::Utc;
-use common::daemon::Daemon;
-use common::fetch_cells;
-use navixy_support::*;
 use wsvault::record::{Record, SessionEvent};
 use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
 use wsvault::sim::navixy::NavixySimConfig;
@@ -60,7 +56,7 @@ async fn wsvault(dir: &Path, args: &[&str]) -> String {
     let dir = dir.to_path_buf();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(common::daemon::binary())
+        let out = Command::new(binary())
             .args(&args)
             .current_dir(&dir)
             .env("RUST_LOG", "trace")
@@ -77,9 +73,9 @@ async fn wsvault(dir: &Path, args: &[&str]) -> String {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hash_the_server_echoes_or_splits_is_stored_and_printed_nowhere() {
-    for db in common::test_databases().await {
+each_backend!(a_hash_the_server_echoes_or_splits_is_stored_and_printed_nowhere);
+async fn a_hash_the_server_echoes_or_splits_is_stored_and_printed_nowhere(backend: Backend) {
+    for db in test_databases(backend).await {
         let label = db.label;
         let sim = start_sim(NavixySimConfig {
             api_keys: vec![KEY.into()],
@@ -97,9 +93,9 @@ async fn a_hash_the_server_echoes_or_splits_is_stored_and_printed_nowhere() {
             &format!("api_key_hash = \"{KEY}\"\ntrack_message_size = true\n{ALL_DATA}"),
         );
         let cfg = config(
-            &db,
+            &db.cfg.url,
             "traffic = true\nraw_events = \"full\"",
-            &supervisor(""),
+            "",
             &sources,
         );
         let mut run = Run::start(&db, &cfg).await;
@@ -113,7 +109,7 @@ async fn a_hash_the_server_echoes_or_splits_is_stored_and_printed_nowhere() {
             1,
             "[{label}]"
         );
-        run.wait_count("tracker_lifecycle", SOON, |n| n >= 1).await;
+        run.wait_count("tracker_lifecycle", |n| n >= 1).await;
         let (status, log) = run.stop().await;
         assert!(
             status.success(),
@@ -164,7 +160,7 @@ async fn a_hash_the_server_echoes_or_splits_is_stored_and_printed_nowhere() {
         // `status` masks what it prints, even rows stored before the writer masked
         // them: this one is written by a writer of this test process, which has not
         // been told the hash, and is the newest lifecycle event of the source.
-        common::write_all(
+        write_all(
             &run.store,
             &db.cfg,
             vec![Record::SessionEvent(SessionEvent {
@@ -201,8 +197,7 @@ async fn trace_logs_of_every_dependency_hold_no_secret() {
     const PUBLIC: &str = "pub-TRACE-77e1d00d";
     const PRIVATE: &str = "priv-TRACE-99f00baa";
     const TOKEN: &str = "tok-TRACE-4d1ab0b0cafe";
-    let dbs = common::test_databases().await;
-    let db = &dbs[0];
+    let db = &sqlite_database();
     let navixy = start_sim(NavixySimConfig {
         api_keys: vec![KEY.into()],
         split_frames_at: Some(SPLIT),
@@ -258,7 +253,7 @@ requests = [ {{ method = "GetActiveDoc", handle = -1, params = [] }} ]
         tn = tradernet.ws_url(),
         rpc = rpc.ws_url(),
     );
-    let cfg = config(db, "traffic = true", &supervisor(""), &sources);
+    let cfg = config(&db.cfg.url, "traffic = true", "", &sources);
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("wsvault.toml");
     std::fs::write(&config_path, &cfg).unwrap();
@@ -285,7 +280,6 @@ requests = [ {{ method = "GetActiveDoc", handle = -1, params = [] }} ]
     );
     run.wait_count(
         "events WHERE source = 'rpc' AND payload LIKE '%expired%'",
-        SOON,
         |n| n >= 1,
     )
     .await;

@@ -4,11 +4,7 @@
 //! `socket_error`; with it events are recorded, over `wss://` and over the Navixy
 //! `https://` login; a certificate for another host name is refused even with the CA.
 
-mod common;
-mod ops_support;
-
-use common::*;
-use ops_support::*;
+use crate::support::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,7 +90,7 @@ fn rpc_source(name: &str, url: &str, ca_file: Option<&str>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_ca_is_refused_without_ca_file_and_trusted_with_it() {
-    let db = test_databases().await.remove(0);
+    let db = sqlite_database();
     let ca = TestCa::new();
     let dir = tempfile::tempdir().unwrap();
     let ca_path = dir.path().join("private-ca.pem");
@@ -136,31 +132,28 @@ password = "demo-password"
 ca_file = "{ca_path}"
 "#
         );
-    let daemon = start(dir.path(), &config(&url(&db), "", &sources));
+    let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &sources));
     let store = daemon_store(&daemon, &db).await;
 
     wait_count(
         &store,
-        "notifications",
-        "source = 'trusted'",
-        "trusted records",
+        Some(&daemon),
+        "notifications WHERE source = 'trusted'",
         |n| n > 0,
     )
     .await;
     wait_count(
         &store,
-        "tracker_states",
-        "source = 'login'",
-        "login source records",
+        Some(&daemon),
+        "tracker_states WHERE source = 'login'",
         |n| n > 0,
     )
     .await;
     for source in ["untrusted", "mismatch"] {
         wait_count(
             &store,
-            "session_events",
-            &format!("source = '{source}' AND event = 'socket_error'"),
-            "a recorded TLS refusal",
+            Some(&daemon),
+            &format!("session_events WHERE source = '{source}' AND event = 'socket_error'"),
             |n| n > 0,
         )
         .await;
@@ -183,14 +176,13 @@ ca_file = "{ca_path}"
         "host name mismatch reason is not clear: {mismatch}"
     );
     assert_eq!(
-        count_where(
+        count(
             &store,
-            "notifications",
-            "source IN ('untrusted', 'mismatch')"
+            "notifications WHERE source IN ('untrusted', 'mismatch')"
         )
         .await,
         0,
         "a refused server's events were recorded"
     );
-    stop(daemon).await;
+    daemon.stop().await;
 }

@@ -1,12 +1,10 @@
 //! The JSON-RPC simulator sends OnConnected, numbered notifications in order,
 //! answers requests, and its fault switches behave as documented.
 
-mod sim_support;
-
 use std::time::Duration;
 
+use crate::support::ws::*;
 use serde_json::{Value, json};
-use sim_support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
 

@@ -1,14 +1,12 @@
 //! The Navixy simulator speaks Navixy's documented protocol: handshake,
 //! heartbeats, login, subscribe, snapshot, updates and their formats.
 
-mod sim_support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::ws::navixy::*;
+use crate::support::ws::*;
 use serde_json::{Value, json};
-use sim_support::navixy::*;
-use sim_support::*;
 use wsvault::sim::navixy::{
     DEFAULT_API_KEY, NavixySimConfig, READING_VALUES_PER_ITEM, TrackerStatus,
 };

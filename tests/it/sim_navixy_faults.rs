@@ -1,13 +1,11 @@
 //! The Navixy simulator's rate, pause and fault switches (drops without a close
 //! frame, silence, injected frames) behave as documented.
 
-mod sim_support;
-
 use std::time::Duration;
 
+use crate::support::ws::navixy::*;
+use crate::support::ws::*;
 use serde_json::{Value, json};
-use sim_support::navixy::*;
-use sim_support::*;
 use wsvault::sim::navixy::{DEFAULT_API_KEY, NavixySimConfig};
 
 #[tokio::test]

@@ -1,14 +1,12 @@
 //! The Tradernet simulator speaks Tradernet's documented protocol and its
 //! schedule, switches and ground truth behave as documented.
 
-mod sim_support;
-
 use std::time::Duration;
 
+use crate::support::ws::*;
 use futures_util::SinkExt;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sim_support::*;
 use tokio_tungstenite::tungstenite::Message;
 use wsvault::sim::tradernet::{
     DEFAULT_API_KEY, DEFAULT_SID, ScheduledSession, SessionChangeKind, SessionSpec, TradernetSim,

@@ -5,10 +5,8 @@
 //! The same assertions run on SQLite, whose path is unchanged, so both backends are
 //! held to one contract.
 
-mod common;
-
+use crate::support::*;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
-use common::*;
 use std::sync::Arc;
 use wsvault::record::{Event, Record, TrackerReading, TrackerState};
 use wsvault::store::{Backend, CopyCounts};
@@ -108,9 +106,9 @@ fn as_stored(backend: Backend, r: Record) -> Record {
     }
 }
 
-#[tokio::test]
-async fn big_batches_round_trip_every_column() {
-    for db in test_databases().await {
+each_backend!(big_batches_round_trip_every_column, current_thread);
+async fn big_batches_round_trip_every_column(backend: Backend) {
+    for db in test_databases(backend).await {
         let store = db.store().await;
         let states: Vec<Record> = (0..40).map(|n| Record::TrackerState(state(n))).collect();
         let readings: Vec<Record> = (0..40)
@@ -154,9 +152,12 @@ async fn big_batches_round_trip_every_column() {
     }
 }
 
-#[tokio::test]
-async fn batches_repeating_stored_or_own_rows_keep_only_the_new_ones() {
-    for db in test_databases().await {
+each_backend!(
+    batches_repeating_stored_or_own_rows_keep_only_the_new_ones,
+    current_thread
+);
+async fn batches_repeating_stored_or_own_rows_keep_only_the_new_ones(backend: Backend) {
+    for db in test_databases(backend).await {
         let store = db.store().await;
         let first: Vec<Record> = (0..30).map(|n| Record::TrackerState(state(n))).collect();
         write_all(&store, &db.cfg, first.clone()).await;

@@ -2,9 +2,7 @@
 //! processes migrating one fresh database at the same time, and the permissions of a
 //! SQLite database wsvault creates.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -140,17 +138,16 @@ async fn sqlite_writer_recovers_after_the_disk_was_full() {
     );
 
     std::fs::remove_file(&filler).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !(stats.is_healthy() && stats.written.load(Ordering::Relaxed) >= total as u64) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no recovery after space returned: written {}, retries {}, last error {:?}",
-            stats.written.load(Ordering::Relaxed),
-            stats.retries.load(Ordering::Relaxed),
-            stats.last_error()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let progress = || async {
+        let written = stats.written.load(Ordering::Relaxed);
+        let retries = stats.retries.load(Ordering::Relaxed);
+        (stats.is_healthy(), written, retries, stats.last_error())
+    };
+    let what = "recovery after space returned (last: healthy, written, retries, last error)";
+    wait_for(Duration::from_secs(15), what, None, progress, |p| {
+        p.0 && p.1 >= total as u64
+    })
+    .await;
     drop(sink);
     let report = tokio::time::timeout(Duration::from_secs(30), handle.join())
         .await
@@ -162,13 +159,13 @@ async fn sqlite_writer_recovers_after_the_disk_was_full() {
     store.close().await;
 }
 
+each_backend!(concurrent_migrations_on_a_fresh_database_all_succeed);
 /// Issue 16 point 7: four migrators (separate pools, as four processes) start on one
 /// fresh database at the same moment; every one succeeds, and the schema is applied
 /// once. Repeated, since a race does not show every time. Both backends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_migrations_on_a_fresh_database_all_succeed() {
+async fn concurrent_migrations_on_a_fresh_database_all_succeed(backend: Backend) {
     for round in 0..5 {
-        for db in test_databases().await {
+        for db in test_databases(backend).await {
             let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(4));
             let tasks: Vec<_> = (0..4)
                 .map(|_| {

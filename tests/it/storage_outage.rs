@@ -1,86 +1,37 @@
-//! The writer through database outages: PostgreSQL behind a [`TcpProxy`] that is cut
+//! The writer through database outages: PostgreSQL behind a `TcpProxy` that is cut
 //! for about 3 s, SQLite with its file held by `BEGIN EXCLUSIVE` on another
 //! connection for about 3 s. Every record must arrive exactly once, with retries
 //! counted; a force-stop during an outage must count what it could not write.
 
-mod common;
-
-use common::*;
-use sqlx::Connection as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use crate::support::*;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wsvault::record::Record;
-use wsvault::sim::proxy::TcpProxy;
 use wsvault::store::{Store, Writer};
-
-/// A way to make the database unavailable to the writer, and back.
-enum Outage {
-    /// PostgreSQL: the writer's pool goes through this proxy.
-    Proxy(TcpProxy),
-    /// SQLite: another connection takes the write lock.
-    Lock {
-        path: std::path::PathBuf,
-        holder: Option<SqliteConnection>,
-    },
-}
-
-impl Outage {
-    async fn start(&mut self) {
-        match self {
-            Outage::Proxy(p) => p.cut(),
-            Outage::Lock { path, holder } => {
-                let opts = SqliteConnectOptions::new()
-                    .filename(&*path)
-                    .busy_timeout(Duration::from_secs(10));
-                let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
-                sqlx::query("BEGIN EXCLUSIVE")
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                *holder = Some(c);
-            }
-        }
-    }
-
-    async fn end(&mut self) {
-        match self {
-            Outage::Proxy(p) => p.restore(),
-            Outage::Lock { holder, .. } => {
-                let mut c = holder.take().expect("outage started");
-                sqlx::query("COMMIT").execute(&mut c).await.unwrap();
-                c.close().await.unwrap();
-            }
-        }
-    }
-}
 
 /// (store the writer uses, store for checks, the outage switch) for `db`.
 async fn setup(db: &TestDb) -> (Store, Store, Outage, wsvault::config::StorageConfig) {
     let direct = db.store().await;
-    let cfg = db.config();
-    match db.sqlite_path() {
-        Some(path) => (
-            direct.clone(),
-            direct,
-            Outage::Lock { path, holder: None },
-            cfg,
-        ),
-        None => {
-            let proxy = TcpProxy::start(pg_addr(&cfg.url)).await.unwrap();
-            let mut via = cfg.clone();
-            via.url = url_via(&cfg.url, proxy.addr());
-            let writer_store = store_for(&via).await;
-            (writer_store, direct, Outage::Proxy(proxy), via)
-        }
+    let outage = Outage::for_db(db).await;
+    let mut cfg = db.config();
+    if db.sqlite_path().is_some() {
+        // One pool for writer and checks; the outage is a lock on the file.
+        return (direct.clone(), direct, outage, cfg);
     }
+    // PostgreSQL: the writer's pool goes through the outage's proxy.
+    cfg.url = outage.url().to_string();
+    let writer_store = store_for(&cfg).await;
+    (writer_store, direct, outage, cfg)
 }
 
-#[tokio::test]
-async fn outage_mid_stream_loses_and_duplicates_nothing() {
-    for db in test_databases().await {
+each_backend!(
+    outage_mid_stream_loses_and_duplicates_nothing,
+    current_thread
+);
+async fn outage_mid_stream_loses_and_duplicates_nothing(backend: Backend) {
+    for db in test_databases(backend).await {
         let (writer_store, check, mut outage, cfg) = setup(&db).await;
         let (sink, handle) = Writer::spawn(writer_store.clone(), &cfg);
         let stats = handle.stats();
@@ -112,7 +63,7 @@ async fn outage_mid_stream_loses_and_duplicates_nothing() {
         })
         .await;
         let cut_at = Instant::now();
-        outage.start().await;
+        outage.begin().await;
         let s = stats.clone();
         wait_until(Duration::from_secs(5), "a failed attempt", || {
             let s = s.clone();
@@ -158,13 +109,13 @@ async fn outage_mid_stream_loses_and_duplicates_nothing() {
     }
 }
 
-#[tokio::test]
-async fn force_stop_during_outage_counts_lost_records() {
-    for db in test_databases().await {
+each_backend!(force_stop_during_outage_counts_lost_records, current_thread);
+async fn force_stop_during_outage_counts_lost_records(backend: Backend) {
+    for db in test_databases(backend).await {
         let (writer_store, check, mut outage, cfg) = setup(&db).await;
         let (sink, handle) = Writer::spawn(writer_store.clone(), &cfg);
         let stats = handle.stats();
-        outage.start().await;
+        outage.begin().await;
         for n in 0..1_000 {
             sink.send(event("forced", n)).await.unwrap();
         }
@@ -195,14 +146,17 @@ async fn force_stop_during_outage_counts_lost_records() {
     }
 }
 
-#[tokio::test]
-async fn full_queue_pushes_back_until_the_database_returns() {
-    for db in test_databases().await {
+each_backend!(
+    full_queue_pushes_back_until_the_database_returns,
+    current_thread
+);
+async fn full_queue_pushes_back_until_the_database_returns(backend: Backend) {
+    for db in test_databases(backend).await {
         let (writer_store, check, mut outage, mut cfg) = setup(&db).await;
         cfg.queue_capacity = 100;
         cfg.batch_size = 50;
         let (sink, handle) = Writer::spawn(writer_store.clone(), &cfg);
-        outage.start().await;
+        outage.begin().await;
         // Fill the writer's batch and the queue; the first send that does not finish
         // promptly is the back-pressure the sessions rely on.
         let mut sent = 0;

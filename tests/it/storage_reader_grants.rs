@@ -2,9 +2,7 @@
 //! `wsvault_reader`'s `SELECT` working on tables a later migration creates, while the
 //! role still cannot write. PostgreSQL only (SQLite read-only access is a file mode).
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use sqlx::{Connection as _, PgConnection};
 
 /// Creates the cluster-wide role when absent; tolerates a concurrent creation.
@@ -40,11 +38,7 @@ async fn as_reader(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error
 
 #[tokio::test]
 async fn migrate_keeps_the_reader_role_able_to_select_new_tables() {
-    let Some(db) = test_databases()
-        .await
-        .into_iter()
-        .find(|d| d.label == "postgres")
-    else {
+    let Some(db) = test_databases(Backend::Postgres).await.pop() else {
         return; // skip notice printed by test_databases
     };
     let mut conn = PgConnection::connect(&db.cfg.url).await.unwrap();

@@ -3,16 +3,14 @@
 //! `rejected` without failing its batch-mates. Each test runs on SQLite and, when
 //! `WSVAULT_TEST_POSTGRES_URL` is set, on a fresh PostgreSQL database.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::time::Duration;
 use wsvault::record::{Record, SecuritySessionChange};
 use wsvault::store::{Store, TABLES, Writer};
 
-#[tokio::test]
-async fn every_variant_reads_back_equal() {
-    for db in test_databases().await {
+each_backend!(every_variant_reads_back_equal, current_thread);
+async fn every_variant_reads_back_equal(backend: Backend) {
+    for db in test_databases(backend).await {
         let store = db.store().await;
         store.migrate().await.expect("migrating twice is a no-op");
         let records = one_of_each("fleet");
@@ -41,9 +39,12 @@ async fn every_variant_reads_back_equal() {
     }
 }
 
-#[tokio::test]
-async fn typed_rows_deduplicate_and_events_keep_every_message() {
-    for db in test_databases().await {
+each_backend!(
+    typed_rows_deduplicate_and_events_keep_every_message,
+    current_thread
+);
+async fn typed_rows_deduplicate_and_events_keep_every_message(backend: Backend) {
+    for db in test_databases(backend).await {
         let store = db.store().await;
         let state = tracker_state("fleet", 1, 100);
         let reading = tracker_reading("fleet", "input", 100);
@@ -128,9 +129,12 @@ async fn typed_rows_deduplicate_and_events_keep_every_message() {
     }
 }
 
-#[tokio::test]
-async fn connection_close_fills_fields_and_never_clears_them() {
-    for db in test_databases().await {
+each_backend!(
+    connection_close_fills_fields_and_never_clears_them,
+    current_thread
+);
+async fn connection_close_fills_fields_and_never_clears_them(backend: Backend) {
+    for db in test_databases(backend).await {
         let store = db.store().await;
         let mut records = one_of_each("fleet");
         records.truncate(1);
@@ -153,9 +157,9 @@ async fn connection_close_fills_fields_and_never_clears_them() {
     }
 }
 
-#[tokio::test]
-async fn partial_batch_commits_after_flush_interval() {
-    for db in test_databases().await {
+each_backend!(partial_batch_commits_after_flush_interval, current_thread);
+async fn partial_batch_commits_after_flush_interval(backend: Backend) {
+    for db in test_databases(backend).await {
         let store = db.store().await;
         let (sink, handle) = Writer::spawn(store.clone(), &db.cfg);
         for n in 0..3 {
@@ -187,9 +191,9 @@ async fn partial_batch_commits_after_flush_interval() {
     }
 }
 
-#[tokio::test]
-async fn hundred_thousand_records_arrive_exactly() {
-    for db in test_databases().await {
+each_backend!(hundred_thousand_records_arrive_exactly, current_thread);
+async fn hundred_thousand_records_arrive_exactly(backend: Backend) {
+    for db in test_databases(backend).await {
         let store = db.store().await;
         let (sink, handle) = Writer::spawn(store.clone(), &db.cfg);
         let producers: Vec<_> = (0..4)
@@ -220,9 +224,12 @@ async fn hundred_thousand_records_arrive_exactly() {
     }
 }
 
-#[tokio::test]
-async fn refused_records_go_to_rejected_and_batch_mates_commit() {
-    for db in test_databases().await {
+each_backend!(
+    refused_records_go_to_rejected_and_batch_mates_commit,
+    current_thread
+);
+async fn refused_records_go_to_rejected_and_batch_mates_commit(backend: Backend) {
+    for db in test_databases(backend).await {
         let store = db.store().await;
         let mut cfg = db.config();
         cfg.batch_size = 52;
@@ -286,9 +293,9 @@ async fn refused_records_go_to_rejected_and_batch_mates_commit() {
     }
 }
 
-#[tokio::test]
-async fn views_show_latest_states_and_active_sessions() {
-    for db in test_databases().await {
+each_backend!(views_show_latest_states_and_active_sessions, current_thread);
+async fn views_show_latest_states_and_active_sessions(backend: Backend) {
+    for db in test_databases(backend).await {
         let store = db.store().await;
         let records = vec![
             tracker_state("fleet", 1, 100),
@@ -324,8 +331,7 @@ async fn views_show_latest_states_and_active_sessions() {
 
 #[tokio::test]
 async fn sqlite_times_are_fixed_width_utc_text_that_sqlite_understands() {
-    let dbs = test_databases().await;
-    let db = &dbs[0];
+    let db = &sqlite_database();
     let store = db.store().await;
     write_all(&store, &db.cfg, vec![tracker_state("fleet", 1, 0)]).await;
     let rows = fetch_cells(
@@ -350,8 +356,7 @@ async fn sqlite_times_are_fixed_width_utc_text_that_sqlite_understands() {
 
 #[tokio::test]
 async fn sqlite_wal_is_checkpointed_beside_the_writer() {
-    let dbs = test_databases().await;
-    let db = &dbs[0];
+    let db = &sqlite_database();
     let path = db.sqlite_path().expect("the first test database is SQLite");
     let store = db.store().await;
     let before = std::fs::metadata(&path).unwrap().len();

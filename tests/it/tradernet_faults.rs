@@ -4,14 +4,10 @@
 //! noted in the lifecycle; a subscribe left unanswered gives one `warning` row and
 //! keeps the connection; silence past the idle deadline is a network suspension.
 
-mod common;
-mod lifecycle_support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use chrono::TimeDelta;
-use common::{TestDb, fetch_cells, test_databases};
-use lifecycle_support::*;
 use wsvault::sim::tradernet::{DEFAULT_SID, TradernetSim, TradernetSimConfig};
 
 const SOURCE: &str = "broker";
@@ -36,9 +32,9 @@ sid = "{DEFAULT_SID}"
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_user_data_is_an_auth_failure_retried_at_the_backoff_cap() {
-    for db in test_databases().await {
+each_backend!(demo_user_data_is_an_auth_failure_retried_at_the_backoff_cap);
+async fn demo_user_data_is_an_auth_failure_retried_at_the_backoff_cap(backend: Backend) {
+    for db in test_databases(backend).await {
         demo(&db).await;
     }
 }
@@ -57,10 +53,16 @@ async fn demo(db: &TestDb) {
     // only_if_attached: "never log in again"; Tradernet has no login to redo, so the
     // same SID is retried at the cap, exactly as without the flag.
     let extra = "only_if_attached = true";
-    let mut daemon = start(dir.path(), &config(db, false, &source(&sim, extra)));
+    let cfg = config(
+        &db.cfg.url,
+        "",
+        "backoff_max = \"400ms\"",
+        &source(&sim, extra),
+    );
+    let mut daemon = Daemon::start(dir.path(), &cfg);
 
     wait_events(&store, &daemon, SOURCE, "three auth failures", |e| {
-        n(e, "auth_failed") >= 3
+        n_events(e, "auth_failed") >= 3
     })
     .await;
     let c0 = ctl.stats().connections;
@@ -100,7 +102,7 @@ async fn demo(db: &TestDb) {
             "{label}: {f:?}"
         );
     }
-    assert_eq!(n(&evs, "subscribed"), 0, "{label}");
+    assert_eq!(n_events(&evs, "subscribed"), 0, "{label}");
     // Each demo payload is kept as an event.
     let user_data = scalar(
         &store,
@@ -138,7 +140,7 @@ async fn demo(db: &TestDb) {
     // The SID works again: the next attempt subscribes and the source resumes.
     ctl.set_demo(false);
     wait_events(&store, &daemon, SOURCE, "recovery", |e| {
-        n(e, "subscribed") == 1 && n(e, "resumed") == 1
+        n_events(e, "subscribed") == 1 && n_events(e, "resumed") == 1
     })
     .await;
 
@@ -172,13 +174,13 @@ async fn demo(db: &TestDb) {
         "{label}"
     );
     assert_eq!(stored[0][1].opt_i64(), note.connection_id, "{label}");
-    stop(daemon).await;
+    daemon.stop().await;
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unanswered_subscribe_gives_one_warning_and_keeps_the_connection() {
-    for db in test_databases().await {
+each_backend!(unanswered_subscribe_gives_one_warning_and_keeps_the_connection);
+async fn unanswered_subscribe_gives_one_warning_and_keeps_the_connection(backend: Backend) {
+    for db in test_databases(backend).await {
         unanswered(&db).await;
     }
 }
@@ -198,9 +200,12 @@ sessions_timeout = "300ms"
 idle_timeout = "1s"
 ping_interval = "200ms"
 "#;
-    let daemon = start(dir.path(), &config(db, false, &source(&sim, extra)));
+    let daemon = Daemon::start(
+        dir.path(),
+        &config(&db.cfg.url, "", "", &source(&sim, extra)),
+    );
     let evs = wait_events(&store, &daemon, SOURCE, "the warning", |e| {
-        n(e, "warning") == 1
+        n_events(e, "warning") == 1
     })
     .await;
     let warning = evs.iter().find(|e| e.event == "warning").unwrap();
@@ -221,7 +226,7 @@ ping_interval = "200ms"
     assert_eq!(names(&evs), ["opened", "warning"], "{label}: {evs:#?}");
     assert!(ctl.stats().pings_received >= 5, "{label}");
     assert_eq!(ctl.stats().subscribes, 1, "{label}");
-    let log = stop(daemon).await;
+    let log = daemon.stop().await;
     assert!(
         log.contains("no sessions frame within 300ms"),
         "{label}: {log}"
@@ -229,9 +234,9 @@ ping_interval = "200ms"
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silence_past_the_idle_deadline_is_a_network_suspension() {
-    for db in test_databases().await {
+each_backend!(silence_past_the_idle_deadline_is_a_network_suspension);
+async fn silence_past_the_idle_deadline_is_a_network_suspension(backend: Backend) {
+    for db in test_databases(backend).await {
         silence(&db).await;
     }
 }
@@ -246,15 +251,18 @@ async fn silence(db: &TestDb) {
 idle_timeout = "800ms"
 ping_interval = "200ms"
 "#;
-    let daemon = start(dir.path(), &config(db, false, &source(&sim, extra)));
+    let daemon = Daemon::start(
+        dir.path(),
+        &config(&db.cfg.url, "", "", &source(&sim, extra)),
+    );
     wait_events(&store, &daemon, SOURCE, "the subscription", |e| {
-        n(e, "subscribed") == 1
+        n_events(e, "subscribed") == 1
     })
     .await;
     // Silent: no frames, pings unanswered, socket open.
     ctl.set_silent(true);
     let evs = wait_events(&store, &daemon, SOURCE, "the idle suspension", |e| {
-        n(e, "suspended") == 1
+        n_events(e, "suspended") == 1
     })
     .await;
     let s = evs.iter().find(|e| e.event == "suspended").unwrap();
@@ -270,9 +278,9 @@ ping_interval = "200ms"
     );
     ctl.set_silent(false);
     wait_events(&store, &daemon, SOURCE, "the resume", |e| {
-        n(e, "resumed") == 1
+        n_events(e, "resumed") == 1
     })
     .await;
-    stop(daemon).await;
+    daemon.stop().await;
     sim.shutdown().await;
 }

@@ -4,16 +4,11 @@
 //! ended while wsvault was down get `ended_at` and an `ended` row). `expires_at` is
 //! the moment of receipt plus `expire`, i.e. the simulator's expiry time.
 
-mod common;
-mod lifecycle_support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::*;
 use chrono::{DateTime, TimeDelta, Utc};
-use common::daemon::Daemon;
-use common::{TestDb, fetch_cells, test_databases};
-use lifecycle_support::*;
 use wsvault::sim::tradernet::{
     DEFAULT_SID, SessionChangeKind, SessionSpec, TradernetControl, TradernetSim, TradernetSimConfig,
 };
@@ -22,9 +17,9 @@ use wsvault::store::Store;
 const SOURCE: &str = "broker";
 const LIFETIME: Duration = Duration::from_secs(6 * 3600);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recorded_history_matches_ground_truth_across_drop_and_restart() {
-    for db in test_databases().await {
+each_backend!(recorded_history_matches_ground_truth_across_drop_and_restart);
+async fn recorded_history_matches_ground_truth_across_drop_and_restart(backend: Backend) {
+    for db in test_databases(backend).await {
         history(&db).await;
     }
 }
@@ -90,20 +85,20 @@ fn truth(ctl: &TradernetControl) -> BTreeMap<(u64, String), DateTime<Utc>> {
 
 /// Waits until the recorded changes equal the ground truth.
 async fn wait_match(store: &Store, daemon: &Daemon, ctl: &TradernetControl, what: &str) {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let want: Vec<_> = truth(ctl).into_keys().collect();
+    let recorded_and_truth = || async {
         let got: Vec<_> = changes(store).await.into_keys().collect();
-        if got == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: recorded {got:?}, truth {want:?}; log:\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        let want: Vec<_> = truth(ctl).into_keys().collect();
+        (got, want)
+    };
+    let what = format!("{what} (last: recorded changes, ground truth)");
+    wait_for(
+        LIMIT,
+        &what,
+        Some(daemon),
+        recorded_and_truth,
+        |(got, want)| got == want,
+    )
+    .await;
 }
 
 fn spec(ip: &str) -> SessionSpec {
@@ -141,8 +136,8 @@ sessions_timeout = "5s"
 "#,
         url = sim.ws_url()
     );
-    let cfg = config(db, false, &sources);
-    let daemon = start(dir.path(), &cfg);
+    let cfg = config(&db.cfg.url, "", "", &sources);
+    let daemon = Daemon::start(dir.path(), &cfg);
 
     // The two sessions open at start, then one opened and one ended while connected.
     let initial = ctl.open_session_ids();
@@ -158,7 +153,7 @@ sessions_timeout = "5s"
     ctl.set_silent(true);
     assert_eq!(ctl.drop_now(), 1, "{label}");
     wait_events(&store, &daemon, SOURCE, "the network suspension", |e| {
-        n(e, "suspended") >= 1
+        n_events(e, "suspended") >= 1
     })
     .await;
     assert!(ctl.end_session(initial[1]), "{label}");
@@ -171,7 +166,7 @@ sessions_timeout = "5s"
         "{label}: recorded while disconnected"
     );
     let evs = wait_events(&store, &daemon, SOURCE, "the resume", |e| {
-        n(e, "resumed") == 1
+        n_events(e, "resumed") == 1
     })
     .await;
     let first = evs
@@ -180,14 +175,14 @@ sessions_timeout = "5s"
         .expect("a suspension");
     assert_eq!(first.initiator.as_deref(), Some("network"), "{label}");
     assert_eq!(first.code, Some(1006), "{label}: {first:?}");
-    stop(daemon).await;
+    daemon.stop().await;
 
     // Restart: while the daemon is down, one session ends and another opens.
     assert!(ctl.end_session(c), "{label}");
     let e = ctl.open_session(spec("192.0.2.5"));
-    let daemon = start(dir.path(), &cfg);
+    let daemon = Daemon::start(dir.path(), &cfg);
     wait_match(&store, &daemon, &ctl, "the changes made while stopped").await;
-    let log = stop(daemon).await;
+    let log = daemon.stop().await;
 
     // Exactly the ground truth: every id opened once, the ended ones ended once.
     let truth = truth(&ctl);
@@ -257,7 +252,7 @@ sessions_timeout = "5s"
     assert!(pushes >= 5, "{label}: {pushes} sessions events");
     // No missing-sessions warning: every subscribe was answered.
     assert_eq!(
-        n(&events(&store, SOURCE).await, "warning"),
+        n_events(&events(&store, SOURCE).await, "warning"),
         0,
         "{label}: {log}"
     );

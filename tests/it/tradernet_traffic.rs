@@ -4,14 +4,9 @@
 //! the daemon's log, even when the server echoes them back. Both SID and signed
 //! API-key authentication; the daemon's own User-Agent gets past the edge.
 
-mod common;
-mod lifecycle_support;
-
 use std::time::Duration;
 
-use common::daemon::Daemon;
-use common::{TestDb, fetch_cells, test_databases};
-use lifecycle_support::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use wsvault::sim::tradernet::{SessionSpec, TradernetControl, TradernetSim, TradernetSimConfig};
 use wsvault::store::Store;
@@ -28,16 +23,16 @@ enum Auth {
     Key,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sid_auth_traffic_is_complete_and_secret_free() {
-    for db in test_databases().await {
+each_backend!(sid_auth_traffic_is_complete_and_secret_free);
+async fn sid_auth_traffic_is_complete_and_secret_free(backend: Backend) {
+    for db in test_databases(backend).await {
         traffic(&db, Auth::Sid).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_key_auth_traffic_is_complete_and_secret_free() {
-    for db in test_databases().await {
+each_backend!(api_key_auth_traffic_is_complete_and_secret_free);
+async fn api_key_auth_traffic_is_complete_and_secret_free(backend: Backend) {
+    for db in test_databases(backend).await {
         traffic(&db, Auth::Key).await;
     }
 }
@@ -60,22 +55,18 @@ fn signatures(ctl: &TradernetControl) -> Vec<String> {
 /// and nothing more arrives.
 async fn settle(store: &Store, daemon: &Daemon, ctl: &TradernetControl) {
     let received = "SELECT count(*) FROM traffic WHERE direction = 'received'";
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
+    let settled = || async {
         let sent = ctl.stats().frames_sent as i64;
-        if scalar(store, received).await == sent {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            if ctl.stats().frames_sent as i64 == sent && scalar(store, received).await == sent {
-                return;
-            }
+        let stored = scalar(store, received).await;
+        if stored != sent {
+            return (stored, sent, false);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "traffic never matched the simulator; log:\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let still = ctl.stats().frames_sent as i64 == sent && scalar(store, received).await == sent;
+        (stored, sent, still)
+    };
+    let what = "traffic to match the simulator, and still after 150 ms (stored, sent, still)";
+    wait_for(LIMIT, what, Some(daemon), settled, |s| s.2).await;
 }
 
 async fn traffic(db: &TestDb, auth: Auth) {
@@ -111,10 +102,10 @@ ping_interval = "30s"
 "#,
         url = sim.ws_url()
     );
-    let daemon = start(dir.path(), &config(db, false, &sources));
+    let daemon = Daemon::start(dir.path(), &config(&db.cfg.url, "", "", &sources));
 
     wait_events(&store, &daemon, SOURCE, "the subscription", |e| {
-        n(e, "subscribed") == 1
+        n_events(e, "subscribed") == 1
     })
     .await;
     // A push on change, a quote on another channel, and errors echoing every secret.
@@ -137,17 +128,17 @@ ping_interval = "30s"
         "{label}"
     );
     wait_events(&store, &daemon, SOURCE, "the error notification", |e| {
-        n(e, "notification") == 1
+        n_events(e, "notification") == 1
     })
     .await;
     // A second connection (and, with keys, possibly a second signature).
     assert_eq!(ctl.drop_now(), 1, "{label}");
     wait_events(&store, &daemon, SOURCE, "the resume", |e| {
-        n(e, "resumed") == 1
+        n_events(e, "resumed") == 1
     })
     .await;
     settle(&store, &daemon, &ctl).await;
-    let log = stop(daemon).await;
+    let log = daemon.stop().await;
 
     // Every frame, both directions, on the connection it travelled.
     let stats = ctl.stats();

@@ -1,66 +1,16 @@
-//! Shared by the `lifecycle_*`, `tradernet_*` and `jsonrpc_*` end-to-end tests: a
-//! config file for the real daemon against a test database, the daemon started and
-//! stopped off the async runtime, and the lifecycle tables read back as plain rows.
+//! The lifecycle tables read back as plain rows (`session_events`, `connections`),
+//! and the check that secrets are stored nowhere.
 //!
-//! Every wait polls the database (or the simulator) with a generous deadline: the
-//! machine running these tests is loaded, so deadlines are long while the
-//! assertions about what happened stay exact.
-#![allow(dead_code)]
-
-use std::path::Path;
-use std::time::Duration;
+//! Shared by every end-to-end test that asserts on the recorded lifecycle, whatever
+//! the upstream kind.
 
 use chrono::{DateTime, Utc};
 use wsvault::store::Store;
 
-use crate::common::daemon::Daemon;
-use crate::common::{Cell, TestDb, fetch_cells};
-
-/// Upper bound for anything that should happen "soon" on a loaded machine.
-pub const LIMIT: Duration = Duration::from_secs(30);
-
-/// `[storage]` pointing at `db` (20 ms flushes) plus `[supervisor]` timing suited to
-/// loopback tests, followed by `sources` (TOML text of the `[[sources]]` tables).
-pub fn config(db: &TestDb, traffic: bool, sources: &str) -> String {
-    format!(
-        r#"
-[storage]
-url = "{url}"
-batch_size = 200
-flush_interval = "20ms"
-traffic = {traffic}
-
-[supervisor]
-backoff_initial = "100ms"
-backoff_max = "400ms"
-connect_timeout = "5s"
-stable_after = "1h"
-idle_timeout = "10s"
-
-{sources}
-"#,
-        url = db.cfg.url
-    )
-}
-
-/// Starts the real binary on `config` in `dir`.
-pub fn start(dir: &Path, config: &str) -> Daemon {
-    Daemon::start(dir, config)
-}
-
-/// SIGTERM, waits (off the runtime) for a clean exit and returns the log.
-pub async fn stop(daemon: Daemon) -> String {
-    let (status, log) = tokio::task::spawn_blocking(move || daemon.stop(LIMIT))
-        .await
-        .expect("stop task");
-    assert!(status.success(), "daemon exit {status}; log:\n{log}");
-    log
-}
-
-/// Sends a signal to the daemon by name (USR1, USR2, …).
-pub fn signal(daemon: &Daemon, sig: &str) {
-    daemon.signal(sig);
-}
+use super::LIMIT;
+use super::daemon::Daemon;
+use super::db::{TestDb, fetch_cells, scalar};
+use super::wait::wait_for;
 
 /// One `session_events` row.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +77,7 @@ pub async fn connections(store: &Store, source: &str) -> Vec<ConnRow> {
 }
 
 /// How many of `evs` are `event`.
-pub fn n(evs: &[Ev], event: &str) -> usize {
+pub fn n_events(evs: &[Ev], event: &str) -> usize {
     evs.iter().filter(|e| e.event == event).count()
 }
 
@@ -145,52 +95,15 @@ pub async fn wait_events(
     what: &str,
     mut pred: impl FnMut(&[Ev]) -> bool,
 ) -> Vec<Ev> {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let evs = events(store, source).await;
-        if pred(&evs) {
-            return evs;
-        }
-        if std::time::Instant::now() > deadline {
-            panic!(
-                "timed out waiting for {what} ({source}); rows: {:#?}\nlog:\n{}",
-                names(&evs),
-                daemon.log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Polls `sql` (a single integer cell) until it equals `want`; panics after [`LIMIT`].
-pub async fn wait_count(store: &Store, daemon: &Daemon, sql: &str, want: i64) {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let got = fetch_cells(store, sql).await[0][0].i64();
-        if got == want {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            panic!(
-                "timed out: `{sql}` is {got}, want {want}; log:\n{}",
-                daemon.log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Asserts `sim_ok` (a simulator wait) held, with the daemon log on failure.
-pub fn held(sim_ok: bool, daemon: &Daemon, what: &str) {
-    assert!(sim_ok, "simulator never saw {what}; log:\n{}", daemon.log());
-}
-
-/// A single integer cell.
-pub async fn scalar(store: &Store, sql: &str) -> i64 {
-    match &fetch_cells(store, sql).await[0][0] {
-        Cell::Null => 0,
-        c => c.i64(),
-    }
+    let what = format!("{what} ({source})");
+    wait_for(
+        LIMIT,
+        &what,
+        Some(daemon),
+        || events(store, source),
+        |evs| pred(evs),
+    )
+    .await
 }
 
 /// Asserts none of `secrets` appears anywhere in `db` (SQLite: the bytes of the

@@ -1,30 +1,32 @@
-//! Helpers shared by the integration tests: a fresh database per test on every
-//! available backend, reading rows back as [`Record`]s, sample records, and polling
-//! with a deadline instead of sleeping.
+//! Test databases: a fresh one per test and backend, reading rows back as
+//! [`Record`]s, and sample records.
 //!
 //! SQLite always runs (a new file in a temp dir). PostgreSQL runs when
 //! `WSVAULT_TEST_POSTGRES_URL` names an admin connection (e.g.
 //! `postgres://postgres@127.0.0.1:5432/postgres`): each [`test_databases`] call
 //! creates a fresh database `wsvault_t_<unix secs>_<random>` and drops it when the
 //! [`TestDb`] is dropped (best effort, `WITH (FORCE)`); leftovers of crashed runs older
-//! than an hour are swept at the next call.
+//! than an hour are swept at the next call. Without the variable the PostgreSQL
+//! variant of a test gets no database, prints (once per run) that it was skipped, and
+//! passes.
+//!
+//! Self-contained (nothing from the rest of `support`), so `benches/writer.rs` can
+//! include it by path.
 #![allow(dead_code)]
 
-pub mod daemon;
 pub mod rows;
 pub mod samples;
 
-use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::Connection as _;
 use wsvault::config::{RawEvents, StorageConfig};
 use wsvault::store::{Backend, Store};
 
 pub use rows::*;
-#[allow(unused_imports)] // not every test crate builds sample records
+#[allow(unused_imports)] // the bench builds no sample records
 pub use samples::*;
 
 /// Env var naming the PostgreSQL admin URL used to create test databases.
@@ -125,28 +127,41 @@ pub async fn store_for(cfg: &StorageConfig) -> Store {
     store
 }
 
-/// A fresh SQLite database, plus a fresh PostgreSQL one when [`PG_ENV`] is set.
-pub async fn test_databases() -> Vec<TestDb> {
+/// The database a test of `backend` runs on: a fresh SQLite file, or a fresh
+/// PostgreSQL database when [`PG_ENV`] is set. Empty when PostgreSQL is not
+/// configured (the skip is printed once per run), so a test written as
+/// `for db in test_databases(backend).await { .. }` runs once or passes skipped.
+pub async fn test_databases(backend: Backend) -> Vec<TestDb> {
+    match backend {
+        Backend::Sqlite => vec![sqlite_database()],
+        Backend::Postgres => match std::env::var(PG_ENV) {
+            Ok(admin) if !admin.trim().is_empty() => vec![fresh_postgres(admin.trim()).await],
+            _ => {
+                SKIP_NOTICE.call_once(|| {
+                    // Written to the real stderr: libtest captures `eprintln!` of passing tests.
+                    use std::io::Write as _;
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "PostgreSQL tests skipped: {PG_ENV} is not set"
+                    );
+                });
+                Vec::new()
+            }
+        },
+    }
+}
+
+/// A fresh SQLite database, for tests that need one whatever the backend (the
+/// daemon must store somewhere) or that check SQLite-only behaviour.
+pub fn sqlite_database() -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("wsvault-test.db").display());
-    let mut dbs = vec![TestDb {
+    TestDb {
         label: "sqlite",
         cfg: storage_config(url),
         _dir: Some(dir),
         pg_drop: None,
-    }];
-    match std::env::var(PG_ENV) {
-        Ok(admin) if !admin.trim().is_empty() => dbs.push(fresh_postgres(admin.trim()).await),
-        _ => SKIP_NOTICE.call_once(|| {
-            // Written to the real stderr: libtest captures `eprintln!` of passing tests.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "PostgreSQL tests skipped: {PG_ENV} is not set"
-            );
-        }),
     }
-    dbs
 }
 
 async fn fresh_postgres(admin: &str) -> TestDb {
@@ -231,23 +246,4 @@ pub async fn write_all(
     tokio::time::timeout(Duration::from_secs(30), handle.join())
         .await
         .expect("writer finishes after its sinks are dropped")
-}
-
-/// Polls `check` every 10 ms until it returns true; panics naming `what` after `limit`.
-pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

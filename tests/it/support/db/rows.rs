@@ -125,6 +125,14 @@ pub async fn count(store: &Store, table: &str) -> i64 {
     fetch_cells(store, &format!("SELECT count(*) FROM {table}")).await[0][0].i64()
 }
 
+/// A single integer cell (0 when NULL, e.g. `max` of no rows).
+pub async fn scalar(store: &Store, sql: &str) -> i64 {
+    match &fetch_cells(store, sql).await[0][0] {
+        Cell::Null => 0,
+        c => c.i64(),
+    }
+}
+
 /// Every row of `table`, as records, in insertion (`id`) order.
 pub async fn read_table(store: &Store, table: &str) -> Vec<Record> {
     let cols = match table {

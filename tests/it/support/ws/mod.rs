@@ -1,6 +1,5 @@
 //! Small WebSocket client helpers shared by the `sim_*` tests: a plain
 //! tokio-tungstenite client, independent of wsvault's own client code.
-#![allow(dead_code)]
 
 pub mod navixy;
 

@@ -1,5 +1,4 @@
 //! Navixy helpers shared by the `sim_navixy*` tests.
-#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -11,11 +10,7 @@ use super::{Client, SOON, connect, next_text};
 
 pub const QUERY: &str = "X-Atmosphere-tracking-id=0&X-Atmosphere-Framework=2.3.6-javascript&X-Atmosphere-Transport=websocket&Content-Type=application/json&X-atmo-protocol=true";
 
-pub async fn start(cfg: NavixySimConfig) -> NavixySim {
-    NavixySim::start("127.0.0.1:0".parse().unwrap(), cfg)
-        .await
-        .unwrap()
-}
+pub use crate::support::navixy::start_sim as start;
 
 pub fn quick() -> NavixySimConfig {
     NavixySimConfig {
