@@ -211,11 +211,7 @@ fn before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 }
 
 /// Renews `slot`, recording `high_water`; returns the database time in Unix ms.
-pub async fn renew_with(
-    store: &Store,
-    slot: &IdSlot,
-    high_water: i64,
-) -> Result<u64, IdSlotError> {
+pub async fn renew_with(store: &Store, slot: &IdSlot, high_water: i64) -> Result<u64, IdSlotError> {
     let what = "renewing the id slot";
     let now_ms: Option<i64> = if let Some(pool) = store.postgres_pool() {
         sqlx::query_scalar(

@@ -91,11 +91,14 @@ pub(crate) async fn postgres() -> Option<TestDb> {
     let admin = match std::env::var(PG_ENV) {
         Ok(a) if !a.trim().is_empty() => a.trim().to_string(),
         _ => {
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "PostgreSQL tests skipped: {PG_ENV} is not set"
-            );
+            static NOTICE: std::sync::Once = std::sync::Once::new();
+            NOTICE.call_once(|| {
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "PostgreSQL tests skipped: {PG_ENV} is not set"
+                );
+            });
             return None;
         }
     };

@@ -62,7 +62,8 @@ fn cluster_defaults_to_the_host_name_and_a_third_of_the_ttl() {
 
 #[test]
 fn cluster_keys_and_environment_overrides() {
-    let text = format!("{PG}[cluster]\nnode = \"vault-1\"\nlease_ttl = \"6s\"\nrenew_every = \"1s\"\n");
+    let text =
+        format!("{PG}[cluster]\nnode = \"vault-1\"\nlease_ttl = \"6s\"\nrenew_every = \"1s\"\n");
     let (code, out) = check(&text, &[]);
     assert_eq!(code, Some(0), "{out}");
     assert!(

@@ -225,7 +225,9 @@ impl Cluster {
             return Err(ClusterError::NodeNameTaken {
                 node: cfg.node.clone(),
                 host: host.unwrap_or_else(|| "unknown".into()),
-                pid: pid.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into()),
+                pid: pid
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "unknown".into()),
                 version,
                 seen_ago: fmt(Duration::from_secs_f64(ago.max(0.0))),
                 ttl: fmt(cfg.lease_ttl),
@@ -643,22 +645,27 @@ impl Cluster {
             return Ok(false);
         };
         self.view.remove(source);
-        let change = if self.sources.binary_search_by(|s| s.as_str().cmp(source)).is_ok() {
+        let change = if self
+            .sources
+            .binary_search_by(|s| s.as_str().cmp(source))
+            .is_ok()
+        {
             Change::Handover
         } else {
             Change::Removed
         };
         metrics::lease_change(change);
         metrics::leases_held(self.held.len());
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(db("releasing a lease"))?;
+        let mut conn = self.pool.acquire().await.map_err(db("releasing a lease"))?;
         let ours = release_in(&mut conn, &self.node, source, h.term)
             .await
             .map_err(db("releasing a lease"))?;
-        tracing::info!(source, term = h.term, "lease released ({})", change.as_str());
+        tracing::info!(
+            source,
+            term = h.term,
+            "lease released ({})",
+            change.as_str()
+        );
         Ok(ours)
     }
 

@@ -95,12 +95,17 @@ async fn three_nodes_share_six_sources_two_each() {
     for n in [&a, &b, &c] {
         for l in n.held() {
             let (holder, term, live) = &leases(&db).await[&l.source];
-            assert_eq!((holder.as_deref(), *term, *live), (Some(n.node()), l.term, true));
+            assert_eq!(
+                (holder.as_deref(), *term, *live),
+                (Some(n.node()), l.term, true)
+            );
             assert_eq!(n.fence_view().term(&l.source), Some(l.term));
         }
     }
     // `wsvault status` shows each source's holder, term and expiry, and each node.
-    let report = crate::ops::status::gather(&db.store, &sources(6)).await.unwrap();
+    let report = crate::ops::status::gather(&db.store, &sources(6))
+        .await
+        .unwrap();
     let text = crate::ops::status::render(&report, Utc::now());
     for l in a.held() {
         let line = format!("lease: held by a, term {}, expires ", l.term);
@@ -119,11 +124,16 @@ async fn three_nodes_share_six_sources_two_each() {
     }
     a.shutdown().await.unwrap();
     let text = crate::ops::status::render(
-        &crate::ops::status::gather(&db.store, &sources(6)).await.unwrap(),
+        &crate::ops::status::gather(&db.store, &sources(6))
+            .await
+            .unwrap(),
         Utc::now(),
     );
     assert!(text.contains("released (term 1), free to claim"), "{text}");
-    assert!(text.contains("  a (host ") && text.contains(": stopped "), "{text}");
+    assert!(
+        text.contains("  a (host ") && text.contains(": stopped "),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -142,13 +152,15 @@ async fn a_dead_nodes_sources_are_taken_over_after_expiry_and_it_stops_first() {
     let deadline = a.next_deadline().unwrap();
     tokio::time::sleep_until(deadline.into()).await;
     let lost = a.expire_local(Instant::now());
-    let still_valid: bool = sqlx::query_scalar(
-        "SELECT bool_and(expires_at > now()) FROM leases WHERE holder = 'a'",
-    )
-    .fetch_one(db.store.postgres_pool().unwrap())
-    .await
-    .unwrap();
-    assert!(still_valid, "a's leases expired in the database before a gave them up");
+    let still_valid: bool =
+        sqlx::query_scalar("SELECT bool_and(expires_at > now()) FROM leases WHERE holder = 'a'")
+            .fetch_one(db.store.postgres_pool().unwrap())
+            .await
+            .unwrap();
+    assert!(
+        still_valid,
+        "a's leases expired in the database before a gave them up"
+    );
     assert_eq!(lost.len(), 2);
     assert!(lost.iter().all(|l| l.change == Change::Expired));
     assert!(a.held().is_empty() && a.fence_view().term(&a_held[0].source).is_none());
@@ -175,7 +187,10 @@ async fn a_dead_nodes_sources_are_taken_over_after_expiry_and_it_stops_first() {
     assert_eq!((t.live_nodes, t.cap), (1, 4));
     assert_eq!(t.start.len(), 2, "{t:?}");
     for acq in &t.start {
-        let before = a_held.iter().find(|l| l.source == acq.lease.source).unwrap();
+        let before = a_held
+            .iter()
+            .find(|l| l.source == acq.lease.source)
+            .unwrap();
         assert_eq!(acq.change, Change::TakenOver);
         assert_eq!(acq.previous_holder.as_deref(), Some("a"));
         assert_eq!(acq.previous_term, before.term);
@@ -202,7 +217,10 @@ async fn a_joining_node_gets_the_extra_sources_handed_over() {
     // While the sessions close, the handed-over leases stay held and renewed: no
     // source can have two holders (or two live connections) at once.
     assert!(c.tick().await.unwrap().start.is_empty());
-    assert!(a.tick().await.unwrap().handover.is_empty(), "handed over twice");
+    assert!(
+        a.tick().await.unwrap().handover.is_empty(),
+        "handed over twice"
+    );
     let moving = [ta.handover[0].clone(), tb.handover[0].clone()];
     for l in &moving {
         let (holder, _, live) = &leases(&db).await[&l.source];
@@ -469,7 +487,10 @@ async fn removed_sources_are_handed_back_and_new_ones_get_rows() {
     let rows = leases(&db).await;
     assert_eq!(rows["src-2"].0, None);
     assert_eq!(
-        a.held().iter().map(|l| l.source.as_str()).collect::<Vec<_>>(),
+        a.held()
+            .iter()
+            .map(|l| l.source.as_str())
+            .collect::<Vec<_>>(),
         ["src-1", "src-9"]
     );
 }
@@ -496,11 +517,12 @@ async fn the_reader_role_can_read_the_cluster_tables() {
     }
     db.store.migrate().await.unwrap();
     for table in ["leases", "nodes", "id_slots"] {
-        let granted: bool = sqlx::query_scalar("SELECT has_table_privilege('wsvault_reader', $1, 'SELECT')")
-            .bind(table)
-            .fetch_one(pg)
-            .await
-            .unwrap();
+        let granted: bool =
+            sqlx::query_scalar("SELECT has_table_privilege('wsvault_reader', $1, 'SELECT')")
+                .bind(table)
+                .fetch_one(pg)
+                .await
+                .unwrap();
         assert!(granted, "wsvault_reader cannot read {table}");
     }
 }

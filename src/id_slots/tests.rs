@@ -84,8 +84,16 @@ async fn a_released_slot_is_reused_above_its_high_water_mark() {
         let high = first.floor_id + (1_i64 << 40);
         release_with(&db.store, &first, high).await.unwrap();
         let second = claim(&db.store, "second", STALE).await.unwrap();
-        assert_eq!(second.slot, first.slot, "[{}] released slot not reused", db.label);
-        assert!(second.floor_id >= high, "[{}] floor below the mark", db.label);
+        assert_eq!(
+            second.slot, first.slot,
+            "[{}] released slot not reused",
+            db.label
+        );
+        assert!(
+            second.floor_id >= high,
+            "[{}] floor below the mark",
+            db.label
+        );
         // A slot held and renewed is never handed out.
         let third = claim(&db.store, "third", STALE).await.unwrap();
         assert_ne!(third.slot, second.slot, "[{}]", db.label);
@@ -173,7 +181,9 @@ fn mint_child() {
     let count: usize = count.parse().expect("count");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let slot = rt.block_on(async {
-        let store = Store::connect(&test_db::storage(url)).await.expect("connect");
+        let store = Store::connect(&test_db::storage(url))
+            .await
+            .expect("connect");
         let slot = claim_and_install(&store, &format!("test child {name}"))
             .await
             .expect("claim");
@@ -218,10 +228,14 @@ async fn ids_minted_by_several_processes_never_collide() {
             })
             .collect();
         let path = dir.path().to_path_buf();
-        test_db::wait_until(Duration::from_secs(60), "every child claimed a slot", || {
-            let path = path.clone();
-            async move { (0..CHILDREN).all(|i| path.join(format!("c{i}.slot")).exists()) }
-        })
+        test_db::wait_until(
+            Duration::from_secs(60),
+            "every child claimed a slot",
+            || {
+                let path = path.clone();
+                async move { (0..CHILDREN).all(|i| path.join(format!("c{i}.slot")).exists()) }
+            },
+        )
         .await;
         std::fs::write(dir.path().join("go"), b"").unwrap();
         for mut child in children {
@@ -240,7 +254,11 @@ async fn ids_minted_by_several_processes_never_collide() {
                 .unwrap()
                 .parse()
                 .unwrap();
-            assert!(slots.insert(slot), "[{}] slot {slot} claimed twice", db.label);
+            assert!(
+                slots.insert(slot),
+                "[{}] slot {slot} claimed twice",
+                db.label
+            );
             let bytes = std::fs::read(dir.path().join(format!("c{i}.ids"))).unwrap();
             let ids: Vec<i64> = bytes
                 .chunks_exact(8)

@@ -313,14 +313,19 @@ async fn cluster(
     if !present {
         return Ok(Vec::new());
     }
-    let leases: Vec<(String, Option<String>, i64, Option<DateTime<Utc>>, Option<f64>)> =
-        sqlx::query_as(
-            "SELECT source, holder, term, expires_at, \
+    let leases: Vec<(
+        String,
+        Option<String>,
+        i64,
+        Option<DateTime<Utc>>,
+        Option<f64>,
+    )> = sqlx::query_as(
+        "SELECT source, holder, term, expires_at, \
                     extract(epoch FROM expires_at - now())::float8 \
              FROM leases ORDER BY source",
-        )
-        .fetch_all(pool)
-        .await?;
+    )
+    .fetch_all(pool)
+    .await?;
     for (source, holder, term, expires_at, expires_in) in leases {
         let row = LeaseRow {
             holder,
