@@ -21,10 +21,12 @@
 //! This module must never write records (rows of the storage contract) and never
 //! decide anything from the daemon's wall clock.
 
+pub mod driver;
 pub mod fence;
 pub mod metrics;
 pub mod share;
 
+pub use driver::{Event, Handle, spawn};
 pub use fence::{FenceView, fence, fence_batch, release_in};
 pub use metrics::Change;
 
@@ -152,6 +154,16 @@ fn fmt(d: Duration) -> String {
     humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
 }
 
+/// A lease just claimed, with what the row said before.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    source: String,
+    term: i64,
+    expires_at: DateTime<Utc>,
+    prev_holder: Option<String>,
+    prev_term: i64,
+}
+
 /// A lease as this node keeps it.
 #[derive(Debug, Clone)]
 struct Held {
@@ -177,6 +189,8 @@ pub struct Cluster {
     sources: Vec<String>,
     rows_missing: bool,
     held: BTreeMap<String, Held>,
+    /// Leases given up locally and not yet handed to a caller.
+    unreported: Vec<Lost>,
     view: FenceView,
 }
 
@@ -243,6 +257,7 @@ impl Cluster {
             sources: Vec::new(),
             rows_missing: true,
             held: BTreeMap::new(),
+            unreported: Vec::new(),
             view: FenceView::default(),
         };
         cluster.set_sources(sources);
@@ -297,18 +312,25 @@ impl Cluster {
     /// renew it in time, and another node may claim it `margin` later. The caller
     /// stops those sessions at once.
     pub fn expire_local(&mut self, now: Instant) -> Vec<Lost> {
+        self.expire_into_unreported(now);
+        std::mem::take(&mut self.unreported)
+    }
+
+    /// Moves leases past their local deadline to `unreported`, where they wait until
+    /// a caller takes them: a tick abandoned half-way loses no loss.
+    fn expire_into_unreported(&mut self, now: Instant) {
         let expired: Vec<String> = self
             .held
             .iter()
             .filter(|(_, h)| self.deadline(h) <= now)
             .map(|(s, _)| s.clone())
             .collect();
-        let out = expired
-            .into_iter()
-            .filter_map(|s| self.drop_held(&s, Change::Expired, None))
-            .collect();
+        for s in expired {
+            if let Some(l) = self.drop_held(&s, Change::Expired, None) {
+                self.unreported.push(l);
+            }
+        }
         metrics::leases_held(self.held.len());
-        out
     }
 
     /// Replaces the configured sources (at start and on reload). Returns the leases of
@@ -354,10 +376,8 @@ impl Cluster {
     /// so a failed tick changes nothing but time (the local deadlines keep running).
     pub async fn tick(&mut self) -> Result<Tick, ClusterError> {
         let sent = Instant::now();
-        let mut out = Tick {
-            stop: self.expire_local(sent),
-            ..Tick::default()
-        };
+        self.expire_into_unreported(sent);
+        let mut out = Tick::default();
         let mut tx = self.pool.begin().await.map_err(db("starting a tick"))?;
         sqlx::query("SELECT set_config('statement_timeout', $1, true)")
             .bind(format!("{}ms", self.renew_every.as_millis().max(1)))
@@ -378,7 +398,7 @@ impl Cluster {
         .map_err(db("sending the heartbeat"))?;
         if beat.rows_affected() == 0 {
             drop(tx);
-            let mut lost = out.stop;
+            let mut lost = std::mem::take(&mut self.unreported);
             let all: Vec<String> = self.held.keys().cloned().collect();
             lost.extend(
                 all.iter()
@@ -419,6 +439,7 @@ impl Cluster {
         tx.commit().await.map_err(db("committing the tick"))?;
 
         // Committed: apply to the local state.
+        out.stop = std::mem::take(&mut self.unreported);
         for (source, term, expires_at) in renewed {
             if let Some(h) = self.held.get_mut(&source)
                 && h.term == term
@@ -549,7 +570,7 @@ impl Cluster {
         conn: &mut PgConnection,
         n: usize,
     ) -> Result<Vec<Acquired>, ClusterError> {
-        let rows: Vec<(String, i64, DateTime<Utc>, Option<String>, i64)> = sqlx::query_as(
+        let rows: Vec<ClaimedRow> = sqlx::query_as(
             "UPDATE leases l SET holder = $1, term = l.term + 1, acquired_at = now(), \
                     expires_at = now() + make_interval(secs => $2) \
              FROM (SELECT source, holder AS prev_holder, term AS prev_term FROM leases \
@@ -568,20 +589,20 @@ impl Cluster {
         .map_err(db("claiming free sources"))?;
         Ok(rows
             .into_iter()
-            .map(|(source, term, expires_at, prev_holder, prev_term)| {
-                let change = match (&prev_holder, prev_term) {
+            .map(|r| {
+                let change = match (&r.prev_holder, r.prev_term) {
                     (_, 0) => Change::ClaimedNew,
                     (None, _) => Change::ClaimedReleased,
                     (Some(_), _) => Change::TakenOver,
                 };
                 Acquired {
                     lease: Lease {
-                        source,
-                        term,
-                        expires_at,
+                        source: r.source,
+                        term: r.term,
+                        expires_at: r.expires_at,
                     },
-                    previous_holder: prev_holder,
-                    previous_term: prev_term,
+                    previous_holder: r.prev_holder,
+                    previous_term: r.prev_term,
                     change,
                 }
             })

@@ -526,3 +526,164 @@ async fn the_reader_role_can_read_the_cluster_tables() {
         assert!(granted, "wsvault_reader cannot read {table}");
     }
 }
+
+// --- the loop as a task -------------------------------------------------------------
+
+/// Waits (at most `limit`) for `n` events matching `want`, recording when each came.
+async fn collect(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    n: usize,
+    limit: Duration,
+    want: impl Fn(&Event) -> bool,
+) -> Vec<(Instant, Event)> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut out = Vec::new();
+    while out.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(e)) if want(&e) => out.push((Instant::now(), e)),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the cluster loop ended; got {out:?}"),
+            Err(_) => panic!(
+                "timed out after {limit:?} with {} of {n} events: {out:?}",
+                out.len()
+            ),
+        }
+    }
+    out
+}
+
+fn is_start(e: &Event) -> bool {
+    matches!(e, Event::Start(_))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_stops_before_another_takes_over_and_rejoins() {
+    let Some(db) = test_db::postgres().await else {
+        return;
+    };
+    let ttl = 1500;
+    let url = url::Url::parse(&db.cfg.url).unwrap();
+    let upstream = (url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let upstream = tokio::net::lookup_host(upstream)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = crate::sim::proxy::TcpProxy::start(upstream).await.unwrap();
+    let mut via = url.clone();
+    via.set_host(Some("127.0.0.1")).unwrap();
+    via.set_port(Some(proxy.addr().port())).unwrap();
+    let pool_a = Store::connect(&test_db::storage(via.to_string()))
+        .await
+        .unwrap()
+        .postgres_pool()
+        .unwrap()
+        .clone();
+    let a = Cluster::register(pool_a, &cfg("a", ttl), &sources(4))
+        .await
+        .unwrap();
+    let (ha, mut ea) = spawn(a);
+    collect(&mut ea, 4, Duration::from_secs(10), is_start).await;
+    let b = node(&db, "b", ttl, 4).await;
+    let (hb, mut eb) = spawn(b);
+    // b joins: a hands two over, b takes them.
+    let handovers = collect(&mut ea, 2, Duration::from_secs(10), |e| {
+        matches!(e, Event::Handover(_))
+    })
+    .await;
+    for (_, e) in &handovers {
+        if let Event::Handover(l) = e {
+            ha.release(&l.source);
+        }
+    }
+    collect(&mut eb, 2, Duration::from_secs(10), is_start).await;
+
+    // Cut a off. It must stop recording before b can take over.
+    let cut_at = Instant::now();
+    proxy.cut();
+    let stops = collect(&mut ea, 2, Duration::from_secs(10), |e| {
+        matches!(e, Event::Stop(_))
+    })
+    .await;
+    let a_stopped = stops.iter().map(|(t, _)| *t).max().unwrap();
+    let still_valid: bool =
+        sqlx::query_scalar("SELECT bool_and(expires_at > now()) FROM leases WHERE holder = 'a'")
+            .fetch_one(db.store.postgres_pool().unwrap())
+            .await
+            .unwrap();
+    assert!(
+        still_valid,
+        "a's leases expired in the database before a stopped"
+    );
+    for (_, e) in &stops {
+        let Event::Stop(l) = e else { unreachable!() };
+        assert_eq!(l.change, Change::Expired);
+    }
+    let starts = collect(&mut eb, 2, Duration::from_secs(10), is_start).await;
+    let b_started = starts.iter().map(|(t, _)| *t).min().unwrap();
+    assert!(a_stopped < b_started, "b started before a stopped");
+    for (_, e) in &starts {
+        let Event::Start(acq) = e else { unreachable!() };
+        assert_eq!(acq.change, Change::TakenOver);
+        assert_eq!(acq.previous_holder.as_deref(), Some("a"));
+    }
+    eprintln!(
+        "ttl {ttl} ms: a stopped {:?} after the cut, b took over {:?} after it",
+        a_stopped - cut_at,
+        b_started - cut_at
+    );
+
+    // The line comes back: a rejoins as a normal node and gets its share again.
+    proxy.restore();
+    let handovers = collect(&mut eb, 2, Duration::from_secs(10), |e| {
+        matches!(e, Event::Handover(_))
+    })
+    .await;
+    for (_, e) in &handovers {
+        if let Event::Handover(l) = e {
+            hb.release(&l.source);
+        }
+    }
+    collect(&mut ea, 2, Duration::from_secs(10), is_start).await;
+    assert_eq!(
+        holdings(&db).await,
+        BTreeMap::from([("a".into(), 2), ("b".into(), 2)])
+    );
+    hb.shutdown().await.unwrap();
+    ha.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_moves_the_sources_within_one_renewal() {
+    let Some(db) = test_db::postgres().await else {
+        return;
+    };
+    // A long ttl (renewal every 2 s): the move must not wait for it.
+    let ttl = 6000;
+    let (ha, mut ea) = spawn(node(&db, "a", ttl, 4).await);
+    collect(&mut ea, 4, Duration::from_secs(10), is_start).await;
+    let (hb, mut eb) = spawn(node(&db, "b", ttl, 4).await);
+    let handovers = collect(&mut ea, 2, Duration::from_secs(10), |e| {
+        matches!(e, Event::Handover(_))
+    })
+    .await;
+    for (_, e) in &handovers {
+        if let Event::Handover(l) = e {
+            ha.release(&l.source);
+        }
+    }
+    collect(&mut eb, 2, Duration::from_secs(10), is_start).await;
+    let stopped = Instant::now();
+    assert_eq!(ha.shutdown().await.unwrap(), 2);
+    let starts = collect(&mut eb, 2, Duration::from_secs(10), is_start).await;
+    let moved = starts.iter().map(|(t, _)| *t).max().unwrap() - stopped;
+    assert!(
+        moved <= Duration::from_millis(ttl / 3 + 500),
+        "took {moved:?}, more than one renewal"
+    );
+    eprintln!(
+        "shutdown → claimed by the other node in {moved:?} (renew_every {} ms)",
+        ttl / 3
+    );
+    hb.shutdown().await.unwrap();
+}

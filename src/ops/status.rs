@@ -70,7 +70,7 @@ pub struct LeaseRow {
 }
 
 /// A `nodes` row: one daemon of the cluster.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct NodeRow {
     /// Its name.
     pub node: String,
@@ -313,30 +313,24 @@ async fn cluster(
     if !present {
         return Ok(Vec::new());
     }
-    let leases: Vec<(
-        String,
-        Option<String>,
-        i64,
-        Option<DateTime<Utc>>,
-        Option<f64>,
-    )> = sqlx::query_as(
+    let leases: Vec<LeaseDb> = sqlx::query_as(
         "SELECT source, holder, term, expires_at, \
-                    extract(epoch FROM expires_at - now())::float8 \
-             FROM leases ORDER BY source",
+                extract(epoch FROM expires_at - now())::float8 AS expires_in \
+         FROM leases ORDER BY source",
     )
     .fetch_all(pool)
     .await?;
-    for (source, holder, term, expires_at, expires_in) in leases {
+    for l in leases {
         let row = LeaseRow {
-            holder,
-            term,
-            expires_at,
-            expires_in,
+            holder: l.holder,
+            term: l.term,
+            expires_at: l.expires_at,
+            expires_in: l.expires_in,
         };
-        match sources.iter_mut().find(|s| s.name == source) {
+        match sources.iter_mut().find(|s| s.name == l.source) {
             Some(s) => s.lease = Some(row),
             None => sources.push(SourceReport {
-                name: source,
+                name: l.source,
                 configured: false,
                 last_event: None,
                 last_connection: None,
@@ -345,35 +339,23 @@ async fn cluster(
             }),
         }
     }
-    let nodes: Vec<(
-        String,
-        Option<String>,
-        String,
-        DateTime<Utc>,
-        DateTime<Utc>,
-        f64,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    sqlx::query_as(
         "SELECT node, host, version, started_at, last_seen_at, \
-                extract(epoch FROM now() - last_seen_at)::float8, stopped_at \
+                extract(epoch FROM now() - last_seen_at)::float8 AS seen_ago, stopped_at \
          FROM nodes ORDER BY node",
     )
     .fetch_all(pool)
-    .await?;
-    Ok(nodes
-        .into_iter()
-        .map(
-            |(node, host, version, started_at, last_seen_at, seen_ago, stopped_at)| NodeRow {
-                node,
-                host,
-                version,
-                started_at,
-                last_seen_at,
-                seen_ago,
-                stopped_at,
-            },
-        )
-        .collect())
+    .await
+}
+
+/// A `leases` row as read.
+#[derive(sqlx::FromRow)]
+struct LeaseDb {
+    source: String,
+    holder: Option<String>,
+    term: i64,
+    expires_at: Option<DateTime<Utc>>,
+    expires_in: Option<f64>,
 }
 
 fn secs(s: f64) -> String {
