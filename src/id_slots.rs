@@ -102,6 +102,8 @@ pub struct IdSlot {
     pub seen_ms: u64,
     /// The stale window this claim was made under.
     pub stale: Duration,
+    /// Who holds it, as written in the table (node or host, pid).
+    pub holder: String,
 }
 
 impl IdSlot {
@@ -128,6 +130,77 @@ impl IdSlot {
     /// start may reuse it at once (above the reported high-water mark).
     pub async fn release(self, store: &Store) -> Result<(), IdSlotError> {
         release_with(store, &self, crate::ids::high_water()).await
+    }
+}
+
+/// A claimed slot kept alive by a background task: renewed every [`RENEW_EVERY`],
+/// claimed anew (with a logged error) should another process have taken it, and
+/// released by [`Keeper::release`].
+#[derive(Debug)]
+pub struct Keeper {
+    task: tokio::task::JoinHandle<()>,
+    slot: std::sync::Arc<std::sync::Mutex<IdSlot>>,
+    store: Store,
+}
+
+impl IdSlot {
+    /// Starts renewing this (installed) slot every [`RENEW_EVERY`].
+    pub fn keep(self, store: Store) -> Keeper {
+        self.keep_every(store, RENEW_EVERY)
+    }
+
+    /// [`IdSlot::keep`] with another period (tests).
+    pub fn keep_every(self, store: Store, every: Duration) -> Keeper {
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(self));
+        let task = tokio::spawn(renew_loop(store.clone(), slot.clone(), every));
+        Keeper { task, slot, store }
+    }
+}
+
+fn lock(slot: &std::sync::Mutex<IdSlot>) -> std::sync::MutexGuard<'_, IdSlot> {
+    // Only whole values are stored under the lock: a poisoned one is still sound.
+    slot.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn renew_loop(store: Store, slot: std::sync::Arc<std::sync::Mutex<IdSlot>>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let mut current = lock(&slot).clone();
+        match current.renew(&store).await {
+            Ok(()) => *lock(&slot) = current,
+            Err(IdSlotError::Lost { .. }) => {
+                tracing::error!(
+                    slot = current.slot,
+                    "id slot taken by another process after this one could not renew it for                      an hour; claiming a new one"
+                );
+                match claim(&store, &current.holder, STALE).await {
+                    Ok(fresh) => {
+                        fresh.install();
+                        *lock(&slot) = fresh;
+                    }
+                    Err(e) => tracing::error!("cannot claim a new id slot: {e}"),
+                }
+            }
+            Err(e) => tracing::warn!("renewing the id slot failed ({e}); retrying"),
+        }
+    }
+}
+
+impl Keeper {
+    /// The slot held now.
+    pub fn slot(&self) -> IdSlot {
+        lock(&self.slot).clone()
+    }
+
+    /// Stops renewing and releases the slot: call it at a clean stop, after the
+    /// writer committed its last batch (no id is minted after this).
+    pub async fn release(self) -> Result<(), IdSlotError> {
+        self.task.abort();
+        let slot = lock(&self.slot).clone();
+        slot.release(&self.store).await
     }
 }
 
@@ -197,6 +270,7 @@ pub async fn claim(store: &Store, holder: &str, stale: Duration) -> Result<IdSlo
         floor_id,
         seen_ms: now_ms,
         stale,
+        holder: holder.to_string(),
     })
 }
 

@@ -144,6 +144,42 @@ async fn a_full_table_is_refused_with_a_clear_message() {
     );
 }
 
+#[tokio::test]
+async fn a_kept_slot_is_renewed_and_released() {
+    let db = test_db::sqlite().await;
+    let pool = db.store.sqlite_pool().unwrap().clone();
+    let slot = claim(&db.store, "kept", STALE).await.unwrap();
+    let n = i64::from(slot.slot);
+    let claimed_seen: String = sqlx::query_scalar("SELECT seen_at FROM id_slots WHERE slot = ?1")
+        .bind(n)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let keeper = slot.keep_every(db.store.clone(), Duration::from_millis(30));
+    test_db::wait_until(Duration::from_secs(10), "a renewal", || {
+        let pool = pool.clone();
+        let claimed_seen = claimed_seen.clone();
+        async move {
+            let seen: String = sqlx::query_scalar("SELECT seen_at FROM id_slots WHERE slot = ?1")
+                .bind(n)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            seen > claimed_seen
+        }
+    })
+    .await;
+    assert!(keeper.slot().seen_ms > 0);
+    keeper.release().await.unwrap();
+    let (holder, seen): (Option<String>, String) =
+        sqlx::query_as("SELECT holder, seen_at FROM id_slots WHERE slot = ?1")
+            .bind(n)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((holder, seen.as_str()), (None, NEVER_SQLITE));
+}
+
 #[test]
 fn the_horizon_is_half_the_stale_window_after_the_renewal() {
     let slot = IdSlot {
@@ -152,6 +188,7 @@ fn the_horizon_is_half_the_stale_window_after_the_renewal() {
         floor_id: 0,
         seen_ms: 1_000_000,
         stale: Duration::from_secs(3600),
+        holder: "h".into(),
     };
     assert_eq!(slot.horizon_ms(), 1_000_000 + 1_800_000);
 }
