@@ -267,6 +267,7 @@ impl Cluster {
             .await
             .map_err(db("creating lease rows"))?;
         cluster.ensure_rows(&mut conn).await?;
+        cluster.rows_missing = false;
         metrics::leases_held(0);
         Ok(cluster)
     }
@@ -367,7 +368,6 @@ impl Cluster {
             .execute(&mut *conn)
             .await
             .map_err(db("creating lease rows"))?;
-        self.rows_missing = false;
         Ok(())
     }
 
@@ -384,7 +384,8 @@ impl Cluster {
             .execute(&mut *tx)
             .await
             .map_err(db("setting the tick's statement timeout"))?;
-        if self.rows_missing {
+        let adding_rows = self.rows_missing;
+        if adding_rows {
             self.ensure_rows(&mut tx).await?;
         }
         let beat = sqlx::query(
@@ -439,6 +440,9 @@ impl Cluster {
         tx.commit().await.map_err(db("committing the tick"))?;
 
         // Committed: apply to the local state.
+        if adding_rows {
+            self.rows_missing = false;
+        }
         out.stop = std::mem::take(&mut self.unreported);
         for (source, term, expires_at) in renewed {
             if let Some(h) = self.held.get_mut(&source)

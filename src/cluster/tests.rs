@@ -141,11 +141,17 @@ async fn a_dead_nodes_sources_are_taken_over_after_expiry_and_it_stops_first() {
     let Some(db) = test_db::postgres().await else {
         return;
     };
-    let ttl = 1500;
+    let ttl = 3000;
+    let pg = db.store.postgres_pool().unwrap().clone();
     let (mut a, mut b) = (node(&db, "a", ttl, 4).await, node(&db, "b", ttl, 4).await);
     settle(&mut [&mut a, &mut b]).await;
     let a_held = a.held();
     assert_eq!(a_held.len(), 2);
+    let a_expiry: DateTime<Utc> =
+        sqlx::query_scalar("SELECT max(expires_at) FROM leases WHERE holder = 'a'")
+            .fetch_one(&pg)
+            .await
+            .unwrap();
     // `a` stops renewing (frozen or cut off). Its own deadline comes first: when it
     // passes, the database still has the leases as a's, so a stops recording before
     // anyone can take over.
@@ -154,7 +160,7 @@ async fn a_dead_nodes_sources_are_taken_over_after_expiry_and_it_stops_first() {
     let lost = a.expire_local(Instant::now());
     let still_valid: bool =
         sqlx::query_scalar("SELECT bool_and(expires_at > now()) FROM leases WHERE holder = 'a'")
-            .fetch_one(db.store.postgres_pool().unwrap())
+            .fetch_one(&pg)
             .await
             .unwrap();
     assert!(
@@ -164,29 +170,18 @@ async fn a_dead_nodes_sources_are_taken_over_after_expiry_and_it_stops_first() {
     assert_eq!(lost.len(), 2);
     assert!(lost.iter().all(|l| l.change == Change::Expired));
     assert!(a.held().is_empty() && a.fence_view().term(&a_held[0].source).is_none());
-    // b cannot take them while they are valid.
-    let early = b.tick().await.unwrap();
-    assert!(early.start.is_empty(), "taken before expiry: {early:?}");
-    // Once a's node and leases expired by the database clock, b takes both over.
-    let pool = db.store.postgres_pool().unwrap().clone();
-    test_db::wait_until(Duration::from_secs(10), "a's leases to expire", || {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, bool>(
-                "SELECT NOT EXISTS (SELECT 1 FROM leases WHERE holder = 'a' AND expires_at > now()) \
-                 AND NOT EXISTS (SELECT 1 FROM nodes WHERE node = 'a' \
-                                 AND last_seen_at > now() - interval '1500 milliseconds')",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-        }
-    })
-    .await;
-    let t = b.tick().await.unwrap();
-    assert_eq!((t.live_nodes, t.cap), (1, 4));
-    assert_eq!(t.start.len(), 2, "{t:?}");
-    for acq in &t.start {
+    // b keeps ticking and takes both over once they expired by the database clock.
+    let until = Instant::now() + Duration::from_secs(15);
+    let mut starts = Vec::new();
+    while b.held().len() < 4 {
+        assert!(Instant::now() < until, "b never took over: {:?}", b.held());
+        let t = b.tick().await.unwrap();
+        assert!(t.stop.is_empty(), "b lost its own leases: {t:?}");
+        starts.extend(t.start);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    for acq in &starts {
         let before = a_held
             .iter()
             .find(|l| l.source == acq.lease.source)
@@ -196,8 +191,18 @@ async fn a_dead_nodes_sources_are_taken_over_after_expiry_and_it_stops_first() {
         assert_eq!(acq.previous_term, before.term);
         assert_eq!(acq.lease.term, before.term + 1);
         assert!(acq.follows_another_holder());
+        // Never before the old lease expired, by the database clock.
+        let acquired: DateTime<Utc> =
+            sqlx::query_scalar("SELECT acquired_at FROM leases WHERE source = $1")
+                .bind(&acq.lease.source)
+                .fetch_one(&pg)
+                .await
+                .unwrap();
+        assert!(
+            acquired >= a_expiry,
+            "taken at {acquired}, a's lease ran to {a_expiry}"
+        );
     }
-    assert_eq!(b.held().len(), 4);
 }
 
 #[tokio::test]
@@ -350,7 +355,7 @@ async fn fencing_finds_a_lease_lost_to_a_takeover() {
     let Some(db) = test_db::postgres().await else {
         return;
     };
-    let ttl = 600;
+    let ttl = 2000;
     let mut a = node(&db, "a", ttl, 1).await;
     a.tick().await.unwrap();
     let lease = a.held().pop().unwrap();
@@ -420,7 +425,7 @@ async fn terms_grow_at_every_change_of_holder() {
     let Some(db) = test_db::postgres().await else {
         return;
     };
-    let ttl = 600;
+    let ttl = 2000;
     let mut a = node(&db, "a", ttl, 1).await;
     let mut b = node(&db, "b", ttl, 1).await;
     let mut terms = Vec::new();
@@ -561,7 +566,7 @@ async fn a_node_cut_off_from_the_database_stops_before_another_takes_over_and_re
     let Some(db) = test_db::postgres().await else {
         return;
     };
-    let ttl = 1500;
+    let ttl = 3000;
     let url = url::Url::parse(&db.cfg.url).unwrap();
     let upstream = (url.host_str().unwrap(), url.port().unwrap_or(5432));
     let upstream = tokio::net::lookup_host(upstream)
