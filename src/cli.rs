@@ -142,6 +142,15 @@ pub fn main(cli: Cli) -> ExitCode {
                     cfg.storage.flush_interval,
                     cfg.storage.queue_capacity
                 ));
+                if let Some(c) = &cfg.cluster {
+                    text.push_str(&format!(
+                        "cluster: node {} (lease_ttl {}, renew_every {}, gives a source up {} before its lease expires)\n",
+                        c.node,
+                        humantime::format_duration(c.lease_ttl),
+                        humantime::format_duration(c.renew_every),
+                        humantime::format_duration(c.safety_margin()),
+                    ));
+                }
                 for s in &cfg.sources {
                     text.push_str(&format!(
                         "source {} ({}): {}\n",

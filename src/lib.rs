@@ -11,7 +11,9 @@ pub mod backfill;
 pub mod bench;
 pub mod cli;
 pub mod cli_docs;
+pub mod cluster;
 pub mod config;
+pub mod id_slots;
 pub mod ids;
 pub mod ops;
 pub mod protocol;
@@ -23,3 +25,6 @@ pub mod store;
 pub mod supervisor;
 pub mod telemetry;
 pub mod tls;
+
+#[cfg(test)]
+mod test_db;

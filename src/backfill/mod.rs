@@ -33,6 +33,9 @@ pub enum Cause {
     Manual,
     /// The daemon was not running.
     Down,
+    /// The source moved from another daemon sharing the database (`[cluster]`): the
+    /// time between the last row that daemon stored and our first frame.
+    Handover,
 }
 
 impl Cause {
@@ -42,6 +45,7 @@ impl Cause {
             Cause::Network => "network",
             Cause::Manual => "manual",
             Cause::Down => "down",
+            Cause::Handover => "handover",
         }
     }
 }
@@ -90,6 +94,18 @@ impl Backfill {
     /// Reads the last frame stored for the source *before* the session starts, so
     /// the `down` gap begins where the previous run stopped.
     pub async fn start(source: &SourceConfig, store: &Store, sink: RecordSink) -> Option<Backfill> {
+        Self::start_after(source, store, sink, Cause::Down).await
+    }
+
+    /// [`Backfill::start`] for a source whose blind period up to this run's first
+    /// frame has cause `first_cause`: `Handover` when a lease moved the source here
+    /// from another daemon (`crate::cluster::Acquired::follows_another_holder`).
+    pub async fn start_after(
+        source: &SourceConfig,
+        store: &Store,
+        sink: RecordSink,
+        first_cause: Cause,
+    ) -> Option<Backfill> {
         let SourceKind::Navixy(n) = &source.kind else {
             return None;
         };
@@ -120,7 +136,15 @@ impl Backfill {
             crate::config::NavixyAuth::ApiKeyHash(_) => None,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let worker = worker::Worker::new(source, n, store.clone(), sink, login.clone(), last);
+        let worker = worker::Worker::new(
+            source,
+            n,
+            store.clone(),
+            sink,
+            login.clone(),
+            last,
+            first_cause,
+        );
         let span = tracing::info_span!("backfill", source = %source.name);
         let task = tokio::spawn(tracing::Instrument::instrument(worker.run(rx), span));
         Some(Backfill {

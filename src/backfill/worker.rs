@@ -57,6 +57,9 @@ pub(super) struct Worker {
     rest: Rest,
     /// Newest frame stored before this run; opens the `down` gap at the first frame.
     prior_last: Option<DateTime<Utc>>,
+    /// What the blind period up to the first frame of this run is: `Down`, or
+    /// `Handover` when another daemon recorded the source until it moved here.
+    first_cause: Cause,
     /// Fill readings too (readings_batch subscribed and `backfill_readings`).
     readings: bool,
     /// Tracker ids the source subscribes to, when not all of them.
@@ -75,6 +78,7 @@ impl Worker {
         sink: RecordSink,
         login: Option<Arc<SharedLogin>>,
         prior_last: Option<DateTime<Utc>>,
+        first_cause: Cause,
     ) -> Worker {
         let t = &source.timing;
         let rest = Rest::new(
@@ -114,6 +118,7 @@ impl Worker {
             sink,
             rest,
             prior_last,
+            first_cause,
             readings,
             selected,
             trackers: None,
@@ -171,7 +176,7 @@ impl Worker {
         let (from, to, cause) = match n {
             Notice::Resumed { from, to, cause } => (from, to, cause),
             Notice::FirstFrame(at) => match self.prior_last.take() {
-                Some(last) if last < at => (last, at, Cause::Down),
+                Some(last) if last < at => (last, at, self.first_cause),
                 _ => return,
             },
         };

@@ -30,6 +30,7 @@ const TOP_KEYS: &[&str] = &[
     "http",
     "log",
     "retention",
+    "cluster",
     "sources",
 ];
 const STORAGE_KEYS: &[&str] = &[
@@ -136,6 +137,11 @@ pub(super) fn build(tree: &Value, base: &Path) -> Result<Config, ConfigError> {
     let http = http(&Node::new(top.get("http"), "[http]")?)?;
     let log = log(&Node::new(top.get("log"), "[log]")?)?;
     let retention = retention(&Node::new(top.get("retention"), "[retention]")?)?;
+    let cluster = super::cluster::cluster(
+        &Node::new(top.get("cluster"), "[cluster]")?,
+        top.get("cluster").is_some(),
+        &storage,
+    )?;
     let mut sources = Vec::new();
     match top.get("sources") {
         None => {}
@@ -159,6 +165,7 @@ pub(super) fn build(tree: &Value, base: &Path) -> Result<Config, ConfigError> {
         http,
         log,
         retention,
+        cluster,
         sources,
     })
 }

@@ -2,6 +2,7 @@
 //! overrides, validated into typed values with one clear message per mistake.
 
 mod build;
+mod cluster;
 mod load;
 mod sources;
 mod sqlite_url;
@@ -11,6 +12,7 @@ mod value;
 pub use build::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_TIMING, RETENTION_TABLES, USER_AGENT, default_user_agent,
 };
+pub use cluster::{DEFAULT_LEASE_TTL, MIN_LEASE_TTL, host_name};
 pub use load::*;
 pub use sources::{derive_api_url, derive_auth_url};
 pub use types::*;

@@ -42,7 +42,36 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub retention: RetentionConfig,
+    /// `[cluster]`: several daemons share the sources through leases in PostgreSQL;
+    /// `None` (no `[cluster]` table) means this daemon records every source alone.
+    pub cluster: Option<ClusterConfig>,
     pub sources: Vec<SourceConfig>,
+}
+
+/// `[cluster]`, validated: only ever present with a PostgreSQL storage URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This daemon's name among the daemons sharing the database (default: the host
+    /// name). Two live daemons with one name would renew each other's leases, so the
+    /// second refuses to start.
+    pub node: String,
+    /// How long a lease lives without renewal: the longest a source stays blind
+    /// after its holder dies (plus reconnect backoff).
+    pub lease_ttl: Duration,
+    /// How often held leases are renewed and free ones claimed.
+    pub renew_every: Duration,
+}
+
+impl ClusterConfig {
+    /// How long before its lease expires (by the last successful renewal, measured
+    /// on the local monotonic clock) a daemon gives a source up on its own. It covers
+    /// the time a stopping session needs to close and the drift between the local
+    /// and the database clock, so a daemon that cannot renew has stopped recording
+    /// before the database can hand the source to another daemon. A fifth of the ttl:
+    /// 3 s of the default 15 s.
+    pub fn safety_margin(&self) -> Duration {
+        self.lease_ttl / 5
+    }
 }
 
 /// How much of each inbound message `events` keeps (ARCHITECTURE.md §4).

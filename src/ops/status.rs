@@ -1,10 +1,12 @@
 //! `wsvault status`: what the database says about each source, for an operator on
 //! the host (works whether or not the daemon runs, since it reads only stored rows).
 //!
-//! Per source: the last lifecycle event, the last connection (open or closed), and
-//! the age of the newest data row; then row counts per table. Both backends are
-//! read through the same SQL, with times cast to the SQLite text format so one parser
-//! serves both. Never writes.
+//! Per source: the last lifecycle event, the last connection (open or closed), the
+//! age of the newest data row and, when daemons share the database (`[cluster]`,
+//! PostgreSQL), the source's lease; then each daemon's last heartbeat and the row
+//! counts per table. Both backends are read through the same SQL, with times cast to
+//! the SQLite text format so one parser serves both. Lease expiry and heartbeat ages
+//! come from the database's clock, the one the daemons decide by. Never writes.
 
 use crate::store::{Store, StoreError, parse_ts};
 use chrono::{DateTime, Utc};
@@ -50,6 +52,40 @@ pub struct SourceReport {
     pub last_connection: Option<LastConnection>,
     /// The newest data row (events, tracker rows, notifications, session changes).
     pub last_data_at: Option<DateTime<Utc>>,
+    /// Its `leases` row, when daemons share the sources.
+    pub lease: Option<LeaseRow>,
+}
+
+/// A source's `leases` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseRow {
+    /// The node recording it; `None` once released.
+    pub holder: Option<String>,
+    /// Grows at every change of holder.
+    pub term: i64,
+    /// When it expires unless renewed.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Seconds until then by the database clock; negative once expired.
+    pub expires_in: Option<f64>,
+}
+
+/// A `nodes` row: one daemon of the cluster.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct NodeRow {
+    /// Its name.
+    pub node: String,
+    /// The host it registered from.
+    pub host: Option<String>,
+    /// Its version.
+    pub version: String,
+    /// When this run of it registered.
+    pub started_at: DateTime<Utc>,
+    /// Its last heartbeat.
+    pub last_seen_at: DateTime<Utc>,
+    /// Seconds since then, by the database clock.
+    pub seen_ago: f64,
+    /// Set when it stopped cleanly.
+    pub stopped_at: Option<DateTime<Utc>>,
 }
 
 impl SourceReport {
@@ -86,6 +122,8 @@ pub struct StatusReport {
     pub counts: Vec<(String, i64)>,
     /// Blind periods not (fully) recovered: pending, running, partial, failed.
     pub gaps: Vec<crate::backfill::gaps::Gap>,
+    /// The daemons sharing this database (PostgreSQL with `[cluster]`), by name.
+    pub nodes: Vec<NodeRow>,
 }
 
 const DATA: [(&str, &str); 6] = [
@@ -244,14 +282,98 @@ pub async fn gather(store: &Store, configured: &[String]) -> Result<StatusReport
             last_event,
             last_connection,
             last_data_at,
+            lease: None,
         });
     }
+    let nodes = cluster(store, &mut sources).await.map_err(q)?;
     Ok(StatusReport {
         storage: store.shown_url().to_string(),
         sources,
         counts: store.table_counts().await?,
         gaps: crate::backfill::gaps::unrecovered(store).await.map_err(q)?,
+        nodes,
     })
+}
+
+/// Fills each source's lease and returns the nodes, when the cluster tables exist
+/// (PostgreSQL from migration 0004 on). A lease of a source neither configured nor
+/// recorded adds that source to the report.
+async fn cluster(
+    store: &Store,
+    sources: &mut Vec<SourceReport>,
+) -> Result<Vec<NodeRow>, sqlx::Error> {
+    let Some(pool) = store.postgres_pool() else {
+        return Ok(Vec::new());
+    };
+    let present: bool = sqlx::query_scalar(
+        "SELECT to_regclass('leases') IS NOT NULL AND to_regclass('nodes') IS NOT NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    if !present {
+        return Ok(Vec::new());
+    }
+    let leases: Vec<LeaseDb> = sqlx::query_as(
+        "SELECT source, holder, term, expires_at, \
+                extract(epoch FROM expires_at - now())::float8 AS expires_in \
+         FROM leases ORDER BY source",
+    )
+    .fetch_all(pool)
+    .await?;
+    for l in leases {
+        let row = LeaseRow {
+            holder: l.holder,
+            term: l.term,
+            expires_at: l.expires_at,
+            expires_in: l.expires_in,
+        };
+        match sources.iter_mut().find(|s| s.name == l.source) {
+            Some(s) => s.lease = Some(row),
+            None => sources.push(SourceReport {
+                name: l.source,
+                configured: false,
+                last_event: None,
+                last_connection: None,
+                last_data_at: None,
+                lease: Some(row),
+            }),
+        }
+    }
+    sqlx::query_as(
+        "SELECT node, host, version, started_at, last_seen_at, \
+                extract(epoch FROM now() - last_seen_at)::float8 AS seen_ago, stopped_at \
+         FROM nodes ORDER BY node",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// A `leases` row as read.
+#[derive(sqlx::FromRow)]
+struct LeaseDb {
+    source: String,
+    holder: Option<String>,
+    term: i64,
+    expires_at: Option<DateTime<Utc>>,
+    expires_in: Option<f64>,
+}
+
+fn secs(s: f64) -> String {
+    let d = std::time::Duration::from_secs_f64(s.abs().min(1e12));
+    humantime::format_duration(std::time::Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
+fn lease_line(l: &LeaseRow) -> String {
+    let expiry = match (l.expires_at, l.expires_in) {
+        (Some(at_), Some(s)) if s >= 0.0 => format!("expires {} (in {})", at(at_), secs(s)),
+        (Some(at_), Some(s)) => format!("expired {} ({} ago)", at(at_), secs(s)),
+        _ => "never held".to_string(),
+    };
+    match &l.holder {
+        Some(h) => format!("held by {h}, term {}, {expiry}", l.term),
+        None if l.term == 0 => "not held yet".to_string(),
+        None => format!("released (term {}), free to claim", l.term),
+    }
 }
 
 fn ago(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
@@ -324,6 +446,30 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
             None => {
                 let _ = writeln!(out, "  last event: none recorded");
             }
+        }
+        if let Some(l) = &s.lease {
+            let _ = writeln!(out, "  lease: {}", lease_line(l));
+        }
+    }
+    if !r.nodes.is_empty() {
+        let _ = writeln!(out, "\nnodes:");
+        for n in &r.nodes {
+            let state = match n.stopped_at {
+                Some(t) => format!("stopped {}", at(t)),
+                None => format!(
+                    "last heartbeat {} ({} ago)",
+                    at(n.last_seen_at),
+                    secs(n.seen_ago)
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "  {} (host {}, version {}, started {}): {state}",
+                n.node,
+                n.host.as_deref().unwrap_or("unknown"),
+                n.version,
+                at(n.started_at)
+            );
         }
     }
     if r.gaps.is_empty() {

@@ -1,0 +1,137 @@
+//! Fencing: rows of a leased source commit only in a transaction that saw the lease
+//! still held by this node under the same term.
+//!
+//! A daemon frozen (SIGSTOP, a long pause, a partition) past its lease's expiry may
+//! wake with records of that source in its queue while another daemon already
+//! records the stream. Local deadlines stop its sessions, but only the database can
+//! say for sure that the lease moved: [`fence`] reads the lease rows `FOR SHARE`
+//! inside the writer's batch transaction, so a takeover (an `UPDATE` of the row) waits
+//! until the batch commits, and a batch that starts after the takeover sees the new
+//! holder or term and drops those rows. The writer knows which term each source is
+//! held under from a [`FenceView`], which the [`super::Cluster`] keeps current.
+
+use sqlx::postgres::PgConnection;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// The leases this node holds, source → term, shared between the cluster loop (which
+/// updates it) and the writer (which fences with it). Never locked across `.await`.
+#[derive(Debug, Clone, Default)]
+pub struct FenceView {
+    inner: Arc<RwLock<HashMap<String, i64>>>,
+}
+
+impl FenceView {
+    /// The term this node holds `source` under, if it holds it.
+    pub fn term(&self, source: &str) -> Option<i64> {
+        self.read().get(source).copied()
+    }
+
+    /// Splits `sources` into those held, with their terms, and those not held (whose
+    /// rows must not be written at all).
+    pub fn split<'a>(
+        &self,
+        sources: impl IntoIterator<Item = &'a str>,
+    ) -> (Vec<(String, i64)>, Vec<String>) {
+        let map = self.read();
+        let mut held = Vec::new();
+        let mut not_held = Vec::new();
+        for s in sources {
+            match map.get(s) {
+                Some(term) => held.push((s.to_string(), *term)),
+                None => not_held.push(s.to_string()),
+            }
+        }
+        (held, not_held)
+    }
+
+    pub(super) fn set(&self, source: &str, term: i64) {
+        self.write().insert(source.to_string(), term);
+    }
+
+    pub(super) fn remove(&self, source: &str) {
+        self.write().remove(source);
+    }
+
+    pub(super) fn clear(&self) {
+        self.write().clear();
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, i64>> {
+        // A panic while holding the lock cannot leave the map half-written (every
+        // update is one insert or remove), so a poisoned lock is still usable.
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, i64>> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Inside a write transaction: which of `held` (source, term) are no longer held by
+/// `node` under that term. Locks the still-held lease rows `FOR SHARE` until the
+/// transaction ends, so no other node can take them before this batch commits. Rows
+/// of the returned sources must be left out of the batch (and counted as fenced).
+pub async fn fence(
+    conn: &mut PgConnection,
+    node: &str,
+    held: &[(String, i64)],
+) -> Result<Vec<String>, sqlx::Error> {
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sources: Vec<&str> = held.iter().map(|(s, _)| s.as_str()).collect();
+    let terms: Vec<i64> = held.iter().map(|(_, t)| *t).collect();
+    let still: Vec<String> = sqlx::query_scalar(
+        "SELECT l.source FROM leases l \
+         JOIN UNNEST($2::text[], $3::bigint[]) AS h(source, term) \
+           ON l.source = h.source AND l.term = h.term \
+         WHERE l.holder = $1 \
+         FOR SHARE OF l",
+    )
+    .bind(node)
+    .bind(&sources)
+    .bind(&terms)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(held
+        .iter()
+        .filter(|(s, _)| !still.contains(s))
+        .map(|(s, _)| s.clone())
+        .collect())
+}
+
+/// [`fence`] for the sources of one batch, read from `view`: every source of
+/// `sources` this node does not hold (in the view or in the database) is returned.
+pub async fn fence_batch<'a>(
+    conn: &mut PgConnection,
+    node: &str,
+    view: &FenceView,
+    sources: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>, sqlx::Error> {
+    let (held, mut lost) = view.split(sources);
+    lost.extend(fence(conn, node, &held).await?);
+    Ok(lost)
+}
+
+/// Inside a write transaction: gives up `source` (held by `node` under `term`), so
+/// the release commits together with the session's last rows and the next holder
+/// starts exactly after them. Returns whether the lease was still this node's.
+pub async fn release_in(
+    conn: &mut PgConnection,
+    node: &str,
+    source: &str,
+    term: i64,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE leases SET holder = NULL, expires_at = now() \
+         WHERE source = $1 AND holder = $2 AND term = $3",
+    )
+    .bind(source)
+    .bind(node)
+    .bind(term)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
