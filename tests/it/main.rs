@@ -11,6 +11,7 @@
 mod support;
 
 mod bench_smoke;
+mod cluster_config;
 mod config_check;
 mod contrib_monitoring;
 mod jsonrpc_notifications;

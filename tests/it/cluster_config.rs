@@ -1,4 +1,4 @@
-//! `[cluster]` through `wsvault check-config`, like `config_check.rs`: defaults, the
+//! `[cluster]` through `wsvault check-config`, like `config_check`: defaults, the
 //! refusal with SQLite (exit 78 and why), and every timing mistake with its own
 //! message.
 
