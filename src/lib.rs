@@ -10,9 +10,11 @@
 pub mod backfill;
 pub mod bench;
 pub mod cli;
-pub mod cli_docs;
 pub mod config;
 pub mod ids;
+pub mod login;
+#[cfg(test)]
+mod module_graph;
 pub mod ops;
 pub mod protocol;
 pub mod record;

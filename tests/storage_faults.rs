@@ -112,7 +112,7 @@ async fn sqlite_writer_recovers_after_the_disk_was_full() {
     let s = stats.clone();
     wait_until(Duration::from_secs(10), "first commits", || {
         let s = s.clone();
-        async move { s.written.load(Ordering::Relaxed) >= 100 }
+        async move { s.written() >= 100 }
     })
     .await;
 
@@ -141,11 +141,11 @@ async fn sqlite_writer_recovers_after_the_disk_was_full() {
 
     std::fs::remove_file(&filler).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !(stats.is_healthy() && stats.written.load(Ordering::Relaxed) >= total as u64) {
+    while !(stats.is_healthy() && stats.written() >= total as u64) {
         assert!(
             std::time::Instant::now() < deadline,
             "no recovery after space returned: written {}, retries {}, last error {:?}",
-            stats.written.load(Ordering::Relaxed),
+            stats.written(),
             stats.retries.load(Ordering::Relaxed),
             stats.last_error()
         );

@@ -6,7 +6,7 @@
 //! It never parses protocol messages itself and never talks to the database except
 //! through the writer's queue (and one read at start: the Tradernet active set).
 
-pub mod auth;
+pub use crate::login as auth;
 pub mod backoff;
 mod connection;
 mod lifecycle;

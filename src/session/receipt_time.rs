@@ -38,7 +38,7 @@ impl ReceiptTimes {
         if !stamped_on_receipt(r) {
             return false;
         }
-        crate::ops::metrics::invalid_timestamp(source);
+        crate::telemetry::emit(crate::telemetry::events::InvalidTimestamp { source });
         !std::mem::replace(&mut self.warned, true)
     }
 }

@@ -215,8 +215,10 @@ impl Runner {
     }
 
     pub(super) fn note_record(&mut self, r: &Record) {
-        self.status.records.fetch_add(1, Ordering::Relaxed);
-        crate::ops::metrics::received(&self.source, r.kind());
+        crate::telemetry::emit(crate::telemetry::events::RecordReceived {
+            source: &self.source,
+            kind: r.kind(),
+        });
         if self.receipt_times.note(&self.source, r) {
             tracing::warn!(
                 kind = r.kind(),
