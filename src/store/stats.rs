@@ -255,3 +255,48 @@ pub struct CopyCounts {
     /// Batches the server refused by `COPY`, then written with `ON CONFLICT`.
     pub refused: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Rejected, Traffic};
+
+    fn traffic(source: &str) -> Record {
+        Record::Traffic(Traffic {
+            id: crate::ids::next_id(),
+            source: source.into(),
+            connection_id: None,
+            at: chrono::Utc::now(),
+            direction: "received".into(),
+            payload: "x".into(),
+        })
+    }
+
+    #[test]
+    fn committed_counts_each_stored_record_once_by_source_and_table() {
+        let mut batch = Batch::default();
+        batch.records = vec![traffic("a"), traffic("b"), traffic("a"), traffic("a")];
+        batch.reset_fates();
+        // Record 2 was refused and stored as its `rejected` row; record 3 was lost.
+        batch.records[2] = Rejected::of(&batch.records[2], "refused");
+        batch.fates[2] = Fate::Substituted;
+        batch.fates[3] = Fate::Dropped;
+        let c = Committed::default();
+        c.add(&batch);
+        c.add(&batch);
+        assert_eq!((c.written(), c.rejected()), (4, 2));
+        let by: Vec<(String, &str, u64)> = c
+            .by_table()
+            .into_iter()
+            .map(|(s, k, n)| (s.to_string(), k, n))
+            .collect();
+        assert_eq!(
+            by,
+            [
+                ("a".to_string(), "traffic", 2),
+                ("b".to_string(), "traffic", 2),
+                ("a".to_string(), "rejected", 2),
+            ]
+        );
+    }
+}

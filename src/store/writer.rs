@@ -391,3 +391,26 @@ fn unix_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn millis(retry_max: Duration, n: usize) -> Vec<u128> {
+        retry_delays(retry_max)
+            .take(n)
+            .map(|d| d.as_millis())
+            .collect()
+    }
+
+    #[test]
+    fn retry_delays_double_from_50_ms_up_to_retry_max_and_never_end() {
+        assert_eq!(
+            millis(Duration::from_millis(500), 8),
+            [50, 100, 200, 400, 500, 500, 500, 500]
+        );
+        assert_eq!(millis(Duration::from_secs(5), 1_000).len(), 1_000);
+        // A `retry_max` at the 10 ms floor (below the first delay) caps every delay.
+        assert_eq!(millis(Duration::from_millis(10), 3), [10, 10, 10]);
+    }
+}

@@ -20,8 +20,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(super) mod checkpoint;
-pub(super) mod files;
+mod checkpoint;
+mod files;
 mod insert;
 mod sql;
 mod writer;
