@@ -274,8 +274,10 @@ mod tests {
 
     #[test]
     fn committed_counts_each_stored_record_once_by_source_and_table() {
-        let mut batch = Batch::default();
-        batch.records = vec![traffic("a"), traffic("b"), traffic("a"), traffic("a")];
+        let mut batch = Batch {
+            records: vec![traffic("a"), traffic("b"), traffic("a"), traffic("a")],
+            ..Batch::default()
+        };
         batch.reset_fates();
         // Record 2 was refused and stored as its `rejected` row; record 3 was lost.
         batch.records[2] = Rejected::of(&batch.records[2], "refused");
