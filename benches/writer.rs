@@ -3,14 +3,14 @@
 //! backend. SQLite always (a temp file); PostgreSQL when `WSVAULT_TEST_POSTGRES_URL`
 //! is set (a fresh database, dropped afterwards). Run: `cargo bench --bench writer`.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/support/db/mod.rs"]
 #[allow(unused_imports)]
 mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wsvault::record::{Record, TrackerState};
-use wsvault::store::Writer;
+use wsvault::store::{Backend, Writer};
 
 fn state(source: &Arc<str>, n: i64) -> Record {
     let tracker = n % 1_000;
@@ -42,8 +42,10 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
     let source: Arc<str> = Arc::from("bench");
+    let mut dbs = common::test_databases(Backend::Sqlite).await;
+    dbs.extend(common::test_databases(Backend::Postgres).await);
     // Build the records first so only the writer is measured.
-    for db in common::test_databases().await {
+    for db in dbs {
         let records: Vec<Record> = (0..n).map(|i| state(&source, i)).collect();
         let store = db.store().await;
         let mut cfg = db.config();

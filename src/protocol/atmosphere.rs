@@ -19,6 +19,17 @@ use url::Url;
 /// answers versions below 2.2.1 with HTTP 501, so this must stay at or above that.
 pub const FRAMEWORK_VERSION: &str = "2.3.6-javascript";
 
+/// Response headers in which an Atmosphere server explains why it refused the
+/// WebSocket upgrade (e.g. an unknown or expired session hash).
+pub const REFUSAL_HEADERS: &[&str] = &["X-Atmosphere-error"];
+
+/// Room for the `length|` prefix (at most 20 digits and the bar) and a few small
+/// messages (heartbeats) the server may write into the same WebSocket frame as a
+/// message of the full `max_message_bytes`; none without `length|message` framing.
+pub fn frame_overhead(track_message_size: bool) -> usize {
+    if track_message_size { 1024 } else { 0 }
+}
+
 /// Every query parameter [`connect_url`] owns; existing values of these are replaced
 /// so a configured URL can never smuggle in a stale tracking id or a
 /// `X-Heartbeat-Server=0` that would silence server heartbeats.

@@ -83,6 +83,20 @@ pub trait Protocol: Send + Sync {
         Vec::new()
     }
 
+    /// Bytes a WebSocket message may carry beyond `max_message_bytes`, where the
+    /// protocol frames its messages inside WebSocket messages and enforces the exact
+    /// limit itself (Atmosphere's `length|message`). Default: none, the WebSocket
+    /// message is the upstream message.
+    fn frame_overhead(&self) -> usize {
+        0
+    }
+
+    /// Response headers in which this upstream explains a refused upgrade; quoted
+    /// in the `socket_error` row so the operator sees the server's reason.
+    fn refusal_headers(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Called once the WebSocket is open. Per-connection state resets here.
     fn on_open(&mut self, ctx: &Ctx) -> Vec<Output>;
 

@@ -1,16 +1,23 @@
 //! One upstream source kept alive: connect, authenticate, subscribe, survive every
 //! fault, and record each lifecycle step.
 //!
-//! A session owns the I/O around a pure [`crate::protocol::Protocol`]: the socket,
-//! timers, backoff, the Navixy login call and the hand-off of records to the writer.
-//! It never parses protocol messages itself and never talks to the database except
-//! through the writer's queue (and one read at start: the Tradernet active set).
+//! A session owns the I/O around two pure state machines: the source's
+//! [`crate::protocol::Protocol`] (frames in, frames and records out) and the
+//! lifecycle (`lifecycle/`: connected, dropped, suspended… in; rows, closes, waits
+//! out). The runner (`runner.rs`) is the shell that drives both over one
+//! `connection.rs` socket, with backoff, the Navixy login call and the hand-off of
+//! records to the writer (`outbox.rs`). It never parses protocol messages itself and
+//! never talks to the database except through the writer's queue (and one read at
+//! start: the Tradernet active set).
 
 pub use crate::login as auth;
 pub mod backoff;
 mod connection;
+mod dial;
+mod intake;
 mod lifecycle;
 mod offload;
+mod outbox;
 mod receipt_time;
 mod runner;
 pub mod status;
@@ -33,6 +40,11 @@ pub enum Command {
     Suspend,
     /// Close for good: unsubscribe, close 1000, emit `closed`, end the task.
     Stop,
+    /// The source's lease went to another daemon (or was lost): unsubscribe, close
+    /// 1000, record `suspended` with initiator `handover`, end the task without
+    /// reconnecting. Unlike `Stop` the recording goes on elsewhere, so the row is a
+    /// suspension (the new holder's `subscribed` ends the blind period), not `closed`.
+    Handover,
 }
 
 /// The supervisor's grip on a running session.

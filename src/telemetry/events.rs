@@ -85,16 +85,29 @@ impl InternalEvent for RecordReceived<'_> {
 }
 
 /// A state or reading was stamped with its receive time for want of a readable
-/// upstream time. Counted every time; the session warns once per source.
+/// upstream time. Counted every time; logged when `warn` is set (the session sets
+/// it once per source, so a broken device does not flood the log).
 #[derive(Debug, Clone, Copy)]
 pub struct InvalidTimestamp<'a> {
     /// The source's name.
     pub source: &'a Arc<str>,
+    /// The record's table.
+    pub kind: &'static str,
+    /// Whether to write the warning (the first time for this source).
+    pub warn: bool,
 }
 
 impl InternalEvent for InvalidTimestamp<'_> {
     fn emit(self) {
         counter!(INVALID_TIMESTAMPS, "source" => self.source.clone()).increment(1);
+        if self.warn {
+            tracing::warn!(
+                kind = self.kind,
+                "an upstream time was missing or unreadable: stored with the receive \
+                 time, upstream text kept in payload; counted in \
+                 wsvault_invalid_timestamps_total (warned once per source)"
+            );
+        }
     }
 }
 

@@ -251,6 +251,14 @@ impl Protocol for NavixyProtocol {
         atmosphere::connect_url(&self.base_url, self.cfg.track_message_size)
     }
 
+    fn frame_overhead(&self) -> usize {
+        atmosphere::frame_overhead(self.cfg.track_message_size)
+    }
+
+    fn refusal_headers(&self) -> &'static [&'static str] {
+        atmosphere::REFUSAL_HEADERS
+    }
+
     /// Takes the session hash from `user/auth` (login sources only; an API key hash
     /// is fixed). The previous hash stays in [`Protocol::secrets`] for redaction.
     fn set_credential(&mut self, credential: Secret) {

@@ -1,0 +1,161 @@
+//! Issue 16 point 6: a daemon killed with SIGKILL leaves its connection open in the
+//! database. The next start closes it at the last thing it stored and records the
+//! blind period (`suspended`, initiator `down`, then `closed`), so the README's
+//! blind-periods query shows it, ending when the new run subscribed again.
+
+use std::time::Duration;
+
+use crate::support::*;
+use chrono::{DateTime, Utc};
+use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
+use wsvault::store::Store;
+
+/// The README's "Blind periods per source" query, verbatim.
+const BLIND_PERIODS: &str = "SELECT s.source, s.occurred_at AS blind_from,
+       (SELECT MIN(r.occurred_at) FROM session_events r
+         WHERE r.source = s.source AND r.event IN ('resumed', 'subscribed') AND r.occurred_at > s.occurred_at) AS blind_until,
+       s.reason
+FROM session_events s
+WHERE s.event = 'suspended'
+ORDER BY s.source, s.occurred_at";
+
+each_backend!(sigkill_leaves_a_blind_period_the_next_start_records);
+async fn sigkill_leaves_a_blind_period_the_next_start_records(backend: Backend) {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    assert!(
+        readme.contains(BLIND_PERIODS),
+        "the README's blind-periods query changed; update this test with it"
+    );
+    for db in test_databases(backend).await {
+        killed_then_restarted(&db).await;
+    }
+}
+
+/// The latest time anything of `source` was stored.
+async fn last_stored(store: &Store, source: &str) -> DateTime<Utc> {
+    let mut last = None;
+    for (table, column) in [
+        ("session_events", "occurred_at"),
+        ("notifications", "received_at"),
+        ("events", "received_at"),
+    ] {
+        let sql = format!("SELECT max({column}) FROM {table} WHERE source = '{source}'");
+        if let Some(t) = fetch_cells(store, &sql).await[0][0].opt_ts() {
+            last = last.max(Some(t));
+        }
+    }
+    last.expect("the source stored rows")
+}
+
+async fn killed_then_restarted(db: &TestDb) {
+    let label = db.label;
+    let sim_cfg = JsonRpcSimConfig {
+        interval: Duration::from_millis(20),
+        ..JsonRpcSimConfig::default()
+    };
+    let rpc = JsonRpcSim::start("127.0.0.1:0".parse().unwrap(), sim_cfg)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        &db.cfg.url,
+        "",
+        "",
+        &jsonrpc_source("rpc", &rpc.ws_url(), -1),
+    );
+    let daemon = Daemon::start(dir.path(), &cfg);
+    let store = daemon_store(&daemon, db).await;
+    wait_count(
+        &store,
+        Some(&daemon),
+        "notifications WHERE source = 'rpc'",
+        |n| n >= 20,
+    )
+    .await;
+    daemon.signal("KILL");
+    daemon.wait(LIMIT).await;
+
+    let killed = fetch_cells(
+        &store,
+        "SELECT id FROM connections WHERE source = 'rpc' AND closed_at IS NULL",
+    )
+    .await;
+    assert_eq!(
+        killed.len(),
+        1,
+        "[{label}] the killed run left one connection open"
+    );
+    let killed_id = killed[0][0].i64();
+    let end = last_stored(&store, "rpc").await;
+
+    let daemon = Daemon::start(dir.path(), &cfg);
+    daemon.wait_log("wsvault running").await;
+    let closed = wait_closed(&store, killed_id).await;
+    assert_eq!(
+        closed[0].clone().ts(),
+        end,
+        "[{label}] closed at its last row"
+    );
+    assert_eq!(closed[1].opt_i64(), Some(1006), "[{label}]");
+    assert!(
+        closed[2].text().contains("without closing"),
+        "[{label}] {:?}",
+        closed[2]
+    );
+
+    let sql = format!(
+        "SELECT event, occurred_at, initiator, code, reason FROM session_events \
+         WHERE connection_id = {killed_id} AND event IN ('suspended', 'closed') ORDER BY id"
+    );
+    let rows = fetch_cells(&store, &sql).await;
+    let got: Vec<(String, DateTime<Utc>, Option<String>)> = rows
+        .iter()
+        .map(|r| (r[0].text(), r[1].ts(), r[2].opt_text()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("suspended".to_string(), end, Some("down".to_string())),
+            ("closed".to_string(), end, None),
+        ],
+        "[{label}]"
+    );
+
+    // The blind-periods query shows the killed period, ending when the new run
+    // subscribed again.
+    wait_count(&store, Some(&daemon), &format!("session_events WHERE source = 'rpc' AND event = 'subscribed' AND connection_id <> {killed_id}"), |n| n >= 1)
+    .await;
+    let blind = fetch_cells(&store, BLIND_PERIODS).await;
+    assert_eq!(blind.len(), 1, "[{label}] {blind:?}");
+    assert_eq!(blind[0][1].ts(), end, "[{label}]");
+    let until = blind[0][2].opt_ts().expect("the blind period ends");
+    assert!(until > end, "[{label}] {until} after {end}");
+
+    // A clean stop closes the new connection itself; nothing is left open.
+    daemon.stop().await;
+    let open = fetch_cells(
+        &store,
+        "SELECT count(*) FROM connections WHERE closed_at IS NULL",
+    )
+    .await;
+    assert_eq!(open[0][0].i64(), 0, "[{label}]");
+    store.close().await;
+    rpc.shutdown().await;
+}
+
+/// Waits until connection `id` has `closed_at`; returns (closed_at, close_code, close_reason).
+async fn wait_closed(store: &Store, id: i64) -> Vec<Cell> {
+    let sql =
+        format!("SELECT closed_at, close_code, close_reason FROM connections WHERE id = {id}");
+    let what = format!("connection {id} closed");
+    let rows = wait_for(
+        LIMIT,
+        &what,
+        None,
+        || fetch_cells(store, &sql),
+        |rows| rows[0][0] != Cell::Null,
+    )
+    .await;
+    rows.into_iter().next().unwrap()
+}
