@@ -10,11 +10,13 @@
 pub mod backfill;
 pub mod bench;
 pub mod cli;
-pub mod cli_docs;
 pub mod cluster;
 pub mod config;
 pub mod id_slots;
 pub mod ids;
+pub mod login;
+#[cfg(test)]
+mod module_graph;
 pub mod ops;
 pub mod protocol;
 pub mod record;

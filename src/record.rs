@@ -69,6 +69,12 @@ impl Record {
 
     /// The source the record belongs to, so a rejected record keeps its origin.
     pub fn source(&self) -> &str {
+        self.source_name()
+    }
+
+    /// [`Record::source`] as the shared name, for counters keyed by source that
+    /// should not copy the text per record.
+    pub fn source_name(&self) -> &SourceName {
         match self {
             Record::Connection(r) => &r.source,
             Record::SessionEvent(r) => &r.source,

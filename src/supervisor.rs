@@ -13,7 +13,7 @@ use crate::config::{self, Config, SourceConfig};
 use crate::ops::Registry;
 use crate::ops::http::{HttpError, HttpServer};
 use crate::ops::retention::Retention;
-use crate::ops::systemd::{Watchdog, extend_while, wait_first_attempts};
+use crate::ops::systemd::{Watchdog, extend_while, notify, wait_first_attempts};
 use crate::session::{self, Command, SessionHandle};
 use crate::store::{RecordSink, Store, StoreError, Writer, WriterHandle, WriterReport};
 use futures_util::StreamExt;
@@ -158,7 +158,13 @@ impl Supervisor {
         }
         let backfill =
             crate::backfill::Backfill::start(&source, &self.store, self.sink.clone()).await;
-        let links = backfill.as_ref().map(|b| b.links()).unwrap_or_default();
+        let links = backfill
+            .as_ref()
+            .map(|b| session::Links {
+                gaps: Some(b.notifier()),
+                login: b.login(),
+            })
+            .unwrap_or_default();
         if let Some(b) = backfill {
             self.backfills.insert(name.clone(), b);
         }
@@ -430,12 +436,5 @@ fn is_loopback(url: &url::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(d)) => d == "localhost",
         None => false,
-    }
-}
-
-/// systemd notification; a no-op outside systemd (no NOTIFY_SOCKET).
-pub fn notify(states: &[sd_notify::NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(states) {
-        tracing::debug!("sd_notify failed: {e}");
     }
 }

@@ -17,7 +17,7 @@ pub mod rest;
 mod worker;
 
 use crate::config::{SourceConfig, SourceKind};
-use crate::session::auth::SharedLogin;
+use crate::login::SharedLogin;
 use crate::store::{RecordSink, Store};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -124,7 +124,7 @@ impl Backfill {
         };
         let login = match &n.auth {
             crate::config::NavixyAuth::Login { login, password } => {
-                Some(SharedLogin::new(crate::session::auth::Authenticator::new(
+                Some(SharedLogin::new(crate::login::Authenticator::new(
                     n.auth_url.clone(),
                     login.clone(),
                     password.clone(),
@@ -154,12 +154,15 @@ impl Backfill {
         })
     }
 
-    /// What the session needs to report gaps and share the login.
-    pub fn links(&self) -> crate::session::Links {
-        crate::session::Links {
-            gaps: Some(self.notifier.clone()),
-            login: self.login.clone(),
-        }
+    /// Where the source's session reports the end of each blind period.
+    pub fn notifier(&self) -> GapNotifier {
+        self.notifier.clone()
+    }
+
+    /// The login the worker shares with the source's session (Navixy login sources),
+    /// so a dead hash means one new login.
+    pub fn login(&self) -> Option<Arc<SharedLogin>> {
+        self.login.clone()
     }
 
     /// Stops the worker at once. A gap it was filling stays `running` and resumes

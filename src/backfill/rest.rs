@@ -13,8 +13,10 @@
 //! under 4xx, and texts that could echo a secret are redacted.
 
 use crate::config::{NavixyAuth, NavixyConfig, Secret};
+use crate::login::{AuthError, SharedLogin};
 use crate::redact::Redactor;
-use crate::session::auth::{AuthError, SharedLogin};
+use crate::telemetry::emit;
+use crate::telemetry::events::{BackfillRequest, BackfillRetrying};
 use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value, json};
@@ -126,7 +128,7 @@ impl Rest {
             } => {
                 redactor.add(password.expose());
                 let shared = login.unwrap_or_else(|| {
-                    SharedLogin::new(crate::session::auth::Authenticator::new(
+                    SharedLogin::new(crate::login::Authenticator::new(
                         cfg.auth_url.clone(),
                         user.clone(),
                         password.clone(),
@@ -182,14 +184,18 @@ impl Rest {
             .sleep(tokio::time::sleep)
             .when(RestError::retriable)
             .notify(|e, wait| {
-                crate::ops::metrics::backfill_request(&self.source, "retried");
-                tracing::debug!(path, "REST call will be retried in {wait:?}: {e}");
+                emit(BackfillRetrying {
+                    source: &self.source,
+                    path,
+                    wait,
+                    error: e,
+                });
             })
             .await;
-        match &result {
-            Ok(_) => crate::ops::metrics::backfill_request(&self.source, "ok"),
-            Err(_) => crate::ops::metrics::backfill_request(&self.source, "error"),
-        }
+        emit(BackfillRequest {
+            source: &self.source,
+            outcome: if result.is_ok() { "ok" } else { "error" },
+        });
         result
     }
 

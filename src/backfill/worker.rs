@@ -6,10 +6,12 @@ use super::gaps::{self, Gap};
 use super::rest::{Rest, RestError};
 use super::{Cause, Notice};
 use crate::config::{NavixyBackfill, NavixyConfig, NavixyRequestType, NavixyTarget, SourceConfig};
+use crate::login::SharedLogin;
 use crate::protocol::time::parse_timestamp_value;
 use crate::record::{Origin, Record, SourceName, TrackerReading, TrackerState};
-use crate::session::auth::SharedLogin;
 use crate::store::{RecordSink, Store};
+use crate::telemetry::emit;
+use crate::telemetry::events::{BackfillPoints, BackfillStarted, GapsCounted};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
@@ -129,7 +131,9 @@ impl Worker {
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Notice>) {
         let mut queue: VecDeque<(Gap, Instant)> = VecDeque::new();
-        crate::ops::metrics::backfill_series(&self.source);
+        emit(BackfillStarted {
+            source: &self.source,
+        });
         match gaps::open_for(&self.store, &self.source).await {
             Ok(open) => {
                 if !open.is_empty() {
@@ -216,7 +220,11 @@ impl Worker {
                     .find(|(s, _)| s == status)
                     .map(|(_, n)| *n)
                     .unwrap_or(0);
-                crate::ops::metrics::gaps(&self.source, status, n);
+                emit(GapsCounted {
+                    source: &self.source,
+                    status,
+                    n,
+                });
             }
         }
     }
@@ -519,7 +527,11 @@ impl Worker {
         if let Some(last) = self.hand_over(records).await? {
             self.last_handed = Some(last);
         }
-        crate::ops::metrics::backfill_points(&self.source, "tracker_states", n as u64);
+        emit(BackfillPoints {
+            source: &self.source,
+            table: "tracker_states",
+            n: n as u64,
+        });
         Ok(n as i64)
     }
 
@@ -607,7 +619,11 @@ impl Worker {
         if let Some(last) = self.hand_over(records).await? {
             self.last_handed = Some(last);
         }
-        crate::ops::metrics::backfill_points(&self.source, "tracker_readings", n as u64);
+        emit(BackfillPoints {
+            source: &self.source,
+            table: "tracker_readings",
+            n: n as u64,
+        });
         Ok(n as i64)
     }
 

@@ -112,10 +112,30 @@ pub struct StorageConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// The storage URL as `Debug` shows it: password and whole query masked. Stricter
+/// than `redact::redact_url` (which masks query values by name) because config sits
+/// below the redaction layer: `redact` reads the config, never the other way round.
+fn masked_url(url: &str) -> String {
+    const MASK: &str = "***";
+    match url::Url::parse(url.trim()) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some(MASK));
+            }
+            if u.query().is_some() {
+                u.set_query(Some(MASK));
+            }
+            // `*` is percent-encoded in the userinfo; show the plain mask.
+            u.to_string().replace("%2A%2A%2A", MASK)
+        }
+        Err(_) => MASK.to_string(),
+    }
+}
+
 impl fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StorageConfig")
-            .field("url", &crate::redact::redact_url_str(&self.url))
+            .field("url", &masked_url(&self.url))
             .field("batch_size", &self.batch_size)
             .field("flush_interval", &self.flush_interval)
             .field("queue_capacity", &self.queue_capacity)

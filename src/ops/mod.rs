@@ -1,14 +1,15 @@
 //! Running wsvault as a daemon: what an operator and systemd see of it.
 //!
 //! Owns the [`Registry`] (the live view of every source and the writer that the
-//! supervisor keeps current), the `/metrics` and `/healthz` listener, the systemd
-//! watchdog, table retention, and the `backup`, `status` and `demo` commands. It reads
-//! the atomics sessions and the writer publish; it must never block them, never hold
-//! a lock across an `.await`, and never write records itself (retention only deletes
-//! old rows).
+//! supervisor keeps current), the `/metrics` and `/healthz` listener, systemd
+//! notifications and the watchdog, table retention, and the `backup` and `status`
+//! commands. It reads the atomics sessions and the writer publish; it must never block
+//! them, never hold a lock across an `.await`, and never write records itself
+//! (retention only deletes old rows). It sits above `session`, `store` and `backfill`
+//! and is called by `supervisor` and `cli` only: nothing below it imports it (events
+//! they emit go through `telemetry`).
 
 pub mod backup;
-pub mod demo;
 pub mod health;
 pub mod http;
 pub mod metrics;
@@ -117,7 +118,6 @@ impl Registry {
                     resume_at_ms: s.resume_at_ms.load(Ordering::Relaxed),
                     attempts: s.attempts.load(Ordering::Relaxed),
                     frames: s.frames.load(Ordering::Relaxed),
-                    records: s.records.load(Ordering::Relaxed),
                     reconnects: s.reconnects.load(Ordering::Relaxed),
                     timing: e.timing,
                 }
@@ -137,6 +137,8 @@ impl Registry {
                 busy_since_ms: w.busy_since.load(Ordering::Relaxed),
                 budget: self.writer_budget,
                 report: w.report(),
+                committed: w.committed.by_table(),
+                copy: w.copy_counts(),
             },
         }
     }
@@ -167,8 +169,6 @@ pub struct SourceView {
     pub attempts: u64,
     /// Inbound frames so far.
     pub frames: u64,
-    /// Records handed to the writer so far.
-    pub records: u64,
     /// Reconnections so far.
     pub reconnects: u64,
     /// The source's reconnect and liveness knobs.
@@ -197,6 +197,10 @@ pub struct WriterView {
     pub budget: Duration,
     /// Lifetime counters.
     pub report: crate::store::WriterReport,
+    /// Records committed per `(source, table)` (`rejected` for refused ones).
+    pub committed: Vec<(crate::record::SourceName, &'static str, u64)>,
+    /// How PostgreSQL batches went in (`COPY` or its fallback).
+    pub copy: crate::store::CopyCounts,
 }
 
 /// Everything the health check, the watchdog and `/metrics` look at, taken at once.

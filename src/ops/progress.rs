@@ -127,6 +127,8 @@ pub(crate) mod tests {
             busy_since_ms: 0,
             budget: Duration::from_secs(30),
             report: WriterReport::default(),
+            committed: Vec::new(),
+            copy: Default::default(),
         }
     }
 
@@ -144,7 +146,6 @@ pub(crate) mod tests {
             resume_at_ms: 0,
             attempts: 0,
             frames: 10,
-            records: 10,
             reconnects: 0,
             timing: DEFAULT_TIMING,
         }

@@ -10,9 +10,8 @@
 //! `security_sessions`.
 
 use crate::config::RetentionConfig;
-use crate::store::{Store, format_ts};
+use crate::store::{Param, Store};
 use chrono::{DateTime, Utc};
-use sqlx::AssertSqlSafe;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -82,56 +81,27 @@ async fn prune_table(
     batch: usize,
 ) -> Result<u64, sqlx::Error> {
     let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-    let distinct = format!("SELECT DISTINCT source FROM {table}");
+    let sources: Vec<(String,)> = store
+        .fetch_all(&format!("SELECT DISTINCT source FROM {table}"), &[])
+        .await?;
+    let sql = format!(
+        "DELETE FROM {table} WHERE {}",
+        store.limited_rows(table, col)
+    );
     let mut deleted = 0u64;
-    if let Some(pool) = store.sqlite_pool() {
-        let sources: Vec<String> = sqlx::query_scalar(AssertSqlSafe(distinct))
-            .fetch_all(pool)
-            .await?;
-        let sql = format!(
-            "DELETE FROM {table} WHERE rowid IN \
-             (SELECT rowid FROM {table} WHERE source = ?1 AND {col} < ?2 LIMIT ?3)"
-        );
-        let cutoff = format_ts(&cutoff);
-        for source in sources {
-            loop {
-                let n = sqlx::query(AssertSqlSafe(sql.as_str()))
-                    .bind(&source)
-                    .bind(&cutoff)
-                    .bind(limit)
-                    .execute(pool)
-                    .await?
-                    .rows_affected();
-                deleted += n;
-                if n < batch as u64 {
-                    break;
-                }
-                tokio::time::sleep(PAUSE).await;
+    for (source,) in sources {
+        loop {
+            let n = store
+                .execute(
+                    &sql,
+                    &[Param::Text(&source), Param::Time(cutoff), Param::Int(limit)],
+                )
+                .await?;
+            deleted += n;
+            if n < batch as u64 {
+                break;
             }
-        }
-    } else if let Some(pool) = store.postgres_pool() {
-        let sources: Vec<String> = sqlx::query_scalar(AssertSqlSafe(distinct))
-            .fetch_all(pool)
-            .await?;
-        let sql = format!(
-            "DELETE FROM {table} WHERE ctid = ANY(ARRAY( \
-             SELECT ctid FROM {table} WHERE source = $1 AND {col} < $2 LIMIT $3))"
-        );
-        for source in sources {
-            loop {
-                let n = sqlx::query(AssertSqlSafe(sql.as_str()))
-                    .bind(&source)
-                    .bind(cutoff)
-                    .bind(limit)
-                    .execute(pool)
-                    .await?
-                    .rows_affected();
-                deleted += n;
-                if n < batch as u64 {
-                    break;
-                }
-                tokio::time::sleep(PAUSE).await;
-            }
+            tokio::time::sleep(PAUSE).await;
         }
     }
     Ok(deleted)

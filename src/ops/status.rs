@@ -4,21 +4,22 @@
 //! Per source: the last lifecycle event, the last connection (open or closed), the
 //! age of the newest data row and, when daemons share the database (`[cluster]`,
 //! PostgreSQL), the source's lease; then each daemon's last heartbeat and the row
-//! counts per table. Both backends are read through the same SQL, with times cast to
-//! the SQLite text format so one parser serves both. Lease expiry and heartbeat ages
+//! counts per table. Both backends are read through the same SQL and the same `FromRow` types (the
+//! store's seam). Lease expiry and heartbeat ages
 //! come from the database's clock, the one the daemons decide by. Never writes.
 
-use crate::store::{Store, StoreError, parse_ts};
+use crate::store::{DbTime, Param, Store, StoreError};
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::FromRow;
 use std::fmt::Write as _;
 
 /// The last `session_events` row of a source.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct LastEvent {
     /// `subscribed`, `suspended`, `closed`, …
     pub event: String,
     /// When it happened.
+    #[sqlx(try_from = "DbTime")]
     pub at: DateTime<Utc>,
     /// `network` or `manual` for suspensions.
     pub initiator: Option<String>,
@@ -27,13 +28,15 @@ pub struct LastEvent {
 }
 
 /// The newest `connections` row of a source.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct LastConnection {
     /// The connection id.
     pub id: i64,
     /// When it opened.
+    #[sqlx(try_from = "DbTime")]
     pub opened_at: DateTime<Utc>,
     /// When it closed; `None` while open.
+    #[sqlx(try_from = "DbTime")]
     pub closed_at: Option<DateTime<Utc>>,
     /// Why it closed.
     pub close_reason: Option<String>,
@@ -135,56 +138,6 @@ const DATA: [(&str, &str); 6] = [
     ("tracker_lifecycle", "received_at"),
 ];
 
-struct Dialect {
-    pg: bool,
-}
-
-impl Dialect {
-    /// `expr` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` text (SQLite already stores that).
-    fn ts(&self, expr: &str) -> String {
-        if self.pg {
-            format!("to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        } else {
-            expr.to_string()
-        }
-    }
-    fn p1(&self) -> &'static str {
-        if self.pg { "$1" } else { "?1" }
-    }
-}
-
-/// Runs `sql` (every column text or NULL) with one optional text bind.
-async fn texts(
-    store: &Store,
-    sql: String,
-    bind: Option<&str>,
-) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
-    fn cols<R: Row>(r: &R) -> Result<Vec<Option<String>>, sqlx::Error>
-    where
-        for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-        usize: sqlx::ColumnIndex<R>,
-    {
-        (0..r.len())
-            .map(|i| r.try_get::<Option<String>, _>(i))
-            .collect()
-    }
-    if let Some(pool) = store.sqlite_pool() {
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        if let Some(b) = bind {
-            q = q.bind(b.to_string());
-        }
-        q.fetch_all(pool).await?.iter().map(cols).collect()
-    } else if let Some(pool) = store.postgres_pool() {
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        if let Some(b) = bind {
-            q = q.bind(b.to_string());
-        }
-        q.fetch_all(pool).await?.iter().map(cols).collect()
-    } else {
-        Ok(Vec::new())
-    }
-}
-
 fn q(source: sqlx::Error) -> StoreError {
     StoreError::Query {
         what: "reading status",
@@ -192,89 +145,45 @@ fn q(source: sqlx::Error) -> StoreError {
     }
 }
 
-fn ts(text: &Option<String>) -> Option<DateTime<Utc>> {
-    text.as_deref().and_then(|t| parse_ts(t).ok())
-}
-
 /// Reads the report; `configured` are the source names of the config file.
 pub async fn gather(store: &Store, configured: &[String]) -> Result<StatusReport, StoreError> {
-    let d = Dialect {
-        pg: store.postgres_pool().is_some(),
-    };
     let mut names: Vec<String> = configured.to_vec();
-    let stored = texts(
-        store,
-        "SELECT DISTINCT source FROM connections UNION SELECT DISTINCT source FROM session_events"
-            .into(),
-        None,
-    )
-    .await
-    .map_err(q)?;
-    for row in stored {
-        if let Some(Some(n)) = row.into_iter().next()
-            && !names.contains(&n)
-        {
+    let stored: Vec<(String,)> = store
+        .fetch_all(
+            "SELECT DISTINCT source FROM connections UNION SELECT DISTINCT source FROM session_events",
+            &[],
+        )
+        .await
+        .map_err(q)?;
+    for (n,) in stored {
+        if !names.contains(&n) {
             names.push(n);
         }
     }
     let mut sources = Vec::new();
     for name in names {
-        let ev = texts(
-            store,
-            format!(
-                "SELECT event, {}, initiator, reason FROM session_events WHERE source = {} \
-                 ORDER BY occurred_at DESC, id DESC LIMIT 1",
-                d.ts("occurred_at"),
-                d.p1()
-            ),
-            Some(&name),
-        )
-        .await
-        .map_err(q)?;
-        let last_event = ev.first().and_then(|r| {
-            Some(LastEvent {
-                event: r[0].clone()?,
-                at: ts(&r[1])?,
-                initiator: r[2].clone(),
-                reason: r[3].clone(),
-            })
-        });
-        let conn = texts(
-            store,
-            format!(
-                "SELECT CAST(id AS TEXT), {}, {}, close_reason FROM connections WHERE source = {} \
-                 ORDER BY opened_at DESC, id DESC LIMIT 1",
-                d.ts("opened_at"),
-                d.ts("closed_at"),
-                d.p1()
-            ),
-            Some(&name),
-        )
-        .await
-        .map_err(q)?;
-        let last_connection = conn.first().and_then(|r| {
-            Some(LastConnection {
-                id: r[0].as_deref()?.parse().ok()?,
-                opened_at: ts(&r[1])?,
-                closed_at: ts(&r[2]),
-                close_reason: r[3].clone(),
-            })
-        });
-        let mut last_data_at = None;
-        for (table, col) in DATA {
-            let rows = texts(
-                store,
-                format!(
-                    "SELECT {} FROM {table} WHERE source = {}",
-                    d.ts(&format!("max({col})")),
-                    d.p1()
-                ),
-                Some(&name),
+        let by_name = [Param::Text(&name)];
+        let last_event: Option<LastEvent> = store
+            .fetch_optional(
+                "SELECT event, occurred_at AS at, initiator, reason FROM session_events \
+                 WHERE source = $1 ORDER BY occurred_at DESC, id DESC LIMIT 1",
+                &by_name,
             )
             .await
             .map_err(q)?;
-            let t = rows.first().and_then(|r| ts(&r[0]));
-            last_data_at = last_data_at.max(t);
+        let last_connection: Option<LastConnection> = store
+            .fetch_optional(
+                "SELECT id, opened_at, closed_at, close_reason FROM connections \
+                 WHERE source = $1 ORDER BY opened_at DESC, id DESC LIMIT 1",
+                &by_name,
+            )
+            .await
+            .map_err(q)?;
+        let mut last_data_at = None;
+        for (table, col) in DATA {
+            let sql = format!("SELECT max({col}) FROM {table} WHERE source = $1");
+            let t: Option<(DbTime,)> = store.fetch_optional(&sql, &by_name).await.map_err(q)?;
+            last_data_at = last_data_at.max(t.and_then(|(t,)| t.0));
         }
         sources.push(SourceReport {
             configured: configured.contains(&name),

@@ -1,4 +1,5 @@
-//! systemd integration beyond READY/STOPPING: EXTEND_TIMEOUT_USEC while a long
+//! systemd integration: every sd_notify message goes through [`notify`] (READY,
+//! STATUS and STOPPING from the supervisor), EXTEND_TIMEOUT_USEC while a long
 //! migration runs, READY only after every source made its first attempt, and the
 //! progress-gated WATCHDOG=1 ping.
 //!
@@ -8,13 +9,20 @@
 
 use super::{Registry, SourceView, progress};
 use crate::session::State;
-use crate::supervisor::notify;
 use sd_notify::NotifyState;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// Sends `states` to systemd; a no-op outside systemd (no `NOTIFY_SOCKET`), and a
+/// failure is only logged at debug: the daemon must run the same without systemd.
+pub fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}
 
 /// How often EXTEND_TIMEOUT_USEC is repeated while a long step runs.
 pub const EXTEND_EVERY: Duration = Duration::from_secs(2);

@@ -74,6 +74,29 @@ pub fn redact_url_str(url: &str) -> String {
     }
 }
 
+/// The secrets in a JSON-RPC source's configured headers: every header value (any
+/// header may carry a credential: Authorization, Cookie, X-Qlik-*…), plus, for values
+/// shaped `scheme credential` (`Bearer …`, `Basic …`), the credential alone, which a
+/// server may quote without its scheme. Lives here, not in the protocol, because the
+/// process-wide secret set needs it too and must not depend on protocols.
+pub fn header_secrets(headers: &[(String, crate::config::Secret)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, v) in headers {
+        let v = v.expose().trim();
+        if v.is_empty() {
+            continue;
+        }
+        out.push(v.to_string());
+        if let Some((_scheme, credential)) = v.split_once(char::is_whitespace) {
+            let credential = credential.trim();
+            if !credential.is_empty() && !out.iter().any(|s| s == credential) {
+                out.push(credential.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// Replaces known secret values in free text.
 #[derive(Clone, Default)]
 pub struct Redactor {

@@ -11,7 +11,7 @@
 //! readers never block each other and a write rebuilds the matcher only when the
 //! owner's list actually changed.
 
-use super::Matcher;
+use super::{Matcher, header_secrets};
 use crate::config::{Config, NavixyAuth, SourceConfig, SourceKind, TradernetAuth};
 use crate::record::Record;
 use std::borrow::Cow;
@@ -116,7 +116,7 @@ pub fn of_source(s: &SourceConfig) -> Vec<String> {
             }
             TradernetAuth::None => {}
         },
-        SourceKind::JsonRpc(j) => out.extend(crate::protocol::jsonrpc::header_secrets(&j.headers)),
+        SourceKind::JsonRpc(j) => out.extend(header_secrets(&j.headers)),
     }
     out
 }

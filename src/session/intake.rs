@@ -336,16 +336,11 @@ impl Intake {
     }
 
     fn note_record(&mut self, r: &Record) {
-        self.status.records.fetch_add(1, Ordering::Relaxed);
-        crate::ops::metrics::received(&self.source, r.kind());
-        if self.receipt_times.note(&self.source, r) {
-            tracing::warn!(
-                kind = r.kind(),
-                "an upstream time was missing or unreadable: stored with the receive \
-                 time, upstream text kept in payload; counted in \
-                 wsvault_invalid_timestamps_total (warned once per source)"
-            );
-        }
+        crate::telemetry::emit(crate::telemetry::events::RecordReceived {
+            source: &self.source,
+            kind: r.kind(),
+        });
+        self.receipt_times.note(&self.source, r);
         if matches!(
             r,
             Record::TrackerState(_)

@@ -10,7 +10,7 @@
 //! never talks to the database except through the writer's queue (and one read at
 //! start: the Tradernet active set).
 
-pub mod auth;
+pub use crate::login as auth;
 pub mod backoff;
 mod connection;
 mod dial;

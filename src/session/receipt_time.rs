@@ -32,14 +32,19 @@ pub(super) struct ReceiptTimes {
 }
 
 impl ReceiptTimes {
-    /// Counts `r` when it was stamped on receipt; returns true the first time for
-    /// this source, when the caller should warn.
+    /// Counts `r` when it was stamped on receipt, with a warning the first time for
+    /// this source (one telemetry event does both); returns whether it warned.
     pub(super) fn note(&mut self, source: &crate::record::SourceName, r: &Record) -> bool {
         if !stamped_on_receipt(r) {
             return false;
         }
-        crate::ops::metrics::invalid_timestamp(source);
-        !std::mem::replace(&mut self.warned, true)
+        let first = !std::mem::replace(&mut self.warned, true);
+        crate::telemetry::emit(crate::telemetry::events::InvalidTimestamp {
+            source,
+            kind: r.kind(),
+            warn: first,
+        });
+        first
     }
 }
 

@@ -59,8 +59,8 @@ pub struct SourceStatus {
     pub last_event_ms: AtomicI64,
     /// Inbound frames.
     pub frames: AtomicU64,
-    /// Records handed to the writer.
-    pub records: AtomicU64,
+    // Records handed to the writer are counted once, per table, by the
+    // `RecordReceived` telemetry event (`wsvault_records_received_total`).
     /// Connections opened after the first one.
     pub reconnects: AtomicU64,
     /// Consecutive failed attempts since the last stable subscription.

@@ -13,13 +13,10 @@
 //! time, and every contract table has a `(source, time)` index, while only some carry
 //! `connection_id` (and none has an index on it).
 
-use super::StoreError;
-use super::time::{format_ts, parse_ts};
+use super::{DbTime, Param, Store, StoreError};
 use crate::record::{Connection, Record, SessionEvent};
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::FromRow;
 use std::sync::Arc;
 
 /// `close_reason` of a connection closed this way, and `reason` of its two rows.
@@ -58,136 +55,84 @@ struct Open {
     next_opened_at: Option<DateTime<Utc>>,
 }
 
+/// One `connections` row of a source, as both backends return it.
+#[derive(FromRow)]
+struct Stored {
+    id: i64,
+    url: String,
+    #[sqlx(try_from = "DbTime")]
+    opened_at: DateTime<Utc>,
+    #[sqlx(try_from = "DbTime")]
+    closed_at: Option<DateTime<Utc>>,
+}
+
 /// The records that close every connection of `sources` left open, oldest first:
 /// per connection a `suspended` and a `closed` session event, then the `connections`
 /// row with `closed_at` (last, so a batch split by a kill leaves the row open and the
 /// next start redoes it rather than losing the events).
-pub(crate) async fn sqlite(
-    pool: &SqlitePool,
-    sources: &[String],
-) -> Result<Vec<Record>, StoreError> {
+pub(super) async fn records(store: &Store, sources: &[String]) -> Result<Vec<Record>, StoreError> {
     let mut out = Vec::new();
     for source in sources {
-        let rows = sqlx::query(
-            "SELECT id, url, opened_at, closed_at FROM connections \
-             WHERE source = ? ORDER BY opened_at, id",
-        )
-        .bind(source)
-        .fetch_all(pool)
-        .await
-        .map_err(q)?;
-        let mut all = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let opened: String = r.try_get("opened_at").map_err(q)?;
-            let closed: Option<String> = r.try_get("closed_at").map_err(q)?;
-            all.push((
-                r.try_get::<i64, _>("id").map_err(q)?,
-                r.try_get::<String, _>("url").map_err(q)?,
-                ts(&opened)?,
-                closed.is_none(),
-            ));
-        }
+        let all: Vec<Stored> = store
+            .fetch_all(
+                "SELECT id, url, opened_at, closed_at FROM connections \
+                 WHERE source = $1 ORDER BY opened_at, id",
+                &[Param::Text(source)],
+            )
+            .await
+            .map_err(q)?;
         for open in still_open(source, all) {
-            let mut last = open.opened_at;
-            for (table, column) in STORED {
-                let bound = if open.next_opened_at.is_some() {
-                    format!(" AND {column} < ?")
-                } else {
-                    String::new()
-                };
-                let sql = format!(
-                    "SELECT {column} FROM {table} WHERE source = ? AND {column} >= ?{bound} \
-                     ORDER BY {column} DESC LIMIT 1"
-                );
-                let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql))
-                    .bind(source)
-                    .bind(format_ts(&open.opened_at));
-                if let Some(next) = &open.next_opened_at {
-                    query = query.bind(format_ts(next));
-                }
-                if let Some(t) = query.fetch_optional(pool).await.map_err(q)? {
-                    last = last.max(ts(&t)?);
-                }
-            }
-            out.extend(records(open, last));
+            let last = last_stored(store, &open).await?;
+            out.extend(records_closing(open, last));
         }
     }
     Ok(out)
 }
 
-/// [`sqlite`] for PostgreSQL.
-pub(crate) async fn postgres(pool: &PgPool, sources: &[String]) -> Result<Vec<Record>, StoreError> {
-    let mut out = Vec::new();
-    for source in sources {
-        let rows = sqlx::query(
-            "SELECT id, url, opened_at, closed_at IS NULL AS open FROM connections \
-             WHERE source = $1 ORDER BY opened_at, id",
-        )
-        .bind(source)
-        .fetch_all(pool)
-        .await
-        .map_err(q)?;
-        let mut all = Vec::with_capacity(rows.len());
-        for r in &rows {
-            all.push((
-                r.try_get::<i64, _>("id").map_err(q)?,
-                r.try_get::<String, _>("url").map_err(q)?,
-                r.try_get::<DateTime<Utc>, _>("opened_at").map_err(q)?,
-                r.try_get::<bool, _>("open").map_err(q)?,
-            ));
-        }
-        for open in still_open(source, all) {
-            let mut last = open.opened_at;
-            for (table, column) in STORED {
-                let bound = if open.next_opened_at.is_some() {
-                    format!(" AND {column} < $3")
-                } else {
-                    String::new()
-                };
-                let sql = format!(
-                    "SELECT {column} FROM {table} WHERE source = $1 AND {column} >= $2{bound} \
-                     ORDER BY {column} DESC LIMIT 1"
-                );
-                let mut query = sqlx::query_scalar::<_, DateTime<Utc>>(AssertSqlSafe(sql))
-                    .bind(source)
-                    .bind(open.opened_at);
-                if let Some(next) = open.next_opened_at {
-                    query = query.bind(next);
-                }
-                if let Some(t) = query.fetch_optional(pool).await.map_err(q)? {
-                    last = last.max(t);
-                }
-            }
-            out.extend(records(open, last));
+/// The newest time `open`'s source stored anything while `open` was its connection
+/// (never before it opened).
+async fn last_stored(store: &Store, open: &Open) -> Result<DateTime<Utc>, StoreError> {
+    let mut last = open.opened_at;
+    for (table, column) in STORED {
+        let bound = if open.next_opened_at.is_some() {
+            format!(" AND {column} < $3")
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SELECT {column} FROM {table} WHERE source = $1 AND {column} >= $2{bound} \
+             ORDER BY {column} DESC LIMIT 1"
+        );
+        let mut params = vec![Param::Text(&open.source), Param::Time(open.opened_at)];
+        params.extend(open.next_opened_at.map(Param::Time));
+        let newest: Option<(DbTime,)> = store.fetch_optional(&sql, &params).await.map_err(q)?;
+        if let Some((DbTime(Some(t)),)) = newest {
+            last = last.max(t);
         }
     }
-    Ok(out)
+    Ok(last)
 }
 
-fn ts(text: &str) -> Result<DateTime<Utc>, StoreError> {
-    parse_ts(text).map_err(|source| StoreError::Timestamp { what: WHAT, source })
-}
-
-/// The open ones of a source's connections `(id, url, opened_at, open)` in opening
-/// order, each with the opening time of the connection after it.
-fn still_open(source: &str, all: Vec<(i64, String, DateTime<Utc>, bool)>) -> Vec<Open> {
+/// The open ones of a source's connections in opening order, each with the opening
+/// time of the connection after it.
+fn still_open(source: &str, all: Vec<Stored>) -> Vec<Open> {
     let next: Vec<Option<DateTime<Utc>>> = (0..all.len())
-        .map(|i| all.get(i + 1).map(|n| n.2))
+        .map(|i| all.get(i + 1).map(|n| n.opened_at))
         .collect();
     all.into_iter()
         .zip(next)
-        .filter(|((.., open), _)| *open)
-        .map(|((id, url, opened_at, _), next_opened_at)| Open {
-            id,
+        .filter(|(c, _)| c.closed_at.is_none())
+        .map(|(c, next_opened_at)| Open {
+            id: c.id,
             source: source.to_string(),
-            url,
-            opened_at,
+            url: c.url,
+            opened_at: c.opened_at,
             next_opened_at,
         })
         .collect()
 }
 
-fn records(open: Open, end: DateTime<Utc>) -> [Record; 3] {
+fn records_closing(open: Open, end: DateTime<Utc>) -> [Record; 3] {
     let source: crate::record::SourceName = Arc::from(open.source.as_str());
     let event = |event: &str, initiator: Option<&str>| {
         Record::SessionEvent(SessionEvent {
@@ -224,10 +169,16 @@ mod tests {
     #[test]
     fn each_open_connection_is_bounded_by_the_next_one_of_its_source() {
         let t = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap_or_default();
+        let row = |id, opened_at, closed_at| Stored {
+            id,
+            url: "u".to_string(),
+            opened_at,
+            closed_at,
+        };
         let all = vec![
-            (1, "u".to_string(), t(10), true),
-            (2, "u".to_string(), t(20), false),
-            (3, "u".to_string(), t(30), true),
+            row(1, t(10), None),
+            row(2, t(20), Some(t(25))),
+            row(3, t(30), None),
         ];
         let open = still_open("s", all);
         let got: Vec<_> = open.iter().map(|o| (o.id, o.next_opened_at)).collect();

@@ -12,6 +12,8 @@ use crate::record::{
     Connection, Event, Notification, Record, Rejected, SecuritySession, SecuritySessionChange,
     SessionEvent, TrackerLifecycle, TrackerReading, TrackerState, Traffic,
 };
+use crate::telemetry::emit;
+use crate::telemetry::events::{RecordRejected, RejectedRowRefused};
 
 /// What has become of one record of a batch so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,22 +57,20 @@ impl Batch {
         let text = error_text(err);
         match self.fates[i] {
             Fate::Pending => {
-                tracing::warn!(
-                    table = self.records[i].kind(),
-                    source = self.records[i].source(),
-                    error = %text,
-                    "database refused a record; storing it in `rejected` instead"
-                );
+                emit(RecordRejected {
+                    table: self.records[i].kind(),
+                    source: self.records[i].source(),
+                    error: &text,
+                });
                 self.records[i] = Rejected::of(&self.records[i], text);
                 self.fates[i] = Fate::Substituted;
                 true
             }
             Fate::Substituted | Fate::Dropped => {
-                tracing::error!(
-                    source = self.records[i].source(),
-                    error = %text,
-                    "database refused even the `rejected` row of a record; 1 record lost"
-                );
+                emit(RejectedRowRefused {
+                    source: self.records[i].source(),
+                    error: &text,
+                });
                 self.fates[i] = Fate::Dropped;
                 false
             }

@@ -1,38 +1,42 @@
-//! Storage: the pool and migrations of each backend, the batching [`Writer`], and
-//! the few reads the daemon itself needs.
+//! Storage: the backends behind one seam, the batching [`Writer`], and the few reads
+//! the daemon itself needs.
 //!
 //! The backend (SQLite or PostgreSQL) is chosen once, from the URL scheme, in
-//! [`Store::connect`]; every table of the storage contract (ARCHITECTURE.md §4)
-//! exists with the same columns on both, created by the embedded migrations of
-//! `migrations/sqlite` and `migrations/postgres`. Records reach the database only through the [`Writer`]
-//! (batches, one transaction each, retry and `rejected` handling). This module must
-//! never drop a record silently, never put a URL's password in an error or log, and
-//! never format a SQLite timestamp other than through [`time`].
+//! [`Store::connect`], and lives behind the `Database` trait ([`database`]): each
+//! backend's pool, migrations, SQL dialect and insert path are in `sqlite/` or
+//! `postgres/`, and nothing above the seam matches on the backend. Every table of the
+//! storage contract (ARCHITECTURE.md §4) exists with the same columns on both, created
+//! by the embedded migrations of `migrations/sqlite` and `migrations/postgres`.
+//! Records reach the database only through the [`Writer`] (batches, one transaction
+//! each, retry and `rejected` handling, [`transact`]). This module must never drop a
+//! record silently, never put a URL's password in an error or log, and never format a
+//! SQLite timestamp other than through [`time`].
 
 mod abandoned;
 mod batch;
 mod classify;
+mod database;
 mod latency;
 mod postgres;
 mod read;
 mod sqlite;
+mod stats;
 pub mod time;
+mod transact;
 mod writer;
 
 pub use classify::{ErrorClass, classify, error_text};
+pub use database::Param;
 pub use latency::{LatencyHistogram, LatencySummary};
-pub use postgres::CopyCounts;
-pub use time::{TimestampError, format_ts, parse_ts};
-pub use writer::{
-    ForceStop, RecordSink, SinkPermit, Writer, WriterClosed, WriterHandle, WriterReport,
-    WriterStats,
-};
+pub use stats::{Committed, CopyCounts, CopyOutcomes, WriterReport, WriterStats};
+pub use time::{DbTime, TimestampError, format_ts, parse_ts};
+pub use writer::{ForceStop, RecordSink, SinkPermit, Writer, WriterClosed, WriterHandle};
 
 use crate::config::StorageConfig;
 use crate::record::{Record, SecuritySession};
-use batch::Batch;
-use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
+use database::{BatchWriter, Database};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 use std::fmt;
 use std::sync::Arc;
 
@@ -123,67 +127,13 @@ pub enum StoreError {
     },
 }
 
-/// The SQLite connection the writer keeps from batch to batch.
-///
-/// SQLite empties a connection's whole page cache when it sees that *another*
-/// connection committed since its last transaction. Taking any idle pooled connection
-/// per batch therefore started most batches with a cold cache and re-read every
-/// index page the batch touched; one connection for all batches keeps them warm
-/// (BENCHMARKS.md). After a retriable failure it is closed, not given back to the
-/// pool, so the retry starts on a fresh connection: on `SQLITE_FULL`, `SQLITE_IOERR`
-/// or `SQLITE_NOMEM` SQLite may already have rolled the transaction back, the
-/// rollback sqlx queues on drop then fails, and the connection stays marked as inside
-/// a transaction, refusing every later `BEGIN` (issue 16). PostgreSQL keeps its caches on the server, and a held
-/// connection there would meet server or firewall idle timeouts, so it takes one
-/// from the pool per batch as before.
-#[derive(Default)]
-pub(crate) struct HeldConnection {
-    sqlite: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
-}
-
-impl HeldConnection {
-    async fn sqlite(
-        &mut self,
-        pool: &SqlitePool,
-    ) -> Result<&mut sqlx::SqliteConnection, sqlx::Error> {
-        if self.sqlite.is_none() {
-            self.sqlite = Some(pool.acquire().await?);
-        }
-        self.sqlite.as_deref_mut().ok_or(sqlx::Error::PoolClosed)
-    }
-
-    fn keep_unless_retriable(&mut self, result: &Result<(), sqlx::Error>) {
-        if let Err(e) = result
-            && classify(Backend::Sqlite, e) == ErrorClass::Retriable
-        {
-            self.discard();
-        }
-    }
-
-    /// Closes the held connection instead of returning it to the pool, where its
-    /// unknown transaction state would reach the next borrower.
-    pub(crate) fn discard(&mut self) {
-        if let Some(mut c) = self.sqlite.take() {
-            c.close_on_drop();
-        }
-    }
-}
-
-#[derive(Clone)]
-enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
-/// A connection pool to the configured database. Cheap to clone (the pool is shared);
-/// the writer holds one clone, the daemon's status/health code others.
+/// A connection pool to the configured database. Cheap to clone (the backend is
+/// shared); the writer holds one clone, the daemon's status/health code others.
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool,
+    db: Arc<dyn Database>,
     /// The URL with its password masked: the only form that may appear in messages.
     shown_url: Arc<str>,
-    /// Whether PostgreSQL batches try `COPY` first; shared by clones (unused on SQLite).
-    copy_gate: Arc<postgres::CopyGate>,
 }
 
 impl fmt::Debug for Store {
@@ -227,41 +177,35 @@ impl Store {
             .split_once(':')
             .map(|(s, _)| s.to_ascii_lowercase())
             .unwrap_or_default();
-        let (backend, pool) = match scheme.as_str() {
-            "sqlite" => (
-                Backend::Sqlite,
-                sqlite::connect(url, cfg).await.map(Pool::Sqlite),
-            ),
-            "postgres" | "postgresql" => (
-                Backend::Postgres,
-                postgres::connect(url, cfg.ca_file.as_deref())
-                    .await
-                    .map(Pool::Postgres),
-            ),
+        let connected: Result<Arc<dyn Database>, (Backend, sqlx::Error)> = match scheme.as_str() {
+            "sqlite" => sqlite::SqliteDb::connect(url, cfg)
+                .await
+                .map(|db| Arc::new(db) as Arc<dyn Database>)
+                .map_err(|e| (Backend::Sqlite, e)),
+            "postgres" | "postgresql" => postgres::PgDb::connect(url, cfg.ca_file.as_deref())
+                .await
+                .map(|db| Arc::new(db) as Arc<dyn Database>)
+                .map_err(|e| (Backend::Postgres, e)),
             _ => {
                 return Err(StoreError::UnsupportedScheme {
                     url: shown.to_string(),
                 });
             }
         };
-        let pool = pool.map_err(|e| StoreError::Connect {
+        let db = connected.map_err(|(backend, e)| StoreError::Connect {
             backend: backend.name(),
             url: shown.to_string(),
             message: scrub(url, e.to_string()),
         })?;
         Ok(Store {
-            pool,
+            db,
             shown_url: shown,
-            copy_gate: Arc::default(),
         })
     }
 
     /// The backend chosen from the URL scheme.
     pub fn backend(&self) -> Backend {
-        match self.pool {
-            Pool::Sqlite(_) => Backend::Sqlite,
-            Pool::Postgres(_) => Backend::Postgres,
-        }
+        self.db.backend()
     }
 
     /// The configured URL with its password masked, for logs and status output.
@@ -272,36 +216,16 @@ impl Store {
     /// Applies the embedded migrations of this backend; already applied ones are
     /// skipped, so running it at every start is safe, also from several processes at
     /// once: PostgreSQL's migrator holds an advisory lock, SQLite's a lock file
-    /// beside the database ([`sqlite::files::MigrateLock`]). On PostgreSQL it then
-    /// renews the analysts' read grants (see `postgres::reader`).
+    /// beside the database. On PostgreSQL it then renews the analysts' read grants.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let result = match &self.pool {
-            Pool::Sqlite(p) => {
-                let options = p.connect_options();
-                let lock = match sqlite::files::database_path(&options, &self.shown_url) {
-                    Some(path) => sqlite::files::MigrateLock::acquire(&path)
-                        .await
-                        .map(Some)
-                        .map_err(|e| sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(e))),
-                    None => Ok(None),
-                };
-                match lock {
-                    Ok(_held) => sqlx::migrate!("migrations/sqlite").run(p).await,
-                    Err(e) => Err(e),
-                }
-            }
-            Pool::Postgres(p) => match sqlx::migrate!("migrations/postgres").run(p).await {
-                Ok(()) => postgres::reader::regrant(p)
-                    .await
-                    .map_err(sqlx::migrate::MigrateError::Execute),
-                Err(e) => Err(e),
-            },
-        };
-        result.map_err(|source| StoreError::Migrate {
-            backend: self.backend().name(),
-            url: self.shown_url.to_string(),
-            source,
-        })
+        self.db
+            .migrate(&self.shown_url)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                backend: self.backend().name(),
+                url: self.shown_url.to_string(),
+                source,
+            })
     }
 
     /// The security sessions of `source` that have not ended (`ended_at IS NULL`),
@@ -311,10 +235,7 @@ impl Store {
         &self,
         source: &str,
     ) -> Result<Vec<SecuritySession>, StoreError> {
-        match &self.pool {
-            Pool::Sqlite(p) => read::sqlite_active_sessions(p, source).await,
-            Pool::Postgres(p) => read::postgres_active_sessions(p, source).await,
-        }
+        read::active_sessions(self, source).await
     }
 
     /// Records that close the connections of `sources` a previous run left open
@@ -325,89 +246,75 @@ impl Store {
         &self,
         sources: &[String],
     ) -> Result<Vec<Record>, StoreError> {
-        match &self.pool {
-            Pool::Sqlite(p) => abandoned::sqlite(p, sources).await,
-            Pool::Postgres(p) => abandoned::postgres(p, sources).await,
-        }
+        abandoned::records(self, sources).await
     }
 
     /// Row count of every contract table ([`TABLES`] order), for `status` and tests.
     pub async fn table_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut out = Vec::with_capacity(TABLES.len());
-        for table in TABLES {
-            let n = match &self.pool {
-                Pool::Sqlite(p) => read::count(p, table).await,
-                Pool::Postgres(p) => read::count(p, table).await,
-            };
-            let n = n.map_err(|source| StoreError::Query {
-                what: "counting rows",
-                source,
-            })?;
-            out.push((table.to_string(), n));
-        }
-        Ok(out)
+        read::table_counts(self).await
     }
 
     /// Closes every pooled connection; waits for checked-out ones to come back.
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Sqlite(p) => p.close().await,
-            Pool::Postgres(p) => p.close().await,
-        }
+        self.db.close().await;
     }
 
-    /// How many batches PostgreSQL took by `COPY` and how many it refused that way
-    /// (then written with `ON CONFLICT`); always zero on SQLite. For tests and status.
-    pub fn copy_counts(&self) -> CopyCounts {
-        self.copy_gate.counts()
+    /// Runs one statement written with `$1`, `$2`, … placeholders on either backend
+    /// and decodes its rows with `FromRow` (times as [`DbTime`]): the way code above
+    /// the seam (status, retention, backfill gaps) reads without knowing the backend.
+    pub async fn fetch_all<T>(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, SqliteRow> + for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        self.db.fetch(sql, params).await?.decode()
     }
 
-    /// The SQLite pool, for backend-specific tools (backup, retention, tests).
+    /// [`Store::fetch_all`] for a statement that returns at most one row.
+    pub async fn fetch_optional<T>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<T>, sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, SqliteRow> + for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        Ok(self.fetch_all(sql, params).await?.into_iter().next())
+    }
+
+    /// Runs one statement written with `$n` placeholders; returns the rows affected.
+    pub async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, sqlx::Error> {
+        self.db.execute(sql, params).await
+    }
+
+    /// A JSON column as text in this backend's SQL (PostgreSQL's `jsonb` needs a cast).
+    pub fn json_as_text(&self, column: &str) -> String {
+        self.db.json_as_text(column)
+    }
+
+    /// The text at `path` inside a JSON column in this backend's SQL, `NULL` when missing.
+    pub fn json_field(&self, column: &str, path: &[&str]) -> String {
+        self.db.json_field(column, path)
+    }
+
+    /// A `WHERE` condition selecting at most `$3` rows of `table` with `source = $1`
+    /// and `time_col < $2` (SQLite `rowid`, PostgreSQL `ctid`), for bounded deletes.
+    pub fn limited_rows(&self, table: &str, time_col: &str) -> String {
+        self.db.limited_rows(table, time_col)
+    }
+
+    /// The SQLite pool, for backend-specific tools (backup, bench, tests).
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
-        match &self.pool {
-            Pool::Sqlite(p) => Some(p),
-            Pool::Postgres(_) => None,
-        }
+        self.db.sqlite_pool()
     }
 
-    /// The PostgreSQL pool, for backend-specific tools (retention, tests).
+    /// The PostgreSQL pool, for backend-specific tools (bench, tests).
     pub fn postgres_pool(&self) -> Option<&PgPool> {
-        match &self.pool {
-            Pool::Sqlite(_) => None,
-            Pool::Postgres(p) => Some(p),
-        }
+        self.db.postgres_pool()
     }
 
-    /// One transaction with every live record of the batch.
-    pub(crate) async fn write_bulk(
-        &self,
-        held: &mut HeldConnection,
-        batch: &Batch,
-    ) -> Result<(), sqlx::Error> {
-        match &self.pool {
-            Pool::Sqlite(p) => {
-                let result = sqlite::write_bulk(held.sqlite(p).await?, batch).await;
-                held.keep_unless_retriable(&result);
-                result
-            }
-            Pool::Postgres(p) => postgres::write_bulk(p, &self.copy_gate, batch).await,
-        }
-    }
-
-    /// One transaction, a savepoint per record, refused records swapped for `rejected` rows.
-    pub(crate) async fn write_each(
-        &self,
-        held: &mut HeldConnection,
-        batch: &mut Batch,
-    ) -> Result<(), sqlx::Error> {
-        match &self.pool {
-            Pool::Sqlite(p) => {
-                let result = sqlite::write_each(held.sqlite(p).await?, batch).await;
-                held.keep_unless_retriable(&result);
-                result
-            }
-            Pool::Postgres(p) => postgres::write_each(p, batch).await,
-        }
+    /// The write path of one writer task.
+    pub(crate) fn batch_writer(&self, stats: Arc<WriterStats>) -> Box<dyn BatchWriter> {
+        self.db.batch_writer(stats)
     }
 }
 

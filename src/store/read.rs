@@ -1,114 +1,91 @@
 //! The few reads the daemon itself needs (not a query API): row counts and the
 //! active security sessions a Tradernet session diffs against after a restart.
-//! Never writes.
+//! Written once for both backends, above the seam. Never writes.
 
-use super::StoreError;
-use super::time::parse_ts;
+use super::{DbTime, Param, Store, StoreError, TABLES};
 use crate::record::SecuritySession;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgRow};
-use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{AssertSqlSafe, Database, Executor, Row};
+use sqlx::FromRow;
 use std::sync::Arc;
 
-const WHAT: &str = "reading active security sessions";
-
-/// `SELECT count(*)` of one contract table (the name comes from [`super::TABLES`]).
-pub(crate) async fn count<'p, DB>(pool: &'p sqlx::Pool<DB>, table: &str) -> Result<i64, sqlx::Error>
-where
-    DB: Database,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    &'p sqlx::Pool<DB>: Executor<'p, Database = DB>,
-    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
-    usize: sqlx::ColumnIndex<DB::Row>,
-{
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-        .fetch_one(pool)
-        .await?;
-    row.try_get::<i64, _>(0usize)
+/// One row of `active_security_sessions`, as both backends return it.
+#[derive(FromRow)]
+struct ActiveSession {
+    source: String,
+    session_id: i64,
+    owner_login: Option<String>,
+    user_login: Option<String>,
+    safety_type_id: Option<i64>,
+    key_current: Option<String>,
+    #[sqlx(try_from = "DbTime")]
+    started_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "DbTime")]
+    expires_at: Option<DateTime<Utc>>,
+    ip: Option<String>,
+    ip_client: Option<String>,
+    #[sqlx(try_from = "DbTime")]
+    first_seen_at: DateTime<Utc>,
+    #[sqlx(try_from = "DbTime")]
+    last_seen_at: DateTime<Utc>,
+    #[sqlx(try_from = "DbTime")]
+    ended_at: Option<DateTime<Utc>>,
+    payload: String,
 }
 
-fn q(source: sqlx::Error) -> StoreError {
-    StoreError::Query { what: WHAT, source }
+impl From<ActiveSession> for SecuritySession {
+    fn from(r: ActiveSession) -> Self {
+        SecuritySession {
+            source: Arc::from(r.source),
+            session_id: r.session_id,
+            owner_login: r.owner_login,
+            user_login: r.user_login,
+            safety_type_id: r.safety_type_id,
+            key_current: r.key_current,
+            started_at: r.started_at,
+            expires_at: r.expires_at,
+            ip: r.ip,
+            ip_client: r.ip_client,
+            first_seen_at: r.first_seen_at,
+            last_seen_at: r.last_seen_at,
+            ended_at: r.ended_at,
+            payload: r.payload,
+        }
+    }
 }
 
-fn ts(text: &str) -> Result<DateTime<Utc>, StoreError> {
-    parse_ts(text).map_err(|source| StoreError::Timestamp { what: WHAT, source })
-}
-
-fn ts_opt(text: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
-    text.as_deref().map(ts).transpose()
-}
-
-const COLUMNS: &str = "source, session_id, owner_login, user_login, safety_type_id, \
-    key_current, started_at, expires_at, ip, ip_client, first_seen_at, last_seen_at, ended_at";
-
-pub(crate) async fn sqlite_active_sessions(
-    pool: &SqlitePool,
+pub(super) async fn active_sessions(
+    store: &Store,
     source: &str,
 ) -> Result<Vec<SecuritySession>, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS}, payload FROM active_security_sessions \
-         WHERE source = ? ORDER BY session_id"
+        "SELECT source, session_id, owner_login, user_login, safety_type_id, key_current, \
+         started_at, expires_at, ip, ip_client, first_seen_at, last_seen_at, ended_at, \
+         {} AS payload FROM active_security_sessions WHERE source = $1 ORDER BY session_id",
+        store.json_as_text("payload")
     );
-    let rows: Vec<SqliteRow> = sqlx::query(AssertSqlSafe(sql))
-        .bind(source)
-        .fetch_all(pool)
+    let rows: Vec<ActiveSession> = store
+        .fetch_all(&sql, &[Param::Text(source)])
         .await
-        .map_err(q)?;
-    rows.iter()
-        .map(|row| {
-            Ok(SecuritySession {
-                source: Arc::from(row.try_get::<String, _>("source").map_err(q)?),
-                session_id: row.try_get("session_id").map_err(q)?,
-                owner_login: row.try_get("owner_login").map_err(q)?,
-                user_login: row.try_get("user_login").map_err(q)?,
-                safety_type_id: row.try_get("safety_type_id").map_err(q)?,
-                key_current: row.try_get("key_current").map_err(q)?,
-                started_at: ts_opt(row.try_get("started_at").map_err(q)?)?,
-                expires_at: ts_opt(row.try_get("expires_at").map_err(q)?)?,
-                ip: row.try_get("ip").map_err(q)?,
-                ip_client: row.try_get("ip_client").map_err(q)?,
-                first_seen_at: ts(&row.try_get::<String, _>("first_seen_at").map_err(q)?)?,
-                last_seen_at: ts(&row.try_get::<String, _>("last_seen_at").map_err(q)?)?,
-                ended_at: ts_opt(row.try_get("ended_at").map_err(q)?)?,
-                payload: row.try_get("payload").map_err(q)?,
-            })
-        })
-        .collect()
+        .map_err(|source| StoreError::Query {
+            what: "reading active security sessions",
+            source,
+        })?;
+    Ok(rows.into_iter().map(SecuritySession::from).collect())
 }
 
-pub(crate) async fn postgres_active_sessions(
-    pool: &PgPool,
-    source: &str,
-) -> Result<Vec<SecuritySession>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS}, payload::text AS payload FROM active_security_sessions \
-         WHERE source = $1 ORDER BY session_id"
-    );
-    let rows: Vec<PgRow> = sqlx::query(AssertSqlSafe(sql))
-        .bind(source)
-        .fetch_all(pool)
-        .await
-        .map_err(q)?;
-    rows.iter()
-        .map(|row| {
-            Ok(SecuritySession {
-                source: Arc::from(row.try_get::<String, _>("source").map_err(q)?),
-                session_id: row.try_get("session_id").map_err(q)?,
-                owner_login: row.try_get("owner_login").map_err(q)?,
-                user_login: row.try_get("user_login").map_err(q)?,
-                safety_type_id: row.try_get("safety_type_id").map_err(q)?,
-                key_current: row.try_get("key_current").map_err(q)?,
-                started_at: row.try_get("started_at").map_err(q)?,
-                expires_at: row.try_get("expires_at").map_err(q)?,
-                ip: row.try_get("ip").map_err(q)?,
-                ip_client: row.try_get("ip_client").map_err(q)?,
-                first_seen_at: row.try_get("first_seen_at").map_err(q)?,
-                last_seen_at: row.try_get("last_seen_at").map_err(q)?,
-                ended_at: row.try_get("ended_at").map_err(q)?,
-                payload: row.try_get("payload").map_err(q)?,
-            })
-        })
-        .collect()
+/// `SELECT count(*)` of every contract table, in [`TABLES`] order.
+pub(super) async fn table_counts(store: &Store) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut out = Vec::with_capacity(TABLES.len());
+    for table in TABLES {
+        let (n,): (i64,) = store
+            .fetch_optional(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .and_then(|row| row.ok_or(sqlx::Error::RowNotFound))
+            .map_err(|source| StoreError::Query {
+                what: "counting rows",
+                source,
+            })?;
+        out.push((table.to_string(), n));
+    }
+    Ok(out)
 }

@@ -5,9 +5,15 @@
 //! text compares the instants (range queries and indexes work on the text) and SQLite's
 //! date functions accept it. Everything that writes or reads a SQLite time goes through
 //! [`format_ts`] and [`parse_ts`]; nothing else may format timestamps for storage.
-//! PostgreSQL stores `timestamptz` natively and never uses this module.
+//! PostgreSQL stores `timestamptz` natively. [`DbTime`] reads a time column from
+//! either backend (text through [`parse_ts`] on SQLite, `timestamptz` on
+//! PostgreSQL), so a `FromRow` type is written once for both.
 
 use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Timelike, Utc};
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgTypeInfo, PgValueRef, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteTypeInfo, SqliteValueRef};
+use sqlx::{Decode, Type, ValueRef};
 
 /// A stored time text that is not in the storage format (or not a time at all).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +74,72 @@ pub fn parse_ts(text: &str) -> Result<DateTime<Utc>, TimestampError> {
         .map_err(|_| TimestampError {
             text: text.to_string(),
         })
+}
+
+/// A time column as either backend stores it, `None` for SQL `NULL`. Used in
+/// `FromRow` types as `#[sqlx(try_from = "DbTime")]` on a `DateTime<Utc>` (a `NULL`
+/// is then an error) or an `Option<DateTime<Utc>>` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbTime(pub Option<DateTime<Utc>>);
+
+/// A `NULL` where a time was required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected NULL in a time column")]
+pub struct NullTime;
+
+impl TryFrom<DbTime> for DateTime<Utc> {
+    type Error = NullTime;
+
+    fn try_from(t: DbTime) -> Result<Self, NullTime> {
+        t.0.ok_or(NullTime)
+    }
+}
+
+impl From<DbTime> for Option<DateTime<Utc>> {
+    fn from(t: DbTime) -> Self {
+        t.0
+    }
+}
+
+impl Type<Sqlite> for DbTime {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for DbTime {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        if value.is_null() {
+            return Ok(DbTime(None));
+        }
+        let text = <&str as Decode<Sqlite>>::decode(value)?;
+        Ok(DbTime(Some(parse_ts(text)?)))
+    }
+}
+
+impl Type<Postgres> for DbTime {
+    fn type_info() -> PgTypeInfo {
+        <DateTime<Utc> as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <DateTime<Utc> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for DbTime {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        if value.is_null() {
+            return Ok(DbTime(None));
+        }
+        Ok(DbTime(Some(<DateTime<Utc> as Decode<Postgres>>::decode(
+            value,
+        )?)))
+    }
 }
 
 #[cfg(test)]

@@ -11,15 +11,18 @@
 //! This module must never drop a record silently: whatever cannot be written is
 //! counted in [`WriterStats::lost`] and logged with the count.
 
-use super::batch::{Batch, Fate};
+use super::batch::Batch;
 use super::classify::{ErrorClass, classify};
-use super::latency::{LatencyHistogram, LatencySummary};
-use super::sqlite::checkpoint::Checkpointer;
-use super::{HeldConnection, Store};
+use super::database::BatchWriter;
+use super::stats::{WriterReport, WriterStats};
+use super::{Backend, Store};
 use crate::config::StorageConfig;
 use crate::record::Record;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use crate::telemetry::emit;
+use crate::telemetry::events::{BatchCommitted, BatchLost, BatchRetrying, BulkRefused};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
@@ -28,6 +31,19 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 /// First retry delay; doubles per failed attempt up to `retry_max`.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
+
+/// The delays between attempts at one batch: [`FIRST_RETRY`] doubling up to
+/// `retry_max`, without jitter (one writer per database: nothing to spread out),
+/// without end (a batch is retried until the database takes it or a force-stop).
+/// The same `backon` sequence the sessions use for reconnects, without their jitter.
+fn retry_delays(retry_max: Duration) -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(FIRST_RETRY.min(retry_max))
+        .with_max_delay(retry_max)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+}
 /// After `force_stop`, one attempt per batch, and no longer than this.
 const QUICK_ATTEMPT: Duration = Duration::from_secs(2);
 
@@ -133,120 +149,6 @@ impl SinkPermit<'_> {
     }
 }
 
-/// Counters shared between the writer task and whoever reports on it (metrics,
-/// `/healthz`, the watchdog). Updated by the writer only.
-#[derive(Debug)]
-pub struct WriterStats {
-    /// Records committed to their own table (duplicates ignored by the database count too).
-    pub written: AtomicU64,
-    /// Committed transactions.
-    pub batches: AtomicU64,
-    /// Failed attempts that were retried.
-    pub retries: AtomicU64,
-    /// Records the database refused, stored in `rejected` instead.
-    pub rejected: AtomicU64,
-    /// Records that could not be written at all (force-stop, or a refused `rejected` row).
-    pub lost: AtomicU64,
-    /// Unix milliseconds of the last commit; 0 before the first.
-    pub last_commit: AtomicI64,
-    /// Text of the last failed attempt (never cleared, see `healthy`).
-    pub last_error: Mutex<Option<String>>,
-    /// False while a batch is being retried.
-    pub healthy: AtomicBool,
-    /// Unix milliseconds of the last failed attempt; 0 before the first. With
-    /// `last_commit` it tells a writer that retries (database down) from a wedged one.
-    pub last_retry: AtomicI64,
-    /// Unix milliseconds since which the writer holds a batch it has not committed
-    /// yet; 0 while it waits for records.
-    pub busy_since: AtomicI64,
-    /// Receipt (`received_at`) to commit latency of every committed record.
-    pub latency: LatencyHistogram,
-    /// SQLite WAL checkpoints run beside the writer (see `store/sqlite/checkpoint.rs`);
-    /// stays 0 on PostgreSQL. Shared with the checkpoint task, hence the `Arc`.
-    pub wal_checkpoints: Arc<AtomicU64>,
-    queue: mpsc::WeakSender<Record>,
-}
-
-impl WriterStats {
-    fn new(queue: mpsc::WeakSender<Record>) -> Self {
-        WriterStats {
-            written: AtomicU64::new(0),
-            batches: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
-            last_commit: AtomicI64::new(0),
-            last_error: Mutex::new(None),
-            healthy: AtomicBool::new(true),
-            last_retry: AtomicI64::new(0),
-            busy_since: AtomicI64::new(0),
-            latency: LatencyHistogram::default(),
-            wal_checkpoints: Arc::default(),
-            queue,
-        }
-    }
-
-    /// Records waiting in the queue now (0 once every sink is gone).
-    pub fn queue_depth(&self) -> usize {
-        self.queue
-            .upgrade()
-            .map(|tx| tx.max_capacity() - tx.capacity())
-            .unwrap_or(0)
-    }
-
-    /// Whether the last attempt succeeded (false while a batch is being retried).
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// The last failure's text, if any attempt ever failed.
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
-    }
-
-    /// Unix milliseconds of the last commit, `None` before the first.
-    pub fn last_commit_unix_ms(&self) -> Option<i64> {
-        Some(self.last_commit.load(Ordering::Relaxed)).filter(|t| *t > 0)
-    }
-
-    /// p50/p99 of receipt-to-commit latency so far (benchmarks, shutdown log).
-    pub fn latency(&self) -> LatencySummary {
-        self.latency.summary()
-    }
-
-    /// A snapshot of the counters.
-    pub fn report(&self) -> WriterReport {
-        WriterReport {
-            written: self.written.load(Ordering::Relaxed),
-            batches: self.batches.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
-            rejected: self.rejected.load(Ordering::Relaxed),
-            lost: self.lost.load(Ordering::Relaxed),
-        }
-    }
-
-    fn set_error(&self, text: String) {
-        if let Ok(mut e) = self.last_error.lock() {
-            *e = Some(text);
-        }
-    }
-}
-
-/// What the writer did over its life, returned by [`WriterHandle::join`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct WriterReport {
-    /// Records committed to their own table.
-    pub written: u64,
-    /// Committed transactions.
-    pub batches: u64,
-    /// Failed attempts that were retried.
-    pub retries: u64,
-    /// Records refused by the database and stored in `rejected` instead.
-    pub rejected: u64,
-    /// Records that could not be written at all; always logged with the count.
-    pub lost: u64,
-}
-
 /// Controls a running writer.
 #[derive(Debug)]
 pub struct WriterHandle {
@@ -309,10 +211,8 @@ async fn run(
 ) -> WriterReport {
     let mut batch = Batch::default();
     let mut gave_up = false;
-    let mut held = HeldConnection::default();
-    let checkpointer = store
-        .sqlite_pool()
-        .map(|p| Checkpointer::spawn(p.clone(), stats.wal_checkpoints.clone()));
+    let backend = store.backend();
+    let mut db = store.batch_writer(stats.clone());
     loop {
         let is_forced = *force.borrow();
         if is_forced {
@@ -346,10 +246,15 @@ async fn run(
                 .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
             continue;
         }
-        gave_up = !commit(&store, &mut held, &mut batch, s, &stats, &mut force).await;
+        let mut w = Attempts {
+            db: db.as_mut(),
+            backend,
+            stats: &stats,
+        };
+        gave_up = !w.commit(&mut batch, s, &mut force).await;
         stats.busy_since.store(0, Ordering::Relaxed);
-        if let (false, Some(c)) = (gave_up, &checkpointer) {
-            c.committed(batch.records.len() as u64);
+        if !gave_up {
+            db.committed(batch.records.len() as u64);
         }
     }
     let report = stats.report();
@@ -374,127 +279,99 @@ async fn run(
     report
 }
 
-/// Bulk first; on a permanent failure, record by record with `rejected` fallback.
-async fn attempt(
-    store: &Store,
-    held: &mut HeldConnection,
-    batch: &mut Batch,
-) -> Result<(), sqlx::Error> {
-    match store.write_bulk(held, batch).await {
-        Ok(()) => Ok(()),
-        Err(e) if classify(store.backend(), &e) == ErrorClass::Retriable => Err(e),
-        Err(e) => {
-            tracing::debug!(error = %e, "bulk insert refused; writing record by record");
-            store.write_each(held, batch).await
-        }
-    }
+/// What one batch's attempts need: the backend's write path and the counters.
+struct Attempts<'a> {
+    db: &'a mut dyn BatchWriter,
+    backend: Backend,
+    stats: &'a WriterStats,
 }
 
-/// Commits `batch`, retrying until it is stored. Returns `false` only when
-/// force-stopped and the database did not take the batch (it is counted as lost).
-async fn commit(
-    store: &Store,
-    held: &mut HeldConnection,
-    batch: &mut Batch,
-    s: Settings,
-    stats: &WriterStats,
-    force: &mut watch::Receiver<bool>,
-) -> bool {
-    batch.reset_fates();
-    let started = Instant::now();
-    let mut delay = FIRST_RETRY.min(s.retry_max);
-    let mut attempts: u32 = 0;
-    loop {
-        let is_forced = *force.borrow();
-        let result = if is_forced {
-            match timeout(QUICK_ATTEMPT, attempt(store, held, batch)).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("attempt timed out after {QUICK_ATTEMPT:?}")),
-            }
-        } else {
-            // A force-stop (second signal, or the drain deadline) must not wait for an
-            // attempt stuck on an unreachable database; the cut attempt is repeated
-            // once, quickly, and retries are idempotent (ids are minted in memory).
-            tokio::select! {
-                r = attempt(store, held, batch) => r.map_err(|e| e.to_string()),
-                () = forced(force) => {
-                    held.discard();
-                    continue;
-                }
-            }
-        };
-        match result {
-            Ok(()) => {
-                account(stats, batch);
-                crate::ops::metrics::write_latency(started.elapsed());
-                if attempts > 0 {
-                    tracing::info!(attempts, "database write succeeded after retrying");
-                }
-                return true;
-            }
-            Err(e) if is_forced => {
-                held.discard();
-                let lost = batch.records.len() as u64;
-                stats.lost.fetch_add(lost, Ordering::Relaxed);
-                tracing::error!(lost, error = %e, "writer force-stopped and the database did not take the batch; records lost");
-                stats.set_error(e);
-                return false;
-            }
+impl Attempts<'_> {
+    /// Bulk first; on a permanent failure, record by record with `rejected` fallback.
+    async fn attempt(&mut self, batch: &mut Batch) -> Result<(), sqlx::Error> {
+        match self.db.write_bulk(batch).await {
+            Ok(()) => Ok(()),
+            Err(e) if classify(self.backend, &e) == ErrorClass::Retriable => Err(e),
             Err(e) => {
-                attempts += 1;
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                stats.last_retry.store(unix_ms(), Ordering::Relaxed);
-                stats.healthy.store(false, Ordering::Relaxed);
-                tracing::warn!(
-                    attempt = attempts,
-                    records = batch.records.len(),
-                    retry_in = ?delay,
-                    queued = stats.queue_depth(),
-                    error = %e,
-                    "database write failed; retrying the same batch"
-                );
-                stats.set_error(e);
-                tokio::select! {
-                    () = sleep(delay) => {}
-                    () = forced(force) => {}
-                }
-                delay = (delay * 2).min(s.retry_max);
+                emit(BulkRefused {
+                    error: &e.to_string(),
+                });
+                self.db.write_each(batch).await
             }
         }
     }
-}
 
-fn account(stats: &WriterStats, batch: &Batch) {
-    stats
-        .written
-        .fetch_add(batch.count(Fate::Pending), Ordering::Relaxed);
-    stats
-        .rejected
-        .fetch_add(batch.count(Fate::Substituted), Ordering::Relaxed);
-    stats
-        .lost
-        .fetch_add(batch.count(Fate::Dropped), Ordering::Relaxed);
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0);
-    for (record, fate) in batch.records.iter().zip(&batch.fates) {
-        if *fate != Fate::Dropped {
-            let waited = now - record.received_at().timestamp_micros();
-            stats.latency.record_n(waited, 1);
+    /// Commits `batch`, retrying until it is stored. Returns `false` only when
+    /// force-stopped and the database did not take the batch (it is counted as lost).
+    async fn commit(
+        &mut self,
+        batch: &mut Batch,
+        s: Settings,
+        force: &mut watch::Receiver<bool>,
+    ) -> bool {
+        batch.reset_fates();
+        let started = Instant::now();
+        let mut delays = retry_delays(s.retry_max);
+        let mut attempts: u32 = 0;
+        loop {
+            let is_forced = *force.borrow();
+            let result = if is_forced {
+                match timeout(QUICK_ATTEMPT, self.attempt(batch)).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("attempt timed out after {QUICK_ATTEMPT:?}")),
+                }
+            } else {
+                // A force-stop (second signal, or the drain deadline) must not wait for
+                // an attempt stuck on an unreachable database; the cut attempt is
+                // repeated once, quickly, and retries are idempotent (ids are minted in
+                // memory).
+                tokio::select! {
+                    r = self.attempt(batch) => r.map_err(|e| e.to_string()),
+                    () = forced(force) => {
+                        self.db.discard();
+                        continue;
+                    }
+                }
+            };
+            match result {
+                Ok(()) => {
+                    self.stats.account(batch);
+                    emit(BatchCommitted {
+                        elapsed: started.elapsed(),
+                        attempts,
+                    });
+                    return true;
+                }
+                Err(e) if is_forced => {
+                    self.db.discard();
+                    let lost = batch.records.len() as u64;
+                    self.stats.lost.fetch_add(lost, Ordering::Relaxed);
+                    emit(BatchLost { lost, error: &e });
+                    self.stats.set_error(e);
+                    return false;
+                }
+                Err(e) => {
+                    attempts += 1;
+                    let delay = delays.next().unwrap_or(s.retry_max);
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    self.stats.last_retry.store(unix_ms(), Ordering::Relaxed);
+                    self.stats.healthy.store(false, Ordering::Relaxed);
+                    emit(BatchRetrying {
+                        attempt: attempts,
+                        records: batch.records.len(),
+                        retry_in: delay,
+                        queued: self.stats.queue_depth(),
+                        error: &e,
+                    });
+                    self.stats.set_error(e);
+                    tokio::select! {
+                        () = sleep(delay) => {}
+                        () = forced(force) => {}
+                    }
+                }
+            }
         }
     }
-    crate::ops::metrics::written(
-        batch
-            .records
-            .iter()
-            .zip(&batch.fates)
-            .filter(|(_, f)| **f != Fate::Dropped)
-            .map(|(r, _)| r),
-    );
-    stats.last_commit.store(now / 1000, Ordering::Relaxed);
-    stats.healthy.store(true, Ordering::Relaxed);
 }
 
 /// Triggers a writer's force-stop from anywhere (see [`WriterHandle::force_trigger`]).
@@ -513,4 +390,27 @@ fn unix_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn millis(retry_max: Duration, n: usize) -> Vec<u128> {
+        retry_delays(retry_max)
+            .take(n)
+            .map(|d| d.as_millis())
+            .collect()
+    }
+
+    #[test]
+    fn retry_delays_double_from_50_ms_up_to_retry_max_and_never_end() {
+        assert_eq!(
+            millis(Duration::from_millis(500), 8),
+            [50, 100, 200, 400, 500, 500, 500, 500]
+        );
+        assert_eq!(millis(Duration::from_secs(5), 1_000).len(), 1_000);
+        // A `retry_max` at the 10 ms floor (below the first delay) caps every delay.
+        assert_eq!(millis(Duration::from_millis(10), 3), [10, 10, 10]);
+    }
 }

@@ -110,7 +110,7 @@ async fn sqlite_writer_recovers_after_the_disk_was_full() {
     let s = stats.clone();
     wait_until(Duration::from_secs(10), "first commits", || {
         let s = s.clone();
-        async move { s.written.load(Ordering::Relaxed) >= 100 }
+        async move { s.written() >= 100 }
     })
     .await;
 
@@ -139,7 +139,7 @@ async fn sqlite_writer_recovers_after_the_disk_was_full() {
 
     std::fs::remove_file(&filler).unwrap();
     let progress = || async {
-        let written = stats.written.load(Ordering::Relaxed);
+        let written = stats.written();
         let retries = stats.retries.load(Ordering::Relaxed);
         (stats.is_healthy(), written, retries, stats.last_error())
     };

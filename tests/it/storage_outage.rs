@@ -59,7 +59,7 @@ async fn outage_mid_stream_loses_and_duplicates_nothing(backend: Backend) {
         let s = stats.clone();
         wait_until(Duration::from_secs(10), "first commits", || {
             let s = s.clone();
-            async move { s.written.load(Ordering::Relaxed) >= 2_000 }
+            async move { s.written() >= 2_000 }
         })
         .await;
         let cut_at = Instant::now();
@@ -72,12 +72,12 @@ async fn outage_mid_stream_loses_and_duplicates_nothing(backend: Backend) {
         .await;
         // The outage itself lasts ~3 s: this is the scenario, not a wait for a condition.
         tokio::time::sleep_until((cut_at + Duration::from_secs(3)).into()).await;
-        let written_during = stats.written.load(Ordering::Relaxed);
+        let written_during = stats.written();
         outage.end().await;
         let s = stats.clone();
         wait_until(Duration::from_secs(10), "recovery", || {
             let s = s.clone();
-            async move { s.is_healthy() && s.written.load(Ordering::Relaxed) > written_during }
+            async move { s.is_healthy() && s.written() > written_during }
         })
         .await;
         stop.store(true, Ordering::Relaxed);

@@ -37,7 +37,7 @@ use crate::protocol::{
     CommonOptions, Ctx, Output, Protocol, event_record, session_event, text_as_json,
 };
 use crate::record::{Notification, Record};
-use crate::redact::Redactor;
+use crate::redact::{Redactor, header_secrets};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -324,25 +324,4 @@ impl Protocol for JsonRpcProtocol {
     fn secrets(&self) -> Vec<String> {
         header_secrets(&self.headers)
     }
-}
-
-/// Every header value (any header may carry a credential: Authorization, Cookie,
-/// X-Qlik-*…), plus, for values shaped `scheme credential` (`Bearer …`, `Basic …`),
-/// the credential alone, which a server may quote without its scheme.
-pub(crate) fn header_secrets(headers: &[(String, Secret)]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (_, v) in headers {
-        let v = v.expose().trim();
-        if v.is_empty() {
-            continue;
-        }
-        out.push(v.to_string());
-        if let Some((_scheme, credential)) = v.split_once(char::is_whitespace) {
-            let credential = credential.trim();
-            if !credential.is_empty() && !out.iter().any(|s| s == credential) {
-                out.push(credential.to_string());
-            }
-        }
-    }
-    out
 }

@@ -19,7 +19,6 @@
 
 use crate::record::{Event, TrackerReading, TrackerState};
 use chrono::{DateTime, TimeZone, Utc};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Tables with fewer rows than this in a batch go through `UNNEST`: `COPY` costs one
 /// extra round trip, which only pays off once there are rows to amortise it.
@@ -30,55 +29,26 @@ pub(super) const MIN_ROWS: usize = 16;
 /// a refusal predicts the next few batches; 32 batches is a few seconds at full rate.
 const SKIP_AFTER_REFUSAL: u32 = 32;
 
-/// Decides whether the next batch tries `COPY` first. Shared by the store's clones;
-/// only the writer task uses it, so relaxed ordering is enough.
+/// Decides whether the next batch tries `COPY` first. Owned by the writer's
+/// PostgreSQL state; how batches went in is counted in `WriterStats::copy`.
 #[derive(Debug, Default)]
-pub(crate) struct CopyGate {
-    skip: AtomicU32,
-    copied: AtomicU64,
-    refused: AtomicU64,
-}
-
-/// How PostgreSQL batches have gone in since the store was opened. A steady share of
-/// refusals means duplicates keep arriving (two daemons on one account, a source that
-/// re-sends everything): correct, but each such batch is written twice.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CopyCounts {
-    /// Batches whose high-volume tables went in by `COPY`.
-    pub copied: u64,
-    /// Batches the server refused by `COPY`, then written with `ON CONFLICT`.
-    pub refused: u64,
+pub(super) struct CopyGate {
+    skip: u32,
 }
 
 impl CopyGate {
     /// `true` when `COPY` should be tried for this batch; counts down the skips.
-    pub(super) fn open(&self) -> bool {
-        let left = self.skip.load(Ordering::Relaxed);
-        if left == 0 {
+    pub(super) fn open(&mut self) -> bool {
+        if self.skip == 0 {
             return true;
         }
-        self.skip.store(left - 1, Ordering::Relaxed);
+        self.skip -= 1;
         false
     }
 
-    /// The server took a batch by `COPY`.
-    pub(super) fn copied(&self) {
-        self.copied.fetch_add(1, Ordering::Relaxed);
-        crate::ops::metrics::copy_batch("copied");
-    }
-
     /// The server refused a `COPY`: use `ON CONFLICT` for the next batches.
-    pub(super) fn refused(&self) {
-        self.skip.store(SKIP_AFTER_REFUSAL, Ordering::Relaxed);
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        crate::ops::metrics::copy_batch("refused");
-    }
-
-    pub(crate) fn counts(&self) -> CopyCounts {
-        CopyCounts {
-            copied: self.copied.load(Ordering::Relaxed),
-            refused: self.refused.load(Ordering::Relaxed),
-        }
+    pub(super) fn refused(&mut self) {
+        self.skip = SKIP_AFTER_REFUSAL;
     }
 }
 
@@ -308,7 +278,7 @@ mod tests {
 
     #[test]
     fn gate_skips_after_a_refusal_then_opens_again() {
-        let gate = CopyGate::default();
+        let mut gate = CopyGate::default();
         assert!(gate.open());
         gate.refused();
         let skipped = (0..SKIP_AFTER_REFUSAL).filter(|_| !gate.open()).count();

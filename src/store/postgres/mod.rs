@@ -1,44 +1,48 @@
-//! PostgreSQL side of the store: pool options, the bulk insert path and the
-//! record-by-record fallback.
+//! PostgreSQL side of the store: pool options, migrations (with the analysts' read
+//! grants, [`reader`]), the dialect of statements written above the seam, and the
+//! write path ([`insert`], [`copy`], [`writer`]).
 //!
-//! Bulk inserts are `INSERT … SELECT … FROM UNNEST($1::bigint[], $2::text[], …)
-//! ON CONFLICT DO NOTHING`: one array parameter per column, so one stable prepared
-//! statement serves every batch size and the 65 535-bind limit never applies. JSON
-//! columns travel as `text[]` and are cast to `jsonb` in the SELECT, so the server
-//! validates them. A batch is cut into runs of at most [`MESSAGE_BUDGET`] bytes per
-//! statement. The three high-volume tables (`events`, `tracker_states`,
-//! `tracker_readings`) first try an optimistic binary `COPY` ([`copy`]); a batch the
-//! server refuses that way is rolled back and written again through `UNNEST`, so
-//! `ON CONFLICT` still decides about duplicates. Upsert tables go row by row
-//! (PostgreSQL refuses to upsert the same key twice in one statement, and they are
-//! low volume). The pool tests connections
-//! before handing them out and gives up on an acquire quickly, so the writer's retry
-//! loop, not the pool, waits out an outage and recovers when the server is back.
-//! This module never decides about retries; it returns errors.
+//! The pool tests connections before handing them out and gives up on an acquire
+//! quickly, so the writer's retry loop, not the pool, waits out an outage and recovers
+//! when the server is back. This module never decides about retries; it returns
+//! errors.
 
 use super::Backend;
-use super::batch::{Batch, Groups};
-use super::classify::{ErrorClass, classify};
-use crate::record::Record;
-use sqlx::Connection as _;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use super::database::{BatchWriter, Database, Param, Rows};
+use super::stats::WriterStats;
+use futures_util::future::BoxFuture;
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod copy;
+mod insert;
 pub(crate) mod reader;
 mod sql;
+mod writer;
 
-pub use copy::CopyCounts;
-pub(crate) use copy::CopyGate;
-use sql::*;
+/// The PostgreSQL backend behind [`Database`].
+pub(crate) struct PgDb {
+    pool: PgPool,
+}
+
+impl PgDb {
+    /// Connects to `url` (see [`connect`]).
+    pub(crate) async fn connect(url: &str, ca_file: Option<&Path>) -> Result<PgDb, sqlx::Error> {
+        Ok(PgDb {
+            pool: connect(url, ca_file).await?,
+        })
+    }
+}
 
 /// Opens the pool. Connecting eagerly makes a wrong URL or a missing server an
 /// error at start-up rather than a retry loop later. `ca_file` (`[storage]`) is the
 /// URL's `sslrootcert`; naming a CA means the server must be verified by it, so it
 /// implies `sslmode=verify-full` unless the URL chose a mode itself.
-pub(crate) async fn connect(url: &str, ca_file: Option<&Path>) -> Result<PgPool, sqlx::Error> {
+async fn connect(url: &str, ca_file: Option<&Path>) -> Result<PgPool, sqlx::Error> {
     let mut options = PgConnectOptions::from_str(url)?.application_name("wsvault");
     if let Some(ca) = ca_file {
         options = options.ssl_root_cert(ca);
@@ -62,389 +66,94 @@ pub(crate) async fn connect(url: &str, ca_file: Option<&Path>) -> Result<PgPool,
         .await
 }
 
-/// Collects one column of `rows` into the vector bound as one array parameter.
-fn col<'a, T: 'a, U>(rows: &[&'a T], f: impl Fn(&'a T) -> U) -> Vec<U> {
-    rows.iter().map(|r| f(r)).collect()
+/// Binds `params` in order, times as `timestamptz`.
+fn bind<'q>(
+    mut q: sqlx::query::Query<'q, Postgres, PgArguments>,
+    params: &[Param<'_>],
+) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+    for p in params {
+        q = match *p {
+            Param::Int(v) => q.bind(v),
+            Param::OptInt(v) => q.bind(v),
+            Param::Text(v) => q.bind(v),
+            Param::OptText(v) => q.bind(v),
+            Param::Time(t) => q.bind(t),
+        };
+    }
+    q
 }
 
-/// Largest estimated Bind message per statement. With `TCP_NODELAY` (restored by the
-/// vendored sqlx-core, see vendor/README.md) a big message costs no delayed-ACK stall,
-/// so a normal batch is one statement per table; the budget only bounds the memory a
-/// batch of unusually large payloads asks of the server in one message.
-const MESSAGE_BUDGET: usize = 4 * 1024 * 1024;
+impl Database for PgDb {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
 
-/// Splits `rows` into runs whose estimated encoded size stays under
-/// [`MESSAGE_BUDGET`] (at least one row per run), keeping their order.
-fn runs<'s, 'a, T>(
-    rows: &'s [&'a T],
-    size: impl Fn(&T) -> usize,
-) -> impl Iterator<Item = &'s [&'a T]> {
-    let mut rest = rows;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut total = 0;
-        let mut n = 0;
-        while n < rest.len() {
-            total += size(rest[n]);
-            if n > 0 && total > MESSAGE_BUDGET {
-                break;
-            }
-            n += 1;
-        }
-        let (run, tail) = rest.split_at(n);
-        rest = tail;
-        Some(run)
-    })
-}
-
-/// Text bytes of a row plus a fixed allowance per column (length word, fixed-size
-/// value); only used to size statements, so a rough figure is enough.
-macro_rules! row_size {
-    ($r:ident; $( $text:expr ),*; $ncols:literal) => {
-        |$r| 12 * $ncols $( + $text.text_len() )*
-    };
-}
-
-/// Binds the listed columns of each run of `$rows` and runs `$sql` once per run.
-macro_rules! unnest {
-    ($conn:expr, $sql:expr, $rows:expr, $size:expr, $( |$r:ident| $e:expr ),+ $(,)?) => {
-        for run in runs(&$rows, $size) {
-            sqlx::query($sql)
-                $( .bind(col(run, |$r| $e)) )+
-                .execute(&mut *$conn)
+    /// sqlx's PostgreSQL migrator holds an advisory lock, so concurrent starts
+    /// migrate one after the other; the read grants are renewed afterwards.
+    fn migrate<'a>(
+        &'a self,
+        _shown_url: &'a str,
+    ) -> BoxFuture<'a, Result<(), sqlx::migrate::MigrateError>> {
+        Box::pin(async move {
+            sqlx::migrate!("migrations/postgres")
+                .run(&self.pool)
                 .await?;
-        }
-    };
-}
-
-/// Byte length of a text column value, for [`row_size!`].
-trait TextLen {
-    fn text_len(&self) -> usize;
-}
-
-impl TextLen for String {
-    fn text_len(&self) -> usize {
-        self.len()
-    }
-}
-
-impl TextLen for std::sync::Arc<str> {
-    fn text_len(&self) -> usize {
-        self.len()
-    }
-}
-
-impl TextLen for Option<String> {
-    fn text_len(&self) -> usize {
-        self.as_ref().map_or(0, String::len)
-    }
-}
-
-/// Pre-encoded binary `COPY` streams, one per high-volume table; `None` means that
-/// table goes through its `UNNEST` statement.
-#[derive(Default)]
-struct Streams {
-    events: Option<Vec<u8>>,
-    tracker_states: Option<Vec<u8>>,
-    tracker_readings: Option<Vec<u8>>,
-}
-
-impl Streams {
-    /// Encodes the tables with at least [`copy::MIN_ROWS`] rows. Encoding happens
-    /// before the transaction opens, so it adds nothing to the time locks are held.
-    /// A value the format cannot carry sends the whole batch through `UNNEST`.
-    fn encode(g: &Groups<'_>) -> Streams {
-        Self::try_encode(g).unwrap_or_default()
-    }
-
-    fn try_encode(g: &Groups<'_>) -> Result<Streams, copy::Unencodable> {
-        fn one<T>(
-            rows: &[&T],
-            encode: impl Fn(&[&T]) -> Result<Vec<u8>, copy::Unencodable>,
-        ) -> Result<Option<Vec<u8>>, copy::Unencodable> {
-            if rows.len() < copy::MIN_ROWS {
-                return Ok(None);
-            }
-            encode(rows).map(Some)
-        }
-        Ok(Streams {
-            events: one(&g.events, copy::events)?,
-            tracker_states: one(&g.tracker_states, copy::tracker_states)?,
-            tracker_readings: one(&g.tracker_readings, copy::tracker_readings)?,
+            reader::regrant(&self.pool)
+                .await
+                .map_err(sqlx::migrate::MigrateError::Execute)
         })
     }
 
-    fn is_empty(&self) -> bool {
-        self.events.is_none() && self.tracker_states.is_none() && self.tracker_readings.is_none()
+    fn fetch<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [Param<'a>],
+    ) -> BoxFuture<'a, Result<Rows, sqlx::Error>> {
+        Box::pin(async move {
+            let q = sqlx::query(AssertSqlSafe(sql.to_string()));
+            Ok(Rows::Postgres(bind(q, params).fetch_all(&self.pool).await?))
+        })
     }
-}
 
-/// Runs one `COPY … FROM STDIN` with `data` as its whole input.
-async fn copy_in(conn: &mut PgConnection, statement: &str, data: &[u8]) -> Result<(), sqlx::Error> {
-    let mut copy = conn.copy_in_raw(statement).await?;
-    copy.send(data).await?;
-    copy.finish().await?;
-    Ok(())
-}
+    fn execute<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [Param<'a>],
+    ) -> BoxFuture<'a, Result<u64, sqlx::Error>> {
+        Box::pin(async move {
+            let q = sqlx::query(AssertSqlSafe(sql.to_string()));
+            Ok(bind(q, params).execute(&self.pool).await?.rows_affected())
+        })
+    }
 
-/// Writes every group; the caller owns the transaction.
-async fn write_groups(
-    conn: &mut PgConnection,
-    g: &Groups<'_>,
-    streams: &Streams,
-) -> Result<(), sqlx::Error> {
-    for r in &g.connections {
-        sqlx::query(CONNECTIONS)
-            .bind(r.id)
-            .bind(&*r.source)
-            .bind(r.url.as_str())
-            .bind(r.opened_at)
-            .bind(r.closed_at)
-            .bind(r.close_code)
-            .bind(r.close_reason.as_deref())
-            .execute(&mut *conn)
-            .await?;
+    fn json_as_text(&self, column: &str) -> String {
+        format!("{column}::text")
     }
-    unnest!(
-        conn,
-        SESSION_EVENTS,
-        g.session_events,
-        row_size!(r; r.source, r.event, r.initiator, r.reason, r.detail; 9),
-        |r| r.id,
-        |r| &*r.source,
-        |r| r.connection_id,
-        |r| r.occurred_at,
-        |r| r.event.as_str(),
-        |r| r.initiator.as_deref(),
-        |r| r.code,
-        |r| r.reason.as_deref(),
-        |r| r.detail.as_deref()
-    );
-    if let Some(data) = &streams.events {
-        copy_in(conn, copy::EVENTS, data).await?;
-    } else {
-        unnest!(
-            conn,
-            EVENTS,
-            g.events,
-            row_size!(r; r.source, r.kind, r.payload; 7),
-            |r| r.id,
-            |r| &*r.source,
-            |r| r.connection_id,
-            |r| r.received_at,
-            |r| r.kind.as_str(),
-            |r| r.payload.as_str(),
-            |r| r.item_count
-        );
-    }
-    if let Some(data) = &streams.tracker_states {
-        copy_in(conn, copy::TRACKER_STATES, data).await?;
-    } else {
-        unnest!(
-            conn,
-            TRACKER_STATES,
-            g.tracker_states,
-            row_size!(r; r.source, r.payload, r.connection_status, r.movement_status; 12),
-            |r| &*r.source,
-            |r| r.source_id,
-            |r| r.state_time,
-            |r| r.received_at,
-            |r| r.lat,
-            |r| r.lng,
-            |r| r.speed,
-            |r| r.heading,
-            |r| r.connection_status.as_deref(),
-            |r| r.movement_status.as_deref(),
-            |r| r.payload.as_str(),
-            |r| r.origin.as_str()
-        );
-    }
-    if let Some(data) = &streams.tracker_readings {
-        copy_in(conn, copy::TRACKER_READINGS, data).await?;
-    } else {
-        unnest!(
-            conn,
-            TRACKER_READINGS,
-            g.tracker_readings,
-            row_size!(r; r.source, r.reading_kind, r.name, r.value, r.units, r.payload; 11),
-            |r| &*r.source,
-            |r| r.tracker_id,
-            |r| r.reading_kind.as_str(),
-            |r| r.name.as_str(),
-            |r| r.value.as_str(),
-            |r| r.value_num,
-            |r| r.units.as_deref(),
-            |r| r.update_time,
-            |r| r.received_at,
-            |r| r.payload.as_str(),
-            |r| r.origin.as_str()
-        );
-    }
-    unnest!(
-        conn,
-        TRACKER_LIFECYCLE,
-        g.tracker_lifecycle,
-        row_size!(r; r.source, r.lifecycle_event; 5),
-        |r| r.id,
-        |r| &*r.source,
-        |r| r.source_id,
-        |r| r.lifecycle_event.as_str(),
-        |r| r.received_at
-    );
-    for r in &g.security_sessions {
-        sqlx::query(SECURITY_SESSIONS)
-            .bind(&*r.source)
-            .bind(r.session_id)
-            .bind(r.owner_login.as_deref())
-            .bind(r.user_login.as_deref())
-            .bind(r.safety_type_id)
-            .bind(r.key_current.as_deref())
-            .bind(r.started_at)
-            .bind(r.expires_at)
-            .bind(r.ip.as_deref())
-            .bind(r.ip_client.as_deref())
-            .bind(r.first_seen_at)
-            .bind(r.last_seen_at)
-            .bind(r.ended_at)
-            .bind(r.payload.as_str())
-            .execute(&mut *conn)
-            .await?;
-    }
-    unnest!(
-        conn,
-        SECURITY_SESSION_CHANGES,
-        g.security_session_changes,
-        row_size!(r; r.source, r.change; 4),
-        |r| &*r.source,
-        |r| r.session_id,
-        |r| r.change.as_str(),
-        |r| r.observed_at
-    );
-    unnest!(
-        conn,
-        NOTIFICATIONS,
-        g.notifications,
-        row_size!(r; r.source, r.method, r.params; 7),
-        |r| r.id,
-        |r| &*r.source,
-        |r| r.connection_id,
-        |r| r.seq,
-        |r| r.received_at,
-        |r| r.method.as_str(),
-        |r| r.params.as_str()
-    );
-    unnest!(
-        conn,
-        TRAFFIC,
-        g.traffic,
-        row_size!(r; r.source, r.direction, r.payload; 6),
-        |r| r.id,
-        |r| &*r.source,
-        |r| r.connection_id,
-        |r| r.at,
-        |r| r.direction.as_str(),
-        |r| r.payload.as_str()
-    );
-    unnest!(
-        conn,
-        REJECTED,
-        g.rejected,
-        row_size!(r; r.source, r.kind, r.error, r.payload; 6),
-        |r| r.id,
-        |r| &*r.source,
-        |r| r.kind.as_str(),
-        |r| r.received_at,
-        |r| r.error.as_str(),
-        |r| r.payload.as_str()
-    );
-    Ok(())
-}
 
-/// Writes the whole batch in one transaction; any error rolls all of it back.
-///
-/// When `gate` allows it and the batch is big enough, the high-volume tables go in
-/// by `COPY` first. If the server refuses that (a duplicate, a bad value), the batch
-/// is written again in a new transaction through `UNNEST … ON CONFLICT DO NOTHING`,
-/// and an error of that attempt is what the caller sees. A retriable error of the
-/// `COPY` attempt is returned as it is: the writer retries the batch later.
-pub(crate) async fn write_bulk(
-    pool: &PgPool,
-    gate: &CopyGate,
-    batch: &Batch,
-) -> Result<(), sqlx::Error> {
-    let groups = Groups::of(batch);
-    let streams = if gate.open() {
-        Streams::encode(&groups)
-    } else {
-        Streams::default()
-    };
-    if !streams.is_empty() {
-        match write_tx(pool, &groups, &streams).await {
-            Ok(()) => {
-                gate.copied();
-                return Ok(());
-            }
-            Err(e) if classify(Backend::Postgres, &e) == ErrorClass::Retriable => return Err(e),
-            Err(e) => {
-                gate.refused();
-                tracing::debug!(
-                    error = %e,
-                    "COPY refused the batch; writing it with ON CONFLICT DO NOTHING"
-                );
-            }
+    fn json_field(&self, column: &str, path: &[&str]) -> String {
+        let mut out = column.to_string();
+        for (i, key) in path.iter().enumerate() {
+            let op = if i + 1 == path.len() { "->>" } else { "->" };
+            out.push_str(&format!(" {op} '{key}'"));
         }
+        out
     }
-    write_tx(pool, &groups, &Streams::default()).await
-}
 
-/// One transaction holding every group.
-async fn write_tx(
-    pool: &PgPool,
-    groups: &Groups<'_>,
-    streams: &Streams,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    write_groups(&mut tx, groups, streams).await?;
-    tx.commit().await
-}
-
-/// Writes the batch record by record in one transaction, a savepoint per record; a
-/// refused record is swapped for its `rejected` row. Returns an error only for
-/// failures that are not about one record (the caller retries the whole batch).
-pub(crate) async fn write_each(pool: &PgPool, batch: &mut Batch) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for i in 0..batch.records.len() {
-        if !batch.is_live(i) {
-            continue;
-        }
-        if let Some(err) = write_one(&mut tx, &batch.records[i]).await?
-            && batch.refuse(i, &err)
-            && let Some(err) = write_one(&mut tx, &batch.records[i]).await?
-        {
-            batch.refuse(i, &err);
-        }
+    fn limited_rows(&self, table: &str, time_col: &str) -> String {
+        format!(
+            "ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE source = $1 AND {time_col} < $2 LIMIT $3))"
+        )
     }
-    tx.commit().await
-}
 
-/// `Ok(None)`: stored. `Ok(Some(e))`: refused for good, savepoint rolled back.
-/// `Err(e)`: the server is unavailable, abandon the transaction.
-async fn write_one(
-    conn: &mut PgConnection,
-    record: &Record,
-) -> Result<Option<sqlx::Error>, sqlx::Error> {
-    let mut sp = conn.begin().await?;
-    match write_groups(&mut sp, &Groups::single(record), &Streams::default()).await {
-        Ok(()) => {
-            sp.commit().await?;
-            Ok(None)
-        }
-        Err(e) if classify(Backend::Postgres, &e) == ErrorClass::Retriable => Err(e),
-        Err(e) => {
-            sp.rollback().await?;
-            Ok(Some(e))
-        }
+    fn batch_writer(&self, stats: Arc<WriterStats>) -> Box<dyn BatchWriter> {
+        Box::new(writer::PgWriter::new(self.pool.clone(), stats))
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.pool.close())
+    }
+
+    fn postgres_pool(&self) -> Option<&PgPool> {
+        Some(&self.pool)
     }
 }

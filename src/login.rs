@@ -1,4 +1,8 @@
-//! Navixy `user/auth` login: the one HTTP call a session makes besides its socket.
+//! Navixy `user/auth` login: the one HTTP call a session makes besides its socket,
+//! shared with the source's backfill worker ([`SharedLogin`]).
+//!
+//! It sits below both `session` and `backfill` (each imports it; it imports neither),
+//! so sharing one login does not tie those two modules into an import cycle.
 //!
 //! The hash it yields is cached by the session across reconnects; a new login happens
 //! only when the hash is dead (`logout`, error 3/4), at most `max_logins_per_10min`

@@ -1,6 +1,9 @@
 //! Command-line interface: parses arguments and calls into the library. The only
 //! place besides `main.rs` that uses `anyhow`: errors here are for humans.
 
+pub mod demo;
+pub mod docs;
+
 use crate::config::{self, Config};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -205,12 +208,12 @@ pub fn main(cli: Cli) -> ExitCode {
             crate::telemetry::init(&quiet(&crate::config::LogConfig::default()));
             let seconds = std::time::Duration::from_secs(a.seconds);
             report(runtime().and_then(|rt| {
-                rt.block_on(async { crate::ops::demo::run(&a.db, seconds).await.map(drop) })
+                rt.block_on(async { demo::run(&a.db, seconds).await.map(drop) })
                     .context("demo failed")
             }))
         }
         Cmd::Generate(a) => report(
-            crate::cli_docs::write_all(&a.dir)
+            docs::write_all(&a.dir)
                 .map(|paths| paths.iter().for_each(|p| println!("{}", p.display())))
                 .with_context(|| format!("cannot write under {}", a.dir.display())),
         ),

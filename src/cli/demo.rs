@@ -154,7 +154,7 @@ pub async fn run(db: &Path, seconds: Duration) -> Result<String, DemoError> {
         humantime::format_duration(seconds)
     );
     // A reader that closed the pipe early is not a failure (see `cli::out`).
-    let _ = crate::cli::out(&out);
+    let _ = super::out(&out);
     let sup = Supervisor::start(cfg, None).await?;
     let report = sup.run_until_signal(tokio::time::sleep(seconds)).await?;
     navixy.shutdown().await;
@@ -188,7 +188,7 @@ pub async fn run(db: &Path, seconds: Duration) -> Result<String, DemoError> {
         "\nexplore it yourself: sqlite3 {} (or wsvault status with storage.url pointing at it)",
         db.display()
     );
-    let _ = crate::cli::out(&body);
+    let _ = super::out(&body);
     out.push_str(&body);
     Ok(out)
 }

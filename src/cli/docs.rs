@@ -3,7 +3,7 @@
 //! copies in `contrib/` that the Debian package ships (a test fails when they are
 //! stale), so `cargo deb` needs no build script and no extra step.
 
-use crate::cli::Cli;
+use super::Cli;
 use clap::CommandFactory;
 use clap_complete::Shell;
 use std::path::{Path, PathBuf};
