@@ -184,6 +184,25 @@ pub struct Store {
     shown_url: Arc<str>,
     /// Whether PostgreSQL batches try `COPY` first; shared by clones (unused on SQLite).
     copy_gate: Arc<postgres::CopyGate>,
+    /// Cluster fencing of PostgreSQL batches, set once by the supervisor with
+    /// `[cluster]`; shared by clones so the writer's store sees it.
+    fence: Arc<std::sync::OnceLock<Fence>>,
+    /// The `node` of the `connections` and `session_events` rows this daemon writes
+    /// (PostgreSQL): the cluster node name, or the host name without `[cluster]`.
+    node: Arc<std::sync::OnceLock<String>>,
+}
+
+/// What the writer needs to fence its batches (see [`crate::cluster::fence`]): a
+/// batch writes rows of a source only while, in the same transaction, the lease is
+/// still this node's under the term it was acquired with.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    /// This node's name, as the `leases.holder` column says it.
+    pub node: String,
+    /// The leases held, kept current by the cluster loop.
+    pub view: crate::cluster::FenceView,
+    /// Told the source of every fenced record, so the supervisor stops its session.
+    pub fenced: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 impl fmt::Debug for Store {
@@ -253,7 +272,21 @@ impl Store {
             pool,
             shown_url: shown,
             copy_gate: Arc::default(),
+            fence: Arc::default(),
+            node: Arc::default(),
         })
+    }
+
+    /// Turns cluster fencing on for every batch this store (and its clones) writes.
+    /// Set once, before the first record of a leased source; later calls are ignored.
+    pub fn set_fence(&self, fence: Fence) {
+        let _ = self.fence.set(fence);
+    }
+
+    /// Names the daemon in the `node` column of the `connections` and
+    /// `session_events` rows it writes from now on (PostgreSQL; set once).
+    pub fn set_node(&self, node: &str) {
+        let _ = self.node.set(node.to_string());
     }
 
     /// The backend chosen from the URL scheme.
@@ -382,7 +415,7 @@ impl Store {
     pub(crate) async fn write_bulk(
         &self,
         held: &mut HeldConnection,
-        batch: &Batch,
+        batch: &mut Batch,
     ) -> Result<(), sqlx::Error> {
         match &self.pool {
             Pool::Sqlite(p) => {
@@ -390,7 +423,13 @@ impl Store {
                 held.keep_unless_retriable(&result);
                 result
             }
-            Pool::Postgres(p) => postgres::write_bulk(p, &self.copy_gate, batch).await,
+            Pool::Postgres(p) => {
+                let ctx = postgres::TxContext {
+                    fence: self.fence.get(),
+                    node: self.node.get().map(String::as_str),
+                };
+                postgres::write_bulk(p, &self.copy_gate, ctx, batch).await
+            }
         }
     }
 
@@ -406,7 +445,13 @@ impl Store {
                 held.keep_unless_retriable(&result);
                 result
             }
-            Pool::Postgres(p) => postgres::write_each(p, batch).await,
+            Pool::Postgres(p) => {
+                let ctx = postgres::TxContext {
+                    fence: self.fence.get(),
+                    node: self.node.get().map(String::as_str),
+                };
+                postgres::write_each(p, ctx, batch).await
+            }
         }
     }
 }

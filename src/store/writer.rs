@@ -380,7 +380,7 @@ async fn attempt(
     held: &mut HeldConnection,
     batch: &mut Batch,
 ) -> Result<(), sqlx::Error> {
-    match store.write_bulk(held, batch).await {
+    match store.write_bulk(held, &mut *batch).await {
         Ok(()) => Ok(()),
         Err(e) if classify(store.backend(), &e) == ErrorClass::Retriable => Err(e),
         Err(e) => {
@@ -480,7 +480,7 @@ fn account(stats: &WriterStats, batch: &Batch) {
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
     for (record, fate) in batch.records.iter().zip(&batch.fates) {
-        if *fate != Fate::Dropped {
+        if super::batch::is_written(*fate) {
             let waited = now - record.received_at().timestamp_micros();
             stats.latency.record_n(waited, 1);
         }
@@ -490,7 +490,7 @@ fn account(stats: &WriterStats, batch: &Batch) {
             .records
             .iter()
             .zip(&batch.fates)
-            .filter(|(_, f)| **f != Fate::Dropped)
+            .filter(|(_, f)| super::batch::is_written(**f))
             .map(|(r, _)| r),
     );
     stats.last_commit.store(now / 1000, Ordering::Relaxed);

@@ -372,49 +372,111 @@ async fn write_groups(
 pub(crate) async fn write_bulk(
     pool: &PgPool,
     gate: &CopyGate,
-    batch: &Batch,
+    ctx: TxContext<'_>,
+    batch: &mut Batch,
 ) -> Result<(), sqlx::Error> {
-    let groups = Groups::of(batch);
-    let streams = if gate.open() {
-        Streams::encode(&groups)
-    } else {
-        Streams::default()
-    };
-    if !streams.is_empty() {
-        match write_tx(pool, &groups, &streams).await {
+    if gate.open() {
+        let mut copied = false;
+        match write_tx(pool, ctx, batch, Some(&mut copied)).await {
             Ok(()) => {
-                gate.copied();
+                if copied {
+                    gate.copied();
+                }
                 return Ok(());
             }
             Err(e) if classify(Backend::Postgres, &e) == ErrorClass::Retriable => return Err(e),
-            Err(e) => {
+            Err(e) if copied => {
                 gate.refused();
                 tracing::debug!(
                     error = %e,
                     "COPY refused the batch; writing it with ON CONFLICT DO NOTHING"
                 );
             }
+            Err(e) => return Err(e),
         }
     }
-    write_tx(pool, &groups, &Streams::default()).await
+    write_tx(pool, ctx, batch, None).await
 }
 
-/// One transaction holding every group.
+/// What every write transaction of a daemon does before its inserts.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TxContext<'a> {
+    /// Cluster fencing, with `[cluster]`.
+    pub fence: Option<&'a super::Fence>,
+    /// The `node` column value of `connections` and `session_events` rows.
+    pub node: Option<&'a str>,
+}
+
+/// Inside `conn`'s transaction: names the node for the `node` column defaults
+/// (migration 0005) and fences the batch, marking the records of sources whose
+/// lease is no longer this node's as fenced. A fenced record is never unmarked: a
+/// lease does not come back under the same term.
+async fn prepare(
+    conn: &mut PgConnection,
+    ctx: TxContext<'_>,
+    batch: &mut Batch,
+) -> Result<(), sqlx::Error> {
+    if let Some(node) = ctx.node {
+        sqlx::query("SELECT set_config('wsvault.node', $1, true)")
+            .bind(node)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let Some(fence) = ctx.fence else {
+        return Ok(());
+    };
+    let sources = batch.live_sources();
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let lost = crate::cluster::fence_batch(
+        conn,
+        &fence.node,
+        &fence.view,
+        sources.iter().map(String::as_str),
+    )
+    .await?;
+    for source in lost {
+        let n = batch.fence_source(&source);
+        crate::cluster::metrics::fenced_records(&source, n);
+        let _ = fence.fenced.send(source);
+    }
+    Ok(())
+}
+
+/// One transaction holding the whole batch; `COPY` for the big tables when `copied`
+/// is given (set to whether any `COPY` ran).
 async fn write_tx(
     pool: &PgPool,
-    groups: &Groups<'_>,
-    streams: &Streams,
+    ctx: TxContext<'_>,
+    batch: &mut Batch,
+    copied: Option<&mut bool>,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    write_groups(&mut tx, groups, streams).await?;
+    prepare(&mut tx, ctx, batch).await?;
+    let groups = Groups::of(batch);
+    let streams = match copied {
+        Some(flag) => {
+            let streams = Streams::encode(&groups);
+            *flag = !streams.is_empty();
+            streams
+        }
+        None => Streams::default(),
+    };
+    write_groups(&mut tx, &groups, &streams).await?;
     tx.commit().await
 }
 
 /// Writes the batch record by record in one transaction, a savepoint per record; a
 /// refused record is swapped for its `rejected` row. Returns an error only for
 /// failures that are not about one record (the caller retries the whole batch).
-pub(crate) async fn write_each(pool: &PgPool, batch: &mut Batch) -> Result<(), sqlx::Error> {
+pub(crate) async fn write_each(
+    pool: &PgPool,
+    ctx: TxContext<'_>,
+    batch: &mut Batch,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    prepare(&mut tx, ctx, batch).await?;
     for i in 0..batch.records.len() {
         if !batch.is_live(i) {
             continue;
