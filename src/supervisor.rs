@@ -299,7 +299,12 @@ impl Supervisor {
                 if self.sessions.contains_key(&source) {
                     return;
                 }
-                let Some(cfg) = self.config.sources.iter().find(|s| s.name == source).cloned()
+                let Some(cfg) = self
+                    .config
+                    .sources
+                    .iter()
+                    .find(|s| s.name == source)
+                    .cloned()
                 else {
                     return;
                 };
@@ -322,7 +327,10 @@ impl Supervisor {
                 self.close_session(&lost.source, false);
             }
             Event::Handover(lease) => {
-                tracing::info!(source = lease.source, "handing the source over to another node");
+                tracing::info!(
+                    source = lease.source,
+                    "handing the source over to another node"
+                );
                 self.close_session(&lease.source, true);
             }
             Event::Superseded(_) => {

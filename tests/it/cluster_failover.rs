@@ -138,7 +138,9 @@ async fn three_daemons_share_fail_over_take_a_share_and_drain() {
     let (a, _da) = fleet.daemon("a", "2s");
     let (b, _db) = fleet.daemon("b", "2s");
     let (mut c, _dc) = fleet.daemon("c", "2s");
-    fleet.wait_balanced(&["a", "b", "c"], 2, &[&a, &b, &c]).await;
+    fleet
+        .wait_balanced(&["a", "b", "c"], 2, &[&a, &b, &c])
+        .await;
 
     // SIGKILL: a's sources are connected by b and c within lease_ttl + backoff.
     let lost = Fleet::held_by(&fleet.holders().await, "a");
@@ -175,7 +177,9 @@ async fn three_daemons_share_fail_over_take_a_share_and_drain() {
 
     // A fourth daemon takes its share (b, c and d hold 2 each).
     let (d, _dd) = fleet.daemon("d", "2s");
-    fleet.wait_balanced(&["b", "c", "d"], 2, &[&b, &c, &d]).await;
+    fleet
+        .wait_balanced(&["b", "c", "d"], 2, &[&b, &c, &d])
+        .await;
 
     // SIGTERM: b's sources move at once, well under the ttl.
     let drained = Fleet::held_by(&fleet.holders().await, "b");
@@ -201,15 +205,27 @@ async fn three_daemons_share_fail_over_take_a_share_and_drain() {
     fleet.wait_balanced(&["c", "d"], 3, &[&c, &d]).await;
 
     // Never two live connections to one source, no typed row twice.
-    assert_eq!(fleet.max_open(), vec![1; SOURCES], "a source had two live connections");
-    assert_eq!(duplicate_keys(&fleet.store).await, 0, "typed rows duplicated");
+    assert_eq!(
+        fleet.max_open(),
+        vec![1; SOURCES],
+        "a source had two live connections"
+    );
+    assert_eq!(
+        duplicate_keys(&fleet.store).await,
+        0,
+        "typed rows duplicated"
+    );
     let nodes = fetch_cells(
         &fleet.store,
         "SELECT DISTINCT node FROM connections WHERE node IS NOT NULL ORDER BY node",
     )
     .await;
     let nodes: Vec<String> = nodes.iter().map(|r| r[0].text()).collect();
-    assert_eq!(nodes, ["a", "b", "c", "d"], "connections.node names the writer");
+    assert_eq!(
+        nodes,
+        ["a", "b", "c", "d"],
+        "connections.node names the writer"
+    );
     assert_eq!(
         scalar(
             &fleet.store,
@@ -235,7 +251,8 @@ async fn a_frozen_daemon_writes_nothing_for_the_sources_it_lost_and_rejoins() {
     a.signal("STOP");
     wait_until(LIMIT, "b to take a's sources", || async {
         let h = fleet.holders().await;
-        lost.iter().all(|i| h.get(&name(*i)).is_some_and(|x| x == "b"))
+        lost.iter()
+            .all(|i| h.get(&name(*i)).is_some_and(|x| x == "b"))
     })
     .await;
     // The moment b took them, by the database clock.
@@ -319,9 +336,16 @@ async fn a_second_daemon_with_a_taken_node_name_refuses_to_start() {
     let (status, body) = get(&addr, "/healthz").await;
     assert_eq!(status, 200, "{body}");
     let (_, metrics) = get(&addr, "/metrics").await;
-    assert_eq!(sample(&metrics, "wsvault_leases_held"), Some(0.0), "{metrics}");
+    assert_eq!(
+        sample(&metrics, "wsvault_leases_held"),
+        Some(0.0),
+        "{metrics}"
+    );
     assert_eq!(fleet.holders().await.len(), 1);
-    assert_eq!(fleet.holders().await.get("fleet-0").map(String::as_str), Some("same"));
+    assert_eq!(
+        fleet.holders().await.get("fleet-0").map(String::as_str),
+        Some("same")
+    );
     assert_eq!(fleet.max_open(), vec![1]);
     standby.stop().await;
     first.stop().await;
@@ -360,7 +384,10 @@ async fn measure_failover_handover_and_load() {
                 .all(|(i, n)| fleet.connections(*i) > *n && fleet.open()[*i] == 1)
         })
         .await;
-        eprintln!("MEASURE failover after SIGKILL, lease_ttl {ttl}: {:?}", t.elapsed());
+        eprintln!(
+            "MEASURE failover after SIGKILL, lease_ttl {ttl}: {:?}",
+            t.elapsed()
+        );
         let (c, _dc) = fleet.daemon("c", ttl);
         fleet.wait_balanced(&["b", "c"], 3, &[&b, &c]).await;
         let moving = Fleet::held_by(&fleet.holders().await, "c");
@@ -374,7 +401,10 @@ async fn measure_failover_handover_and_load() {
                 .all(|(i, n)| fleet.connections(*i) > *n && fleet.open()[*i] == 1)
         })
         .await;
-        eprintln!("MEASURE handover on SIGTERM, lease_ttl {ttl}: {:?}", t.elapsed());
+        eprintln!(
+            "MEASURE handover on SIGTERM, lease_ttl {ttl}: {:?}",
+            t.elapsed()
+        );
         b.stop().await;
     }
     // At rest: no upstream data, only the lease loop (and the id slot) talk to the
