@@ -38,8 +38,13 @@ impl Fleet {
     }
 
     /// The same config file for every node; only `node` differs.
+    /// An empty `node` leaves `[cluster]` out (one daemon records every source).
     fn config(&self, node: &str, ttl: &str) -> String {
-        let mut rest = format!("[cluster]\nnode = \"{node}\"\nlease_ttl = \"{ttl}\"\n");
+        let mut rest = if node.is_empty() {
+            String::new()
+        } else {
+            format!("[cluster]\nnode = \"{node}\"\nlease_ttl = \"{ttl}\"\n")
+        };
         for (i, sim) in self.sims.iter().enumerate() {
             rest.push_str(&format!(
                 "[[sources]]\nname = \"{}\"\nkind = \"navixy\"\nurl = \"{}\"\n{}\n\
@@ -407,8 +412,9 @@ async fn measure_failover_handover_and_load() {
         );
         b.stop().await;
     }
-    // At rest: no upstream data, only the lease loop (and the id slot) talk to the
-    // database. Two nodes, default renew_every (a third of 15 s).
+    // At rest: no tracker data, only server heartbeats, so the database load is the
+    // sessions' lifecycle plus what the cluster adds. Measured once with one daemon
+    // without [cluster], once with two cluster nodes; the difference is the cluster's.
     let Some(mut fleet) = Fleet::start(0).await else {
         return;
     };
@@ -422,15 +428,32 @@ async fn measure_failover_handover_and_load() {
             .await,
         );
     }
+    let rate = |fleet: &Fleet| {
+        let store = fleet.store.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let (c0, t) = (commits(&store).await, Instant::now());
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let c1 = commits(&store).await;
+            (c1 - c0 - 1) as f64 / t.elapsed().as_secs_f64()
+        }
+    };
+    let (alone, _d0) = fleet.daemon("", "15s");
+    wait_until(LIMIT, "every source connected", || async {
+        fleet.open().iter().all(|o| *o == 1)
+    })
+    .await;
+    let without = rate(&fleet).await;
+    alone.stop().await;
     let (a, _da) = fleet.daemon("a", "15s");
     let (b, _db) = fleet.daemon("b", "15s");
     fleet.wait_balanced(&["a", "b"], 3, &[&a, &b]).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (c0, t) = (commits(&fleet.store).await, Instant::now());
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    let c1 = commits(&fleet.store).await;
-    let per_node = (c1 - c0 - 2) as f64 / t.elapsed().as_secs_f64() / 2.0;
-    eprintln!("MEASURE at rest, lease_ttl 15s: {per_node:.2} committed transactions/s per node");
+    let with = rate(&fleet).await;
+    eprintln!(
+        "MEASURE at rest: {without:.2} transactions/s with one daemon without [cluster], \
+         {with:.2} with two cluster nodes (lease_ttl 15s): {:.2} more per node",
+        (with - without) / 2.0
+    );
     a.stop().await;
     b.stop().await;
 }
