@@ -33,6 +33,27 @@ pub enum SupervisorError {
     /// `[http] listen` could not be bound.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// The node number of row ids could not be claimed.
+    #[error(transparent)]
+    IdSlot(#[from] crate::id_slots::IdSlotError),
+    /// `[cluster]`: the node name is taken, or this daemon was superseded.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+}
+
+/// With `[cluster]`: the supervisor's side of the lease loop.
+struct ClusterRun {
+    handle: crate::cluster::Handle,
+    events: tokio::sync::mpsc::UnboundedReceiver<crate::cluster::Event>,
+    /// Sources the writer fenced: their lease is gone, stop their sessions.
+    fenced: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// The cluster's own pool, so a busy writer never delays a renewal.
+    store: Store,
+    /// Sessions closing after a lease loss or for a handover; `Some(source)` asks
+    /// for the lease to be released once its last rows are committed.
+    closing: tokio::task::JoinSet<Option<String>>,
+    /// Set when another daemon registered this node name.
+    superseded: bool,
 }
 
 /// A running daemon: the writer, its sink, and one session per source.
@@ -54,6 +75,10 @@ pub struct Supervisor {
     /// while sources make their first attempts waits its turn instead of killing the
     /// process with queued records (the default action of both).
     signals: signal_hook_tokio::Signals,
+    /// Renews this process's node number of row ids; released after the writer drained.
+    id_keeper: Option<crate::id_slots::Keeper>,
+    /// `[cluster]`: sources start only when their lease is gained.
+    cluster: Option<ClusterRun>,
 }
 
 impl Supervisor {
@@ -66,11 +91,39 @@ impl Supervisor {
         let store = Store::connect(&config.storage).await?;
         notify(&[sd_notify::NotifyState::Status("running migrations")]);
         extend_while("running migrations", store.migrate()).await?;
+        let node = match &config.cluster {
+            Some(c) => c.node.clone(),
+            None => crate::config::host_name().unwrap_or_default(),
+        };
+        if !node.is_empty() {
+            store.set_node(&node);
+        }
+        let holder = format!("{node} pid {}", std::process::id());
+        let id_keeper = crate::id_slots::claim_and_install(&store, &holder)
+            .await?
+            .keep(store.clone());
+        let cluster = match &config.cluster {
+            None => None,
+            Some(c) => match start_cluster(&config, c, &store).await {
+                Ok(run) => Some(run),
+                Err(e) => {
+                    if let Err(e) = id_keeper.release().await {
+                        tracing::warn!("releasing the id slot failed: {e}");
+                    }
+                    store.close().await;
+                    return Err(e);
+                }
+            },
+        };
         let signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
             .map_err(SupervisorError::Signals)?;
         tracing::debug!("signal handlers installed");
         let (sink, writer) = Writer::spawn(store.clone(), &config.storage);
-        close_abandoned(&store, &config, &sink).await;
+        if cluster.is_none() {
+            // With [cluster] a source's abandoned connections are closed when its
+            // lease is gained: only then is it sure that no live node records it.
+            close_abandoned(&store, &config.sources, &sink).await;
+        }
         let registry = Registry::new(writer.stats(), &config.storage);
         let http = match config.http.listen {
             None => None,
@@ -98,9 +151,13 @@ impl Supervisor {
             retention: None,
             watchdog: None,
             signals,
+            id_keeper: Some(id_keeper),
+            cluster,
         };
-        for source in sup.config.sources.clone() {
-            sup.start_source(source).await;
+        if sup.cluster.is_none() {
+            for source in sup.config.sources.clone() {
+                sup.start_source(source, crate::backfill::Cause::Down).await;
+            }
         }
         let (subscribed, total) =
             wait_first_attempts(&sup.registry, first_attempt_limit(&sup.config)).await;
@@ -139,7 +196,7 @@ impl Supervisor {
         self.writer.stats()
     }
 
-    async fn start_source(&mut self, source: SourceConfig) {
+    async fn start_source(&mut self, source: SourceConfig, cause: crate::backfill::Cause) {
         if source.url.scheme() == "ws" && !is_loopback(&source.url) {
             tracing::warn!(
                 source = %source.name,
@@ -157,7 +214,8 @@ impl Supervisor {
             old.abort();
         }
         let backfill =
-            crate::backfill::Backfill::start(&source, &self.store, self.sink.clone()).await;
+            crate::backfill::Backfill::start_after(&source, &self.store, self.sink.clone(), cause)
+                .await;
         let links = backfill
             .as_ref()
             .map(|b| session::Links {
@@ -190,8 +248,24 @@ impl Supervisor {
     ) -> Result<WriterReport, SupervisorError> {
         tokio::pin!(stop);
         loop {
+            if self.cluster.as_ref().is_some_and(|c| c.superseded) {
+                break;
+            }
             tokio::select! {
                 _ = &mut stop => break,
+                msg = next_cluster_message(&mut self.cluster) => match msg {
+                    ClusterMsg::Event(event) => self.on_cluster_event(event).await,
+                    ClusterMsg::Fenced(source) => {
+                        tracing::warn!(source, "the writer fenced this source: its lease is gone; stopping its session");
+                        self.close_session(&source, false);
+                    }
+                    ClusterMsg::Closed(Some(source)) => {
+                        if let Some(c) = &self.cluster {
+                            c.handle.release(&source);
+                        }
+                    }
+                    ClusterMsg::Closed(None) => {}
+                },
                 sig = self.signals.next() => match sig {
                     Some(SIGTERM) | Some(SIGINT) | None => {
                         tracing::info!("shutdown requested");
@@ -204,7 +278,106 @@ impl Supervisor {
                 }
             }
         }
-        Ok(self.shutdown().await)
+        let superseded = self.cluster.as_ref().is_some_and(|c| c.superseded);
+        let node = self
+            .config
+            .cluster
+            .as_ref()
+            .map(|c| c.node.clone())
+            .unwrap_or_default();
+        let report = self.shutdown().await;
+        if superseded {
+            return Err(crate::cluster::ClusterError::Superseded {
+                node,
+                lost: Vec::new(),
+            }
+            .into());
+        }
+        Ok(report)
+    }
+
+    /// Acts on what the lease loop asks.
+    async fn on_cluster_event(&mut self, event: crate::cluster::Event) {
+        use crate::cluster::Event;
+        match event {
+            Event::Start(acq) => {
+                let source = acq.lease.source.clone();
+                if self.sessions.contains_key(&source) {
+                    return;
+                }
+                let Some(cfg) = self
+                    .config
+                    .sources
+                    .iter()
+                    .find(|s| s.name == source)
+                    .cloned()
+                else {
+                    return;
+                };
+                tracing::info!(
+                    source,
+                    term = acq.lease.term,
+                    previous = acq.previous_holder.as_deref().unwrap_or("none"),
+                    "lease gained; starting the source"
+                );
+                close_abandoned(&self.store, std::slice::from_ref(&cfg), &self.sink).await;
+                let cause = if acq.follows_another_holder() {
+                    crate::backfill::Cause::Handover
+                } else {
+                    crate::backfill::Cause::Down
+                };
+                self.start_source(cfg, cause).await;
+            }
+            Event::Stop(lost) => {
+                tracing::warn!(source = lost.source, "lease lost; stopping the source");
+                self.close_session(&lost.source, false);
+            }
+            Event::Handover(lease) => {
+                tracing::info!(
+                    source = lease.source,
+                    "handing the source over to another node"
+                );
+                self.close_session(&lease.source, true);
+            }
+            Event::Superseded(_) => {
+                tracing::error!("another daemon registered this node name; stopping every source");
+                let names: Vec<String> = self.sessions.keys().cloned().collect();
+                for n in names {
+                    self.close_session(&n, false);
+                }
+                if let Some(c) = &mut self.cluster {
+                    c.superseded = true;
+                }
+            }
+        }
+    }
+
+    /// Closes a source's session with `Command::Handover` (suspended, initiator
+    /// `handover`, close 1000) in the background; with `release`, the lease is
+    /// released once the session ended and the writer committed its last rows.
+    fn close_session(&mut self, source: &str, release: bool) {
+        let session = self.sessions.remove(source);
+        if let Some(b) = self.backfills.remove(source) {
+            b.abort();
+        }
+        if session.is_some() {
+            self.registry.retire(source);
+        }
+        let stats = self.writer.stats();
+        let Some(c) = &mut self.cluster else {
+            return;
+        };
+        let name = source.to_string();
+        c.closing.spawn(async move {
+            if let Some(mut s) = session {
+                s.command(Command::Handover);
+                s.join().await;
+            }
+            if release {
+                wait_committed(&stats, Duration::from_secs(5)).await;
+            }
+            release.then_some(name)
+        });
     }
 
     fn suspend_all(&mut self, suspend: bool) {
@@ -269,7 +442,7 @@ impl Supervisor {
                     if let Some(h) = self.sessions.remove(&name) {
                         h.stop().await;
                     }
-                    self.start_source(cfg).await;
+                    self.start_source(cfg, crate::backfill::Cause::Down).await;
                 }
                 None => {
                     tracing::info!(source = %name, "reload: source removed, closing it");
@@ -285,9 +458,17 @@ impl Supervisor {
         }
         for (name, cfg) in wanted {
             tracing::info!(source = %name, "reload: source added");
-            self.start_source(cfg).await;
+            if self.cluster.is_none() {
+                self.start_source(cfg, crate::backfill::Cause::Down).await;
+            }
         }
         self.config.sources = new.sources;
+        if let Some(c) = &self.cluster {
+            // Added sources start when their lease is gained; leases of removed ones
+            // come back as handovers and are released.
+            c.handle
+                .set_sources(self.config.sources.iter().map(|s| s.name.clone()).collect());
+        }
         tracing::info!(sources = self.sessions.len(), "configuration reloaded");
     }
 
@@ -305,8 +486,16 @@ impl Supervisor {
             retention,
             watchdog,
             mut signals,
+            id_keeper,
+            cluster,
             ..
         } = self;
+        let cluster = cluster.map(|mut c| {
+            // Sessions already closing end on their own; the shutdown releases
+            // every lease after the writer drained.
+            c.closing.abort_all();
+            c
+        });
         // Backfills hold record sinks too; a gap they were filling stays `running`
         // and resumes from its saved progress at the next start.
         for b in backfills.values() {
@@ -375,6 +564,18 @@ impl Supervisor {
             }
         };
         watcher.abort();
+        if let Some(c) = cluster {
+            match c.handle.shutdown().await {
+                Ok(n) => tracing::info!(released = n, "leases released"),
+                Err(e) => tracing::warn!("releasing the leases failed ({e}); they expire instead"),
+            }
+            c.store.close().await;
+        }
+        if let Some(k) = id_keeper
+            && let Err(e) = k.release().await
+        {
+            tracing::warn!("releasing the id slot failed: {e}");
+        }
         if let Some(h) = http {
             h.stop().await;
         }
@@ -392,8 +593,8 @@ impl Supervisor {
 /// Closes the connections a killed or crashed previous run left open, recording
 /// their blind periods, before any source connects. A failed read is logged and
 /// start goes on: the rows stay as they were, nothing new is lost.
-async fn close_abandoned(store: &Store, config: &Config, sink: &RecordSink) {
-    let names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+async fn close_abandoned(store: &Store, sources: &[SourceConfig], sink: &RecordSink) {
+    let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
     let records = match store.abandoned_connections(&names).await {
         Ok(r) => r,
         Err(e) => {
@@ -416,6 +617,90 @@ async fn close_abandoned(store: &Store, config: &Config, sink: &RecordSink) {
         if sink.send(r).await.is_err() {
             break;
         }
+    }
+}
+
+/// Connects the cluster's own pool, registers the node and starts the lease loop.
+/// The writer's store fences every batch with the loop's view from here on.
+async fn start_cluster(
+    config: &Config,
+    cfg: &crate::config::ClusterConfig,
+    store: &Store,
+) -> Result<ClusterRun, SupervisorError> {
+    let cluster_store = Store::connect(&config.storage).await?;
+    let Some(pool) = cluster_store.postgres_pool().cloned() else {
+        cluster_store.close().await;
+        return Err(StoreError::UnsupportedScheme {
+            url: store.shown_url().to_string(),
+        }
+        .into());
+    };
+    let names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+    let cluster = match crate::cluster::Cluster::register(pool, cfg, &names).await {
+        Ok(c) => c,
+        Err(e) => {
+            cluster_store.close().await;
+            return Err(e.into());
+        }
+    };
+    let (fenced_tx, fenced) = tokio::sync::mpsc::unbounded_channel();
+    store.set_fence(crate::store::Fence {
+        node: cfg.node.clone(),
+        view: cluster.fence_view(),
+        fenced: fenced_tx,
+    });
+    let (handle, events) = crate::cluster::spawn(cluster);
+    tracing::info!(node = %cfg.node, "joined the cluster; sources start as their leases are gained");
+    Ok(ClusterRun {
+        handle,
+        events,
+        fenced,
+        store: cluster_store,
+        closing: tokio::task::JoinSet::new(),
+        superseded: false,
+    })
+}
+
+/// One thing the cluster side has for the supervisor loop.
+enum ClusterMsg {
+    Event(crate::cluster::Event),
+    Fenced(String),
+    /// A closing session ended; `Some` asks for its lease to be released.
+    Closed(Option<String>),
+}
+
+/// The next [`ClusterMsg`]; never resolves without `[cluster]` (or once the loop ended).
+async fn next_cluster_message(c: &mut Option<ClusterRun>) -> ClusterMsg {
+    let Some(c) = c else {
+        return std::future::pending().await;
+    };
+    let has_closing = !c.closing.is_empty();
+    tokio::select! {
+        Some(e) = c.events.recv() => ClusterMsg::Event(e),
+        Some(s) = c.fenced.recv() => ClusterMsg::Fenced(s),
+        Some(r) = c.closing.join_next(), if has_closing => match r {
+            Ok(r) => ClusterMsg::Closed(r),
+            Err(e) => {
+                tracing::error!("closing a session failed: {e}");
+                ClusterMsg::Closed(None)
+            }
+        },
+        else => std::future::pending().await,
+    }
+}
+
+/// Waits until the writer has nothing queued and no batch in hand, so the rows a
+/// closed session sent are committed (or `limit` passed: fencing then keeps any
+/// late row of a released source out).
+async fn wait_committed(stats: &crate::store::WriterStats, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if stats.queue_depth() == 0
+            && stats.busy_since.load(std::sync::atomic::Ordering::Relaxed) == 0
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

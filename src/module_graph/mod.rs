@@ -8,7 +8,10 @@
 //! every `super::…` path that climbs to the crate root names a top-level module;
 //! inline `mod x { … }` blocks are followed so `super` resolves correctly. An edge
 //! `a -> b` means a file under `a` names `b`. The test prints every edge and fails
-//! with the cycle it finds. `WSVAULT_MODULE_GRAPH_SRC=/path/to/src` scans another
+//! with the cycle it finds. Test code is not part of the graph: a file named
+//! `tests.rs` or under a `tests/` directory, and the `#[cfg(test)]` modules of
+//! `lib.rs`, may use any module to set a scene (a lease test starts a store and a
+//! simulator). `WSVAULT_MODULE_GRAPH_SRC=/path/to/src` scans another
 //! tree (to show the graph of an older checkout).
 
 mod scan;
@@ -34,6 +37,13 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Whether `file` holds only test code (see the module comment).
+fn is_test_code(src: &Path, file: &Path) -> bool {
+    let rel = file.strip_prefix(src).unwrap_or(file);
+    rel.components()
+        .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "tests.rs")
+}
+
 /// The top-level module graph of the crate whose sources are in `src`.
 fn graph(src: &Path) -> Graph {
     let lib = std::fs::read_to_string(src.join("lib.rs")).expect("src/lib.rs");
@@ -44,6 +54,9 @@ fn graph(src: &Path) -> Graph {
     let mut g = Graph::new();
     for file in files {
         let path = module_path(src, &file);
+        if is_test_code(src, &file) {
+            continue;
+        }
         let Some(top) = path.first().filter(|t| tops.contains(*t)) else {
             continue; // lib.rs, main.rs, or a file no module declares
         };

@@ -14,6 +14,18 @@ pub(super) fn top_modules(lib_rs: &str) -> BTreeSet<String> {
             out.insert(w[1].clone());
         }
     }
+    // `#[cfg(test)] mod x;` is test code, not a part of the shipped graph.
+    let mut test_only = false;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("#[cfg(test)]") {
+            test_only = true;
+            continue;
+        }
+        if test_only && let Some(name) = line.split_whitespace().find_map(|w| w.strip_suffix(';')) {
+            out.remove(name);
+        }
+        test_only = false;
+    }
     out
 }
 

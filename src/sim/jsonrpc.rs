@@ -135,6 +135,9 @@ pub struct JsonRpcStats {
     pub connections: u64,
     /// WebSocket connections currently open.
     pub open_connections: u64,
+    /// The most connections ever open at once: a test that one client at a time
+    /// holds the stream (cluster handovers) asserts it stays 1.
+    pub max_open_connections: u64,
     /// Connections dropped on purpose.
     pub drops: u64,
     /// Connections closed on purpose with a close frame (`close_now`).

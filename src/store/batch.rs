@@ -24,6 +24,9 @@ pub(crate) enum Fate {
     Substituted,
     /// Even the `rejected` row was refused: counted as lost and skipped from now on.
     Dropped,
+    /// Its source's lease is no longer this node's (cluster fencing): not written,
+    /// because the new holder records that stream. Counted as fenced, not lost.
+    Fenced,
 }
 
 /// The records of one batch and their fates, index for index.
@@ -47,7 +50,30 @@ impl Batch {
 
     /// Whether record `i` still has to be written (it was not given up on).
     pub fn is_live(&self, i: usize) -> bool {
-        self.fates[i] != Fate::Dropped
+        is_written(self.fates[i])
+    }
+
+    /// The distinct sources of the records still to be written.
+    pub fn live_sources(&self) -> Vec<String> {
+        let mut out: Vec<String> = (0..self.records.len())
+            .filter(|i| self.is_live(*i))
+            .map(|i| self.records[i].source().to_string())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Marks every live record of `source` as [`Fate::Fenced`]; returns how many.
+    pub fn fence_source(&mut self, source: &str) -> u64 {
+        let mut n = 0;
+        for i in 0..self.records.len() {
+            if self.is_live(i) && self.records[i].source() == source {
+                self.fates[i] = Fate::Fenced;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Notes that the database refused record `i` for good. The first refusal swaps
@@ -66,7 +92,7 @@ impl Batch {
                 self.fates[i] = Fate::Substituted;
                 true
             }
-            Fate::Substituted | Fate::Dropped => {
+            Fate::Substituted | Fate::Dropped | Fate::Fenced => {
                 emit(RejectedRowRefused {
                     source: self.records[i].source(),
                     error: &text,
@@ -82,6 +108,11 @@ impl Batch {
         self.records.clear();
         self.fates.clear();
     }
+}
+
+/// Whether a record of this fate goes (or went) into the database.
+pub(crate) fn is_written(fate: Fate) -> bool {
+    matches!(fate, Fate::Pending | Fate::Substituted)
 }
 
 /// One batch viewed table by table; every list keeps arrival order.
@@ -101,11 +132,11 @@ pub(crate) struct Groups<'a> {
 }
 
 impl<'a> Groups<'a> {
-    /// Groups every record of `batch` whose fate is not [`Fate::Dropped`].
+    /// Groups every record of `batch` that is still to be written ([`is_written`]).
     pub fn of(batch: &'a Batch) -> Self {
         let mut g = Groups::default();
         for (record, fate) in batch.records.iter().zip(&batch.fates) {
-            if *fate != Fate::Dropped {
+            if is_written(*fate) {
                 g.push(record);
             }
         }

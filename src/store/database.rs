@@ -111,6 +111,19 @@ pub(crate) trait Database: Send + Sync + 'static {
     fn postgres_pool(&self) -> Option<&PgPool> {
         None
     }
+
+    /// Turns cluster fencing on for every batch written from now on. Only
+    /// PostgreSQL has `[cluster]` (config refuses it with SQLite), so the default
+    /// ignores it.
+    fn set_fence(&self, fence: super::Fence) {
+        let _ = fence;
+    }
+
+    /// Names this daemon in the `node` column of the lifecycle rows it writes
+    /// (PostgreSQL; SQLite keeps the column NULL).
+    fn set_node(&self, node: &str) {
+        let _ = node;
+    }
 }
 
 /// The writer's side of a backend: writes one batch per call, in one transaction.
@@ -119,7 +132,9 @@ pub(crate) trait Database: Send + Sync + 'static {
 /// statements that must commit or fail with the batch belong.
 pub(crate) trait BatchWriter: Send {
     /// One transaction with every live record of the batch; any error rolls back all.
-    fn write_bulk<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+    /// Takes the batch mutably because fencing may mark records it must not write.
+    fn write_bulk<'a>(&'a mut self, batch: &'a mut Batch)
+    -> BoxFuture<'a, Result<(), sqlx::Error>>;
 
     /// One transaction, a savepoint per record, refused records swapped for their
     /// `rejected` rows ([`super::transact::write_each`]).

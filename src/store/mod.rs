@@ -136,6 +136,19 @@ pub struct Store {
     shown_url: Arc<str>,
 }
 
+/// What the writer needs to fence its batches (see [`crate::cluster::fence`]): a
+/// batch writes rows of a source only while, in the same transaction, the lease is
+/// still this node's under the term it was acquired with.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    /// This node's name, as the `leases.holder` column says it.
+    pub node: String,
+    /// The leases held, kept current by the cluster loop.
+    pub view: crate::cluster::FenceView,
+    /// Told the source of every fenced record, so the supervisor stops its session.
+    pub fenced: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
@@ -201,6 +214,18 @@ impl Store {
             db,
             shown_url: shown,
         })
+    }
+
+    /// Turns cluster fencing on for every batch this store (and its clones) writes.
+    /// Set once, before the first record of a leased source; later calls are ignored.
+    pub fn set_fence(&self, fence: Fence) {
+        self.db.set_fence(fence);
+    }
+
+    /// Names the daemon in the `node` column of the `connections` and
+    /// `session_events` rows it writes from now on (PostgreSQL; set once).
+    pub fn set_node(&self, node: &str) {
+        self.db.set_node(node);
     }
 
     /// The backend chosen from the URL scheme.

@@ -127,7 +127,7 @@ impl WriterStats {
             .map(|d| d.as_micros() as i64)
             .unwrap_or(0);
         for (record, fate) in batch.records.iter().zip(&batch.fates) {
-            if *fate != Fate::Dropped {
+            if super::batch::is_written(*fate) {
                 let waited = now - record.received_at().timestamp_micros();
                 self.latency.record_n(waited, 1);
             }
@@ -175,7 +175,7 @@ impl Committed {
     fn add(&self, batch: &Batch) {
         let mut tally: Vec<(&SourceName, &'static str, u64)> = Vec::new();
         for (r, fate) in batch.records.iter().zip(&batch.fates) {
-            if *fate == Fate::Dropped {
+            if !super::batch::is_written(*fate) {
                 continue;
             }
             let (source, kind) = (r.source_name(), r.kind());

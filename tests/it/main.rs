@@ -12,6 +12,7 @@ mod support;
 
 mod bench_smoke;
 mod cluster_config;
+mod cluster_failover;
 mod config_check;
 mod contrib_monitoring;
 mod jsonrpc_notifications;

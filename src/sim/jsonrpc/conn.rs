@@ -78,6 +78,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
     shared.stats.update(|s| {
         s.connections += 1;
         s.open_connections += 1;
+        s.max_open_connections = s.max_open_connections.max(s.open_connections);
         let record = JsonRpcConnection {
             id,
             target: head.target.clone(),

@@ -271,6 +271,9 @@ pub struct NavixyStats {
     pub connections: u64,
     /// WebSocket connections currently open.
     pub open_connections: u64,
+    /// The most connections ever open at once: a test that one client at a time
+    /// holds the stream (cluster handovers) asserts it stays 1.
+    pub max_open_connections: u64,
     /// Connections dropped on purpose (drop switch or drop period).
     pub drops: u64,
     /// Upgrades refused (wrong path, unsupported framework version).

@@ -61,6 +61,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream) {
         shared.stats.update(|s| {
             s.connections += 1;
             s.open_connections += 1;
+            s.max_open_connections = s.max_open_connections.max(s.open_connections);
             push_capped(&mut s.connect_targets, head.target.clone());
             push_capped(&mut s.connect_times, std::time::Instant::now());
             s.last_connect_query = head.query().map(str::to_owned);

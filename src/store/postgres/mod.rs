@@ -27,6 +27,9 @@ mod writer;
 /// The PostgreSQL backend behind [`Database`].
 pub(crate) struct PgDb {
     pool: PgPool,
+    /// Cluster fencing and the `node` column value, set once by the supervisor and
+    /// shared with every writer this backend hands out.
+    cluster: Arc<writer::TxSetup>,
 }
 
 impl PgDb {
@@ -34,6 +37,7 @@ impl PgDb {
     pub(crate) async fn connect(url: &str, ca_file: Option<&Path>) -> Result<PgDb, sqlx::Error> {
         Ok(PgDb {
             pool: connect(url, ca_file).await?,
+            cluster: Arc::default(),
         })
     }
 }
@@ -146,7 +150,11 @@ impl Database for PgDb {
     }
 
     fn batch_writer(&self, stats: Arc<WriterStats>) -> Box<dyn BatchWriter> {
-        Box::new(writer::PgWriter::new(self.pool.clone(), stats))
+        Box::new(writer::PgWriter::new(
+            self.pool.clone(),
+            stats,
+            self.cluster.clone(),
+        ))
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
@@ -155,5 +163,13 @@ impl Database for PgDb {
 
     fn postgres_pool(&self) -> Option<&PgPool> {
         Some(&self.pool)
+    }
+
+    fn set_fence(&self, fence: super::Fence) {
+        let _ = self.cluster.fence.set(fence);
+    }
+
+    fn set_node(&self, node: &str) {
+        let _ = self.cluster.node.set(node.to_string());
     }
 }

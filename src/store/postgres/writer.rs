@@ -20,51 +20,116 @@ use crate::store::{Backend, transact};
 use crate::telemetry::emit;
 use crate::telemetry::events::CopyRefused;
 use futures_util::future::BoxFuture;
+use sqlx::PgConnection;
 use sqlx::postgres::PgPool;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// What every write transaction of this daemon does before its inserts, set once by
+/// the supervisor: cluster fencing with `[cluster]`, and the `node` column value of
+/// `connections` and `session_events` rows (migration 0005's defaults read it).
+#[derive(Debug, Default)]
+pub(crate) struct TxSetup {
+    pub(crate) fence: OnceLock<crate::store::Fence>,
+    pub(crate) node: OnceLock<String>,
+}
+
+impl TxSetup {
+    /// Inside `conn`'s transaction: names the node and fences the batch, marking the
+    /// records of sources whose lease is no longer this node's as fenced. A fenced
+    /// record is never unmarked: a lease does not come back under the same term.
+    async fn prepare(&self, conn: &mut PgConnection, batch: &mut Batch) -> Result<(), sqlx::Error> {
+        if let Some(node) = self.node.get() {
+            sqlx::query("SELECT set_config('wsvault.node', $1, true)")
+                .bind(node.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+        let Some(fence) = self.fence.get() else {
+            return Ok(());
+        };
+        let sources = batch.live_sources();
+        if sources.is_empty() {
+            return Ok(());
+        }
+        let lost = crate::cluster::fence_batch(
+            conn,
+            &fence.node,
+            &fence.view,
+            sources.iter().map(String::as_str),
+        )
+        .await?;
+        for source in lost {
+            let n = batch.fence_source(&source);
+            crate::cluster::metrics::fenced_records(&source, n);
+            let _ = fence.fenced.send(source);
+        }
+        Ok(())
+    }
+}
 
 /// The writer's PostgreSQL state, kept from batch to batch.
 pub(super) struct PgWriter {
     pool: PgPool,
     gate: CopyGate,
     stats: Arc<WriterStats>,
+    setup: Arc<TxSetup>,
 }
 
 impl PgWriter {
-    pub(super) fn new(pool: PgPool, stats: Arc<WriterStats>) -> Self {
+    pub(super) fn new(pool: PgPool, stats: Arc<WriterStats>, setup: Arc<TxSetup>) -> Self {
         PgWriter {
             pool,
             gate: CopyGate::default(),
             stats,
+            setup,
         }
     }
 
-    /// One transaction holding every group.
-    async fn write_tx(&self, groups: &Groups<'_>, streams: &Streams) -> Result<(), sqlx::Error> {
+    /// One transaction holding the whole batch (after fencing); `COPY` for the big
+    /// tables when `copied` is given, set to whether the batch went by `COPY` (so a
+    /// refusal of a batch too small for `COPY` is not taken for a `COPY` refusal).
+    async fn write_tx(
+        &self,
+        batch: &mut Batch,
+        copied: Option<&mut bool>,
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        write_groups(&mut tx, groups, streams).await?;
+        self.setup.prepare(&mut tx, batch).await?;
+        let groups = Groups::of(batch);
+        let streams = match copied {
+            Some(flag) => {
+                let streams = Streams::encode(&groups);
+                *flag = !streams.is_empty();
+                streams
+            }
+            None => Streams::default(),
+        };
+        write_groups(&mut tx, &groups, &streams).await?;
         transact::commit(tx).await
     }
 }
 
 impl BatchWriter for PgWriter {
-    fn write_bulk<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    fn write_bulk<'a>(
+        &'a mut self,
+        batch: &'a mut Batch,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
-            let groups = Groups::of(batch);
-            let streams = if self.gate.open() {
-                Streams::encode(&groups)
-            } else {
-                Streams::default()
-            };
-            if !streams.is_empty() {
-                match self.write_tx(&groups, &streams).await {
+            if self.gate.open() {
+                let mut copied = false;
+                match self.write_tx(batch, Some(&mut copied)).await {
                     Ok(()) => {
-                        self.stats.copy.copied();
+                        if copied {
+                            self.stats.copy.copied();
+                        }
                         return Ok(());
                     }
                     Err(e) if classify(Backend::Postgres, &e) == ErrorClass::Retriable => {
                         return Err(e);
                     }
+                    // Not a `COPY` refusal: the plain statements were refused, which
+                    // the writer handles record by record.
+                    Err(e) if !copied => return Err(e),
                     Err(e) => {
                         self.gate.refused();
                         self.stats.copy.refused();
@@ -74,7 +139,7 @@ impl BatchWriter for PgWriter {
                     }
                 }
             }
-            self.write_tx(&groups, &Streams::default()).await
+            self.write_tx(batch, None).await
         })
     }
 
@@ -84,6 +149,7 @@ impl BatchWriter for PgWriter {
     ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
+            self.setup.prepare(&mut tx, batch).await?;
             transact::write_each(&mut tx, batch).await?;
             transact::commit(tx).await
         })

@@ -61,7 +61,10 @@ async fn begin(conn: &mut SqliteConnection) -> Result<Transaction<'_, Sqlite>, s
 }
 
 impl BatchWriter for SqliteWriter {
-    fn write_bulk<'a>(&'a mut self, batch: &'a Batch) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    fn write_bulk<'a>(
+        &'a mut self,
+        batch: &'a mut Batch,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
             let result = async {
                 let groups = Groups::of(batch);
