@@ -5,7 +5,7 @@
 //! the end), so the [`Cluster`] itself is never shared and a tick is never cancelled
 //! by a `select!` elsewhere.
 
-use super::{Acquired, Change, Cluster, ClusterError, FenceView, Lease, Lost};
+use super::{Acquired, Change, Cluster, ClusterError, FenceView, Lease, Lost, metrics};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -122,6 +122,10 @@ async fn run(
                 let limit = deadline(&cluster);
                 match tokio::time::timeout_at(limit, cluster.tick()).await {
                     Ok(Ok(t)) => {
+                        metrics::tick("ok");
+                        // Every tick, not once: the recorder may be installed after
+                        // the loop starts, and a series registered before it is lost.
+                        metrics::fenced_series(cluster.sources.iter().map(String::as_str));
                         for l in t.stop {
                             let _ = events.send(Event::Stop(l));
                         }
@@ -137,8 +141,14 @@ async fn run(
                         let _ = events.send(Event::Superseded(lost));
                         return;
                     }
-                    Ok(Err(e)) => tracing::warn!("cluster tick failed: {e}"),
-                    Err(_) => tracing::warn!("cluster tick still running at a lease deadline; abandoned"),
+                    Ok(Err(e)) => {
+                        metrics::tick("failed");
+                        tracing::warn!("cluster tick failed: {e}");
+                    }
+                    Err(_) => {
+                        metrics::tick("abandoned");
+                        tracing::warn!("cluster tick still running at a lease deadline; abandoned");
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline(&cluster)) => {}

@@ -6,7 +6,11 @@
 //! - `wsvault_lease_changes_total{reason}` (counter): every lease this daemon gained
 //!   or gave up, by [`Change`].
 //! - `wsvault_fenced_records_total{source}` (counter): records not written because
-//!   the batch found the source's lease gone (the new holder records that stream).
+//!   the batch found the source's lease gone (the new holder records that stream);
+//!   every configured source's series starts at 0, so an alert can use `increase()`.
+//! - `wsvault_cluster_ticks_total{outcome}` (counter): lease-loop ticks (`ok`,
+//!   `failed`, `abandoned`); a node whose `ok` count stops growing renews nothing and
+//!   will lose its sources within the ttl.
 
 /// Why a lease changed hands, as the `reason` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +52,21 @@ impl Change {
 /// Sets `wsvault_leases_held`.
 pub fn leases_held(n: usize) {
     metrics::gauge!("wsvault_leases_held").set(n as f64);
+}
+
+/// Counts one lease-loop tick by outcome in `wsvault_cluster_ticks_total`: the one
+/// series that shows a node which is up but cannot renew (database unreachable).
+pub fn tick(outcome: &'static str) {
+    metrics::counter!("wsvault_cluster_ticks_total", "outcome" => outcome).increment(1);
+}
+
+/// Starts every source's `wsvault_fenced_records_total` series at 0, so the first
+/// fenced records show as an increase rather than as a new series.
+pub fn fenced_series<'a>(sources: impl IntoIterator<Item = &'a str>) {
+    for source in sources {
+        metrics::counter!("wsvault_fenced_records_total", "source" => source.to_string())
+            .increment(0);
+    }
 }
 
 /// Counts one lease change in `wsvault_lease_changes_total`.
