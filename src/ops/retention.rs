@@ -1,17 +1,23 @@
 //! `[retention]`: deletes rows older than each table's limit, on a timer, in small
 //! batches so the writer never waits long behind a prune.
 //!
-//! Each statement deletes at most `batch` rows of one source (`rowid` on SQLite,
-//! `ctid` on PostgreSQL), selected through the table's `(source, time)` index; the
-//! task sleeps briefly between statements so writer transactions interleave. Only
-//! tables listed in [`crate::config::RETENTION_TABLES`] are touched, and a
-//! connection is pruned only once it is closed. This module never deletes a row
-//! younger than its table's limit and never touches the current-state table
-//! `security_sessions`.
+//! Each statement deletes at most `batch` rows of one source, the oldest first: it
+//! walks the table's `(source, time)` index in time order from where the previous
+//! statement stopped, so no statement scans the table, and the cost of a run follows
+//! what it deletes, not the size of the table (`rowid` on SQLite, `ctid` on
+//! PostgreSQL, whose dead index entries of earlier batches are skipped by starting
+//! each walk at the previous batch's newest deleted time). The sources come from the
+//! configuration ([`prune_sources`]); without a list ([`prune_once`]) they are
+//! found by a backward skip over the same index, one index descent per source,
+//! instead of `SELECT DISTINCT source`, which read the whole table. The task sleeps
+//! briefly between statements so writer transactions interleave. Only tables listed
+//! in [`crate::config::RETENTION_TABLES`] are touched, and a connection is pruned
+//! only once it is closed. This module never deletes a row younger than its table's
+//! limit and never touches the current-state table `security_sessions`.
 
 use crate::config::RetentionConfig;
-use crate::store::{Store, format_ts};
-use chrono::{DateTime, Utc};
+use crate::store::{Backend, Store, format_ts};
+use chrono::{DateTime, TimeZone, Utc};
 use sqlx::AssertSqlSafe;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -45,15 +51,101 @@ pub fn time_column(table: &str) -> Option<&'static str> {
     })
 }
 
-/// Prunes every configured table once; returns rows deleted per table.
+/// The indexed column a prune walks along: the second column of the table's
+/// `(source, time)` index. Only `connections` differs from [`time_column`]: its
+/// index is on `opened_at`, and a connection closed before the cutoff was opened
+/// before it too.
+fn walk_column(table: &str) -> Option<&'static str> {
+    match table {
+        "connections" => Some("opened_at"),
+        t => time_column(t),
+    }
+}
+
+/// The statement that deletes the next `batch` expired rows of one source.
+///
+/// SQLite binds `?1` source and `?2` cutoff (storage-contract text); it returns no
+/// rows. PostgreSQL binds `$1` source, `$2` the walk's lower bound (the newest time
+/// the previous batch deleted) and `$3` cutoff (`timestamptz`), and returns one row:
+/// the count deleted and the newest walk time among them. Public so `wsvault bench`
+/// can `EXPLAIN` exactly what retention runs.
+pub fn delete_statement(backend: Backend, table: &str, batch: usize) -> Option<String> {
+    let walk = walk_column(table)?;
+    let age = time_column(table)?;
+    Some(match backend {
+        Backend::Sqlite => {
+            let also = if age == walk {
+                String::new()
+            } else {
+                format!(" AND {age} < ?2")
+            };
+            format!(
+                "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} \
+                 WHERE source = ?1 AND {walk} < ?2{also} ORDER BY {walk} LIMIT {batch})"
+            )
+        }
+        Backend::Postgres => {
+            let also = if age == walk {
+                String::new()
+            } else {
+                format!(" AND {age} < $3")
+            };
+            format!(
+                "WITH doomed AS (SELECT ctid FROM {table} \
+                 WHERE source = $1 AND {walk} >= $2 AND {walk} < $3{also} \
+                 ORDER BY {walk} LIMIT {batch}), \
+                 gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed)) \
+                 RETURNING {walk}) \
+                 SELECT count(*), max({walk}) FROM gone"
+            )
+        }
+    })
+}
+
+/// The statement listing the sources present in `table`, newest index entries
+/// first: a recursive skip down the `(source, time)` index, one descent per source.
+/// Walking backwards lands on each source's newest rows, which retention never
+/// deleted, so PostgreSQL does not step over the dead entries of earlier prunes.
+pub fn sources_statement(table: &str) -> String {
+    format!(
+        "WITH RECURSIVE s(source) AS (SELECT max(source) FROM {table} \
+         UNION ALL SELECT (SELECT max(t.source) FROM {table} AS t WHERE t.source < s.source) \
+         FROM s WHERE s.source IS NOT NULL) \
+         SELECT source FROM s WHERE source IS NOT NULL"
+    )
+}
+
+/// Prunes every configured table once, for the sources present in each table
+/// (found by an index skip); returns rows deleted per table. [`prune_sources`]
+/// with the configured source names avoids even that read.
 pub async fn prune_once(
     store: &Store,
     cfg: &RetentionConfig,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, u64)>, RetentionError> {
+    prune(store, cfg, None, now).await
+}
+
+/// Prunes every configured table once, for the rows of `sources` (the configured
+/// source names); returns rows deleted per table. Rows of a source not listed stay.
+pub async fn prune_sources(
+    store: &Store,
+    cfg: &RetentionConfig,
+    sources: &[String],
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, u64)>, RetentionError> {
+    prune(store, cfg, Some(sources), now).await
+}
+
+async fn prune(
+    store: &Store,
+    cfg: &RetentionConfig,
+    sources: Option<&[String]>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, u64)>, RetentionError> {
     let mut out = Vec::new();
     for (table, age) in &cfg.tables {
-        let Some(col) = time_column(table) else {
+        let Some(sql) = delete_statement(store.backend(), table, cfg.batch.max(1)) else {
             continue;
         };
         let Some(cutoff) = chrono::Duration::from_std(*age)
@@ -66,72 +158,83 @@ pub async fn prune_once(
             table: table.clone(),
             source,
         };
-        let n = prune_table(store, table, col, cutoff, cfg.batch.max(1))
-            .await
-            .map_err(err)?;
+        let found;
+        let names = match sources {
+            Some(s) => s,
+            None => {
+                found = present_sources(store, table).await.map_err(err)?;
+                &found[..]
+            }
+        };
+        let mut n = 0;
+        for source in names {
+            n += prune_source(store, &sql, source, cutoff, cfg.batch.max(1) as u64)
+                .await
+                .map_err(err)?;
+        }
         out.push((table.clone(), n));
     }
     Ok(out)
 }
 
-async fn prune_table(
+async fn present_sources(store: &Store, table: &str) -> Result<Vec<String>, sqlx::Error> {
+    let sql = sources_statement(table);
+    if let Some(pool) = store.sqlite_pool() {
+        sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(pool).await
+    } else if let Some(pool) = store.postgres_pool() {
+        sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(pool).await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// The lower bound of a PostgreSQL walk before its first batch: older than any
+/// stored time, and representable by both chrono and PostgreSQL.
+fn walk_floor() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+async fn prune_source(
     store: &Store,
-    table: &str,
-    col: &str,
+    sql: &str,
+    source: &str,
     cutoff: DateTime<Utc>,
-    batch: usize,
+    batch: u64,
 ) -> Result<u64, sqlx::Error> {
-    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-    let distinct = format!("SELECT DISTINCT source FROM {table}");
     let mut deleted = 0u64;
     if let Some(pool) = store.sqlite_pool() {
-        let sources: Vec<String> = sqlx::query_scalar(AssertSqlSafe(distinct))
-            .fetch_all(pool)
-            .await?;
-        let sql = format!(
-            "DELETE FROM {table} WHERE rowid IN \
-             (SELECT rowid FROM {table} WHERE source = ?1 AND {col} < ?2 LIMIT ?3)"
-        );
         let cutoff = format_ts(&cutoff);
-        for source in sources {
-            loop {
-                let n = sqlx::query(AssertSqlSafe(sql.as_str()))
-                    .bind(&source)
-                    .bind(&cutoff)
-                    .bind(limit)
-                    .execute(pool)
-                    .await?
-                    .rows_affected();
-                deleted += n;
-                if n < batch as u64 {
-                    break;
-                }
-                tokio::time::sleep(PAUSE).await;
+        loop {
+            let n = sqlx::query(AssertSqlSafe(sql))
+                .bind(source)
+                .bind(&cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            deleted += n;
+            if n < batch {
+                break;
             }
+            tokio::time::sleep(PAUSE).await;
         }
     } else if let Some(pool) = store.postgres_pool() {
-        let sources: Vec<String> = sqlx::query_scalar(AssertSqlSafe(distinct))
-            .fetch_all(pool)
-            .await?;
-        let sql = format!(
-            "DELETE FROM {table} WHERE ctid = ANY(ARRAY( \
-             SELECT ctid FROM {table} WHERE source = $1 AND {col} < $2 LIMIT $3))"
-        );
-        for source in sources {
-            loop {
-                let n = sqlx::query(AssertSqlSafe(sql.as_str()))
-                    .bind(&source)
-                    .bind(cutoff)
-                    .bind(limit)
-                    .execute(pool)
-                    .await?
-                    .rows_affected();
-                deleted += n;
-                if n < batch as u64 {
-                    break;
-                }
-                tokio::time::sleep(PAUSE).await;
+        let mut lower = walk_floor();
+        loop {
+            let (n, newest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(source)
+                .bind(lower)
+                .bind(cutoff)
+                .fetch_one(pool)
+                .await?;
+            let n = u64::try_from(n).unwrap_or(0);
+            deleted += n;
+            match newest {
+                Some(t) if n >= batch => lower = t,
+                _ => break,
             }
+            tokio::time::sleep(PAUSE).await;
         }
     }
     Ok(deleted)
@@ -144,9 +247,28 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// Starts pruning every `cfg.interval` (first run right away); `None` when no
-    /// table has a limit.
+    /// Starts pruning every `cfg.interval` (first run right away), for whatever
+    /// sources each table holds (see [`prune_once`]); `None` when no table has a
+    /// limit.
     pub fn start(store: Store, cfg: RetentionConfig) -> Option<Retention> {
+        Self::spawn(store, cfg, None)
+    }
+
+    /// Like [`Retention::start`], for the rows of `sources` only (the configured
+    /// source names, see [`prune_sources`]): no read at all to find them.
+    pub fn start_for(
+        store: Store,
+        cfg: RetentionConfig,
+        sources: Vec<String>,
+    ) -> Option<Retention> {
+        Self::spawn(store, cfg, Some(sources))
+    }
+
+    fn spawn(
+        store: Store,
+        cfg: RetentionConfig,
+        sources: Option<Vec<String>>,
+    ) -> Option<Retention> {
         if cfg.tables.is_empty() {
             return None;
         }
@@ -162,7 +284,7 @@ impl Retention {
                 }
                 tokio::select! {
                     _ = super::stopped(&mut stop_rx) => return,
-                    r = prune_once(&store, &cfg, Utc::now()) => match r {
+                    r = prune(&store, &cfg, sources.as_deref(), Utc::now()) => match r {
                         Ok(counts) => {
                             for (table, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
                                 tracing::info!(table = %table, deleted = n, "retention pruned old rows");
