@@ -39,7 +39,9 @@ fn bench_queries_prints_every_question_and_retention_run() {
     for (label, col) in labels {
         let fill = stdout
             .lines()
-            .find(|l| l.starts_with(label) && l.contains("fill:") && l.contains("through the writer"))
+            .find(|l| {
+                l.starts_with(label) && l.contains("fill:") && l.contains("through the writer")
+            })
             .unwrap_or_else(|| panic!("no fill line for {label}:\n{stdout}"));
         // 400 trackers × 5 rounds, minus nothing: the silent ones report at round 0.
         assert!(fill.contains("2000 tracker_states"), "{fill}");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wsvault::config::RetentionConfig;
 use wsvault::ids::next_id;
-use wsvault::ops::retention::{delete_statement, prune_once, prune_sources};
+use wsvault::ops::retention::{Pruner, delete_statement, prune_once, prune_sources};
 use wsvault::record::{Event, Record};
 use wsvault::store::{Backend, Store};
 
@@ -59,7 +59,11 @@ async fn latest_view_returns_each_trackers_newest_state() {
         let mut records = Vec::new();
         // Sources sort around each other; ids with holes; one tracker with a single
         // state; a tracker whose older states arrive after its newest (a backfill).
-        for (source, ids) in [("a", vec![1, 5, 9]), ("b", vec![3]), ("c", vec![1, 2, 3, 4])] {
+        for (source, ids) in [
+            ("a", vec![1, 5, 9]),
+            ("b", vec![3]),
+            ("c", vec![1, 2, 3, 4]),
+        ] {
             for id in ids {
                 let n = 1 + (id % 4) * 3;
                 for secs in (0..n).rev() {
@@ -153,6 +157,41 @@ async fn retention_prunes_configured_sources_past_ties_larger_than_a_batch() {
     }
 }
 
+#[tokio::test]
+async fn a_pruner_resumes_where_it_stopped_without_skipping_newer_rows() {
+    for db in test_databases().await {
+        let store = db.store().await;
+        let t0 = Utc::now() - Age::hours(10);
+        let cfg = retention(&["events", "session_events"], Age::hours(1), 3);
+        let sources = vec!["a".to_string()];
+        let mut pruner = Pruner::default();
+        let first: Vec<Record> = (0..7).map(|i| ev("a", t0 + Age::minutes(i))).collect();
+        write_all(&store, &db.cfg, first).await;
+        let now = t0 + Age::hours(2);
+        let deleted = pruner.run(&store, &cfg, Some(&sources), now).await.unwrap();
+        assert_eq!(
+            deleted,
+            vec![("events".into(), 7), ("session_events".into(), 0)],
+            "[{}]",
+            db.label
+        );
+        // Rows that arrive later: at the time the last run stopped at, between it and
+        // the old cutoff, and after the old cutoff (t0 + 60 min).
+        let later: Vec<Record> = [6, 6, 30, 31, 70, 80]
+            .iter()
+            .map(|m| ev("a", t0 + Age::minutes(*m)))
+            .collect();
+        write_all(&store, &db.cfg, later).await;
+        let deleted = pruner
+            .run(&store, &cfg, Some(&sources), now + Age::minutes(15))
+            .await
+            .unwrap();
+        assert_eq!(deleted[0], ("events".into(), 5), "[{}]", db.label);
+        assert_eq!(count(&store, "events").await, 1, "[{}]", db.label);
+        store.close().await;
+    }
+}
+
 /// The plan of retention's delete statement for `events`; PostgreSQL as the custom
 /// and the generic plan (what a prepared statement may switch to).
 async fn delete_plans(store: &Store, batch: usize) -> Vec<String> {
@@ -219,7 +258,9 @@ async fn retention_deletes_through_the_source_time_index() {
             match db.backend() {
                 Backend::Sqlite => assert!(
                     plan.lines().any(|l| l.starts_with("SEARCH events USING")
-                        && l.ends_with("INDEX events_source_received_at_kind (source=? AND received_at<?)")),
+                        && l.ends_with(
+                            "INDEX events_source_received_at_kind (source=? AND received_at<?)"
+                        )),
                     "[{}] {plan}",
                     db.label
                 ),

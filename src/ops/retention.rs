@@ -6,7 +6,8 @@
 //! statement stopped, so no statement scans the table, and the cost of a run follows
 //! what it deletes, not the size of the table (`rowid` on SQLite, `ctid` on
 //! PostgreSQL, whose dead index entries of earlier batches are skipped by starting
-//! each walk at the previous batch's newest deleted time). The sources come from the
+//! each walk at the previous batch's newest deleted time, and the retention task
+//! starts each run where its previous run stopped, see [`Pruner`]). The sources come from the
 //! configuration ([`prune_sources`]); without a list ([`prune_once`]) they are
 //! found by a backward skip over the same index, one index descent per source,
 //! instead of `SELECT DISTINCT source`, which read the whole table. The task sleeps
@@ -19,6 +20,7 @@ use crate::config::RetentionConfig;
 use crate::store::{Backend, Store, format_ts};
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::AssertSqlSafe;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -123,7 +125,7 @@ pub async fn prune_once(
     cfg: &RetentionConfig,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, u64)>, RetentionError> {
-    prune(store, cfg, None, now).await
+    Pruner::default().run(store, cfg, None, now).await
 }
 
 /// Prunes every configured table once, for the rows of `sources` (the configured
@@ -134,47 +136,73 @@ pub async fn prune_sources(
     sources: &[String],
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, u64)>, RetentionError> {
-    prune(store, cfg, Some(sources), now).await
+    Pruner::default().run(store, cfg, Some(sources), now).await
 }
 
-async fn prune(
-    store: &Store,
-    cfg: &RetentionConfig,
-    sources: Option<&[String]>,
-    now: DateTime<Utc>,
-) -> Result<Vec<(String, u64)>, RetentionError> {
-    let mut out = Vec::new();
-    for (table, age) in &cfg.tables {
-        let Some(sql) = delete_statement(store.backend(), table, cfg.batch.max(1)) else {
-            continue;
-        };
-        let Some(cutoff) = chrono::Duration::from_std(*age)
-            .ok()
-            .and_then(|a| now.checked_sub_signed(a))
-        else {
-            continue; // "forever"
-        };
-        let err = |source| RetentionError {
-            table: table.clone(),
-            source,
-        };
-        let found;
-        let names = match sources {
-            Some(s) => s,
-            None => {
-                found = present_sources(store, table).await.map_err(err)?;
-                &found[..]
+/// Retention runs that remember where each walk stopped. On PostgreSQL the index
+/// entries of rows an earlier run deleted stay until `VACUUM`; a walk that started
+/// at the oldest possible time would step over all of them again at every run (after
+/// a large prune, hundreds of milliseconds per run while autovacuum has not come by).
+/// A run of the same `Pruner` starts each (table, source) walk at the newest time the
+/// previous one deleted. Every walked time is a receive time (the clock when the
+/// record was made), so rows older than that position do not arrive later, except
+/// from another daemon with a clock behind by more than the retention limit; those
+/// wait for the next fresh `Pruner` (a restart or reload).
+#[derive(Debug, Default)]
+pub struct Pruner {
+    resume: HashMap<(String, String), DateTime<Utc>>,
+}
+
+impl Pruner {
+    /// One run over every configured table, for `sources` (or the sources present in
+    /// each table, found by an index skip); returns rows deleted per table.
+    pub async fn run(
+        &mut self,
+        store: &Store,
+        cfg: &RetentionConfig,
+        sources: Option<&[String]>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, u64)>, RetentionError> {
+        let batch = cfg.batch.max(1);
+        let mut out = Vec::new();
+        for (table, age) in &cfg.tables {
+            let Some(sql) = delete_statement(store.backend(), table, batch) else {
+                continue;
+            };
+            let Some(cutoff) = chrono::Duration::from_std(*age)
+                .ok()
+                .and_then(|a| now.checked_sub_signed(a))
+            else {
+                continue; // "forever"
+            };
+            let err = |source| RetentionError {
+                table: table.clone(),
+                source,
+            };
+            let found;
+            let names = match sources {
+                Some(s) => s,
+                None => {
+                    found = present_sources(store, table).await.map_err(err)?;
+                    &found[..]
+                }
+            };
+            let mut n = 0;
+            for source in names {
+                let key = (table.clone(), source.clone());
+                let from = self.resume.get(&key).copied().unwrap_or_else(walk_floor);
+                let (deleted, reached) = prune_source(store, &sql, source, from, cutoff, batch)
+                    .await
+                    .map_err(err)?;
+                n += deleted;
+                if let Some(t) = reached {
+                    self.resume.insert(key, t);
+                }
             }
-        };
-        let mut n = 0;
-        for source in names {
-            n += prune_source(store, &sql, source, cutoff, cfg.batch.max(1) as u64)
-                .await
-                .map_err(err)?;
+            out.push((table.clone(), n));
         }
-        out.push((table.clone(), n));
+        Ok(out)
     }
-    Ok(out)
 }
 
 async fn present_sources(store: &Store, table: &str) -> Result<Vec<String>, sqlx::Error> {
@@ -196,14 +224,19 @@ fn walk_floor() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// Deletes the expired rows of one source, batch by batch; returns how many, and on
+/// PostgreSQL the newest walk time deleted (where the next run may start).
 async fn prune_source(
     store: &Store,
     sql: &str,
     source: &str,
+    from: DateTime<Utc>,
     cutoff: DateTime<Utc>,
-    batch: u64,
-) -> Result<u64, sqlx::Error> {
+    batch: usize,
+) -> Result<(u64, Option<DateTime<Utc>>), sqlx::Error> {
+    let batch = batch as u64;
     let mut deleted = 0u64;
+    let mut reached = None;
     if let Some(pool) = store.sqlite_pool() {
         let cutoff = format_ts(&cutoff);
         loop {
@@ -220,7 +253,7 @@ async fn prune_source(
             tokio::time::sleep(PAUSE).await;
         }
     } else if let Some(pool) = store.postgres_pool() {
-        let mut lower = walk_floor();
+        let mut lower = from;
         loop {
             let (n, newest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(AssertSqlSafe(sql))
                 .bind(source)
@@ -230,14 +263,17 @@ async fn prune_source(
                 .await?;
             let n = u64::try_from(n).unwrap_or(0);
             deleted += n;
-            match newest {
-                Some(t) if n >= batch => lower = t,
-                _ => break,
+            if let Some(t) = newest {
+                lower = t;
+                reached = Some(t);
+            }
+            if n < batch {
+                break;
             }
             tokio::time::sleep(PAUSE).await;
         }
     }
-    Ok(deleted)
+    Ok((deleted, reached))
 }
 
 /// The retention task; [`Retention::stop`] ends it between statements.
@@ -275,6 +311,7 @@ impl Retention {
         let (stop, mut stop_rx) = watch::channel(false);
         let every = cfg.interval.max(Duration::from_millis(10));
         let task = tokio::spawn(async move {
+            let mut pruner = Pruner::default();
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -284,7 +321,7 @@ impl Retention {
                 }
                 tokio::select! {
                     _ = super::stopped(&mut stop_rx) => return,
-                    r = prune(&store, &cfg, sources.as_deref(), Utc::now()) => match r {
+                    r = pruner.run(&store, &cfg, sources.as_deref(), Utc::now()) => match r {
                         Ok(counts) => {
                             for (table, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
                                 tracing::info!(table = %table, deleted = n, "retention pruned old rows");
