@@ -156,7 +156,7 @@ _wsvault() {
             return 0
             ;;
         wsvault__subcmd__bench)
-            opts="-h --backend --postgres-url --records --rate --seconds --stall --repeat --batch-size --queue-capacity --no-readings --soak --seed --daemon-exe --help"
+            opts="-h --backend --postgres-url --records --rate --seconds --stall --repeat --batch-size --queue-capacity --no-readings --soak --seed --daemon-exe --queries --rows --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -207,6 +207,10 @@ _wsvault() {
                     return 0
                     ;;
                 --daemon-exe)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rows)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -117,7 +117,9 @@ complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l queue-capacity
 complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l soak -d 'Run the fault soak for this long instead of the benchmarks (e.g. "5m")' -r
 complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l seed -d 'Seed of the soak\'s fault schedule' -r
 complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l daemon-exe -d 'The daemon binary to run; default: this executable' -r -F
+complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l rows -d 'Tracker states of the `--queries` fill' -r
 complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l no-readings -d 'States only: no readings_batch subscription'
+complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l queries -d 'Run the SQL cookbook benchmark instead: fill a database with `--rows` tracker states (and readings, events, sessions in proportion) and time every cookbook statement, its plan and the retention runs'
 complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c wsvault -n "__fish_wsvault_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c wsvault -n "__fish_wsvault_using_subcommand help; and not __fish_seen_subcommand_from run check-config migrate simulate backup status demo bench generate help" -f -a "run" -d 'Run the daemon: migrate, connect every source, record until SIGTERM'

@@ -42,6 +42,14 @@ pub async fn print_header(admin: Option<&str>, args: &BenchArgs) {
             .unwrap_or_else(|e| format!("unknown ({e})"));
         let _ = c.close().await;
     }
+    if args.queries {
+        println!(
+            "machine: wsvault {} ({profile} build), PostgreSQL {pg}; queries: {} tracker states through the writer (batch_size 500, queue_capacity 5000)",
+            env!("CARGO_PKG_VERSION"),
+            args.rows
+        );
+        return;
+    }
     println!(
         "machine: wsvault {} ({profile} build), PostgreSQL {pg}; daemon batch_size {}, flush_interval 100ms, queue_capacity {}, readings {}",
         env!("CARGO_PKG_VERSION"),

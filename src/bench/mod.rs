@@ -9,13 +9,19 @@
 //! wsvault writer ([`ceiling`]). Memory is read from `/proc/PID/status` of the daemon;
 //! latency is the writer's receipt-to-commit histogram, logged by the daemon at exit.
 //!
+//! `--queries` is the other kind of figure: how the SQL cookbook answers on a big
+//! database ([`queries`]), filled in-process through the library's writer rather
+//! than through a daemon process, since what it measures is the reading side.
+//!
 //! This module only measures: it never changes how the daemon stores anything, never
 //! touches a database it did not create, and never talks to anything but loopback.
 
 mod ceiling;
+pub mod cookbook;
 mod daemon;
 mod ingest;
 mod machine;
+mod queries;
 mod soak;
 mod stall;
 mod target;
@@ -70,6 +76,14 @@ pub struct BenchArgs {
     /// The daemon binary to run; default: this executable.
     #[arg(long)]
     pub daemon_exe: Option<PathBuf>,
+    /// Run the SQL cookbook benchmark instead: fill a database with `--rows` tracker
+    /// states (and readings, events, sessions in proportion) and time every cookbook
+    /// statement, its plan and the retention runs.
+    #[arg(long)]
+    pub queries: bool,
+    /// Tracker states of the `--queries` fill.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rows: u64,
 }
 
 /// `--backend`.
@@ -143,6 +157,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let admin = args.postgres_url.as_deref().map(str::trim);
     machine::print_header(admin, &args).await;
     let mut result = Ok(());
+    let mut reports = Vec::new();
     for backend in backends {
         let env = target::Env {
             backend,
@@ -151,11 +166,15 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
         };
         result = match args.soak {
             Some(d) => soak::run(&env, d, args.seed).await,
+            None if args.queries => queries::run(&env, args.rows).await.map(|r| reports.push(r)),
             None => bench_backend(&env, &args).await,
         };
         if result.is_err() {
             break;
         }
+    }
+    if result.is_ok() {
+        queries::print_table(&reports);
     }
     if let Some(dir) = exe_dir {
         let _ = std::fs::remove_dir_all(dir);

@@ -1,17 +1,26 @@
 //! `[retention]`: deletes rows older than each table's limit, on a timer, in small
 //! batches so the writer never waits long behind a prune.
 //!
-//! Each statement deletes at most `batch` rows of one source (`rowid` on SQLite,
-//! `ctid` on PostgreSQL), selected through the table's `(source, time)` index; the
-//! task sleeps briefly between statements so writer transactions interleave. Only
-//! tables listed in [`crate::config::RETENTION_TABLES`] are touched, and a
-//! connection is pruned only once it is closed. This module never deletes a row
-//! younger than its table's limit and never touches the current-state table
-//! `security_sessions`.
+//! Each statement deletes at most `batch` rows of one source, the oldest first: it
+//! walks the table's `(source, time)` index in time order from where the previous
+//! statement stopped, so no statement scans the table, and the cost of a run follows
+//! what it deletes, not the size of the table (`rowid` on SQLite, `ctid` on
+//! PostgreSQL, whose dead index entries of earlier batches are skipped by starting
+//! each walk at the previous batch's newest deleted time, and the retention task
+//! starts each run where its previous run stopped, see [`Pruner`]). The sources come from the
+//! configuration ([`prune_sources`]); without a list ([`prune_once`]) they are
+//! found by a backward skip over the same index, one index descent per source,
+//! instead of `SELECT DISTINCT source`, which read the whole table. The task sleeps
+//! briefly between statements so writer transactions interleave. Only tables listed
+//! in [`crate::config::RETENTION_TABLES`] are touched, and a connection is pruned
+//! only once it is closed. This module never deletes a row younger than its table's
+//! limit and never touches the current-state table `security_sessions`.
 
 use crate::config::RetentionConfig;
-use crate::store::{Param, Store};
-use chrono::{DateTime, Utc};
+use crate::store::{Backend, Store, format_ts};
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::AssertSqlSafe;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -44,67 +53,227 @@ pub fn time_column(table: &str) -> Option<&'static str> {
     })
 }
 
-/// Prunes every configured table once; returns rows deleted per table.
+/// The indexed column a prune walks along: the second column of the table's
+/// `(source, time)` index. Only `connections` differs from [`time_column`]: its
+/// index is on `opened_at`, and a connection closed before the cutoff was opened
+/// before it too.
+fn walk_column(table: &str) -> Option<&'static str> {
+    match table {
+        "connections" => Some("opened_at"),
+        t => time_column(t),
+    }
+}
+
+/// The statement that deletes the next `batch` expired rows of one source.
+///
+/// SQLite binds `?1` source and `?2` cutoff (storage-contract text); it returns no
+/// rows. PostgreSQL binds `$1` source, `$2` the walk's lower bound (the newest time
+/// the previous batch deleted) and `$3` cutoff (`timestamptz`), and returns one row:
+/// the count deleted and the newest walk time among them. Public so `wsvault bench`
+/// can `EXPLAIN` exactly what retention runs.
+pub fn delete_statement(backend: Backend, table: &str, batch: usize) -> Option<String> {
+    let walk = walk_column(table)?;
+    let age = time_column(table)?;
+    Some(match backend {
+        Backend::Sqlite => {
+            let also = if age == walk {
+                String::new()
+            } else {
+                format!(" AND {age} < ?2")
+            };
+            format!(
+                "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} \
+                 WHERE source = ?1 AND {walk} < ?2{also} ORDER BY {walk} LIMIT {batch})"
+            )
+        }
+        Backend::Postgres => {
+            let also = if age == walk {
+                String::new()
+            } else {
+                format!(" AND {age} < $3")
+            };
+            format!(
+                "WITH doomed AS (SELECT ctid FROM {table} \
+                 WHERE source = $1 AND {walk} >= $2 AND {walk} < $3{also} \
+                 ORDER BY {walk} LIMIT {batch}), \
+                 gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed)) \
+                 RETURNING {walk}) \
+                 SELECT count(*), max({walk}) FROM gone"
+            )
+        }
+    })
+}
+
+/// The statement listing the sources present in `table`, newest index entries
+/// first: a recursive skip down the `(source, time)` index, one descent per source.
+/// Walking backwards lands on each source's newest rows, which retention never
+/// deleted, so PostgreSQL does not step over the dead entries of earlier prunes.
+pub fn sources_statement(table: &str) -> String {
+    format!(
+        "WITH RECURSIVE s(source) AS (SELECT max(source) FROM {table} \
+         UNION ALL SELECT (SELECT max(t.source) FROM {table} AS t WHERE t.source < s.source) \
+         FROM s WHERE s.source IS NOT NULL) \
+         SELECT source FROM s WHERE source IS NOT NULL"
+    )
+}
+
+/// Prunes every configured table once, for the sources present in each table
+/// (found by an index skip); returns rows deleted per table. [`prune_sources`]
+/// with the configured source names avoids even that read.
 pub async fn prune_once(
     store: &Store,
     cfg: &RetentionConfig,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, u64)>, RetentionError> {
-    let mut out = Vec::new();
-    for (table, age) in &cfg.tables {
-        let Some(col) = time_column(table) else {
-            continue;
-        };
-        let Some(cutoff) = chrono::Duration::from_std(*age)
-            .ok()
-            .and_then(|a| now.checked_sub_signed(a))
-        else {
-            continue; // "forever"
-        };
-        let err = |source| RetentionError {
-            table: table.clone(),
-            source,
-        };
-        let n = prune_table(store, table, col, cutoff, cfg.batch.max(1))
-            .await
-            .map_err(err)?;
-        out.push((table.clone(), n));
-    }
-    Ok(out)
+    Pruner::default().run(store, cfg, None, now).await
 }
 
-async fn prune_table(
+/// Prunes every configured table once, for the rows of `sources` (the configured
+/// source names); returns rows deleted per table. Rows of a source not listed stay.
+pub async fn prune_sources(
     store: &Store,
-    table: &str,
-    col: &str,
+    cfg: &RetentionConfig,
+    sources: &[String],
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, u64)>, RetentionError> {
+    Pruner::default().run(store, cfg, Some(sources), now).await
+}
+
+/// Retention runs that remember where each walk stopped. On PostgreSQL the index
+/// entries of rows an earlier run deleted stay until `VACUUM`; a walk that started
+/// at the oldest possible time would step over all of them again at every run (after
+/// a large prune, hundreds of milliseconds per run while autovacuum has not come by).
+/// A run of the same `Pruner` starts each (table, source) walk at the newest time the
+/// previous one deleted. Every walked time is a receive time (the clock when the
+/// record was made), so rows older than that position do not arrive later, except
+/// from another daemon with a clock behind by more than the retention limit; those
+/// wait for the next fresh `Pruner` (a restart or reload).
+#[derive(Debug, Default)]
+pub struct Pruner {
+    resume: HashMap<(String, String), DateTime<Utc>>,
+}
+
+impl Pruner {
+    /// One run over every configured table, for `sources` (or the sources present in
+    /// each table, found by an index skip); returns rows deleted per table.
+    pub async fn run(
+        &mut self,
+        store: &Store,
+        cfg: &RetentionConfig,
+        sources: Option<&[String]>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, u64)>, RetentionError> {
+        let batch = cfg.batch.max(1);
+        let mut out = Vec::new();
+        for (table, age) in &cfg.tables {
+            let Some(sql) = delete_statement(store.backend(), table, batch) else {
+                continue;
+            };
+            let Some(cutoff) = chrono::Duration::from_std(*age)
+                .ok()
+                .and_then(|a| now.checked_sub_signed(a))
+            else {
+                continue; // "forever"
+            };
+            let err = |source| RetentionError {
+                table: table.clone(),
+                source,
+            };
+            let found;
+            let names = match sources {
+                Some(s) => s,
+                None => {
+                    found = present_sources(store, table).await.map_err(err)?;
+                    &found[..]
+                }
+            };
+            let mut n = 0;
+            for source in names {
+                let key = (table.clone(), source.clone());
+                let from = self.resume.get(&key).copied().unwrap_or_else(walk_floor);
+                let (deleted, reached) = prune_source(store, &sql, source, from, cutoff, batch)
+                    .await
+                    .map_err(err)?;
+                n += deleted;
+                if let Some(t) = reached {
+                    self.resume.insert(key, t);
+                }
+            }
+            out.push((table.clone(), n));
+        }
+        Ok(out)
+    }
+}
+
+async fn present_sources(store: &Store, table: &str) -> Result<Vec<String>, sqlx::Error> {
+    let sql = sources_statement(table);
+    if let Some(pool) = store.sqlite_pool() {
+        sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(pool).await
+    } else if let Some(pool) = store.postgres_pool() {
+        sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(pool).await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// The lower bound of a PostgreSQL walk before its first batch: older than any
+/// stored time, and representable by both chrono and PostgreSQL.
+fn walk_floor() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Deletes the expired rows of one source, batch by batch; returns how many, and on
+/// PostgreSQL the newest walk time deleted (where the next run may start).
+async fn prune_source(
+    store: &Store,
+    sql: &str,
+    source: &str,
+    from: DateTime<Utc>,
     cutoff: DateTime<Utc>,
     batch: usize,
-) -> Result<u64, sqlx::Error> {
-    let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-    let sources: Vec<(String,)> = store
-        .fetch_all(&format!("SELECT DISTINCT source FROM {table}"), &[])
-        .await?;
-    let sql = format!(
-        "DELETE FROM {table} WHERE {}",
-        store.limited_rows(table, col)
-    );
+) -> Result<(u64, Option<DateTime<Utc>>), sqlx::Error> {
+    let batch = batch as u64;
     let mut deleted = 0u64;
-    for (source,) in sources {
+    let mut reached = None;
+    if let Some(pool) = store.sqlite_pool() {
+        let cutoff = format_ts(&cutoff);
         loop {
-            let n = store
-                .execute(
-                    &sql,
-                    &[Param::Text(&source), Param::Time(cutoff), Param::Int(limit)],
-                )
-                .await?;
+            let n = sqlx::query(AssertSqlSafe(sql))
+                .bind(source)
+                .bind(&cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected();
             deleted += n;
-            if n < batch as u64 {
+            if n < batch {
+                break;
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
+    } else if let Some(pool) = store.postgres_pool() {
+        let mut lower = from;
+        loop {
+            let (n, newest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(source)
+                .bind(lower)
+                .bind(cutoff)
+                .fetch_one(pool)
+                .await?;
+            let n = u64::try_from(n).unwrap_or(0);
+            deleted += n;
+            if let Some(t) = newest {
+                lower = t;
+                reached = Some(t);
+            }
+            if n < batch {
                 break;
             }
             tokio::time::sleep(PAUSE).await;
         }
     }
-    Ok(deleted)
+    Ok((deleted, reached))
 }
 
 /// The retention task; [`Retention::stop`] ends it between statements.
@@ -114,15 +283,35 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// Starts pruning every `cfg.interval` (first run right away); `None` when no
-    /// table has a limit.
+    /// Starts pruning every `cfg.interval` (first run right away), for whatever
+    /// sources each table holds (see [`prune_once`]); `None` when no table has a
+    /// limit.
     pub fn start(store: Store, cfg: RetentionConfig) -> Option<Retention> {
+        Self::spawn(store, cfg, None)
+    }
+
+    /// Like [`Retention::start`], for the rows of `sources` only (the configured
+    /// source names, see [`prune_sources`]): no read at all to find them.
+    pub fn start_for(
+        store: Store,
+        cfg: RetentionConfig,
+        sources: Vec<String>,
+    ) -> Option<Retention> {
+        Self::spawn(store, cfg, Some(sources))
+    }
+
+    fn spawn(
+        store: Store,
+        cfg: RetentionConfig,
+        sources: Option<Vec<String>>,
+    ) -> Option<Retention> {
         if cfg.tables.is_empty() {
             return None;
         }
         let (stop, mut stop_rx) = watch::channel(false);
         let every = cfg.interval.max(Duration::from_millis(10));
         let task = tokio::spawn(async move {
+            let mut pruner = Pruner::default();
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -132,7 +321,7 @@ impl Retention {
                 }
                 tokio::select! {
                     _ = super::stopped(&mut stop_rx) => return,
-                    r = prune_once(&store, &cfg, Utc::now()) => match r {
+                    r = pruner.run(&store, &cfg, sources.as_deref(), Utc::now()) => match r {
                         Ok(counts) => {
                             for (table, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
                                 tracing::info!(table = %table, deleted = n, "retention pruned old rows");

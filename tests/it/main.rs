@@ -10,6 +10,7 @@
 
 mod support;
 
+mod bench_queries;
 mod bench_smoke;
 mod cluster_config;
 mod cluster_failover;
@@ -42,6 +43,7 @@ mod sim_navixy;
 mod sim_navixy_faults;
 mod sim_tradernet;
 mod storage_bulk_paths;
+mod storage_cookbook;
 mod storage_faults;
 mod storage_outage;
 mod storage_reader_grants;
