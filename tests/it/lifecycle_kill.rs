@@ -1,32 +1,36 @@
 //! Issue 16 point 6: a daemon killed with SIGKILL leaves its connection open in the
 //! database. The next start closes it at the last thing it stored and records the
 //! blind period (`suspended`, initiator `down`, then `closed`), so the README's
-//! blind-periods query shows it, ending when the new run subscribed again.
+//! blind-periods statement of the cookbook shows it, ending when the new run subscribed again.
 
 use std::time::Duration;
 
 use crate::support::*;
 use chrono::{DateTime, Utc};
+use wsvault::bench::cookbook::QUESTIONS;
 use wsvault::sim::jsonrpc::{JsonRpcSim, JsonRpcSimConfig};
 use wsvault::store::Store;
 
-/// The README's "Blind periods per source" query, verbatim.
-const BLIND_PERIODS: &str = "SELECT s.source, s.occurred_at AS blind_from,
-       (SELECT MIN(r.occurred_at) FROM session_events r
-         WHERE r.source = s.source AND r.event IN ('resumed', 'subscribed') AND r.occurred_at > s.occurred_at) AS blind_until,
-       s.reason
-FROM session_events s
-WHERE s.event = 'suspended'
-ORDER BY s.source, s.occurred_at";
+/// The cookbook's "blind periods of a source without backfill" statement (README
+/// holds it verbatim, `bench::cookbook`'s tests check that), for this test's source.
+fn blind_periods(backend: Backend) -> String {
+    let q = QUESTIONS
+        .iter()
+        .find(|q| q.name == "blind periods of a source without backfill")
+        .expect("the cookbook has the blind-periods question");
+    let sql = match backend {
+        Backend::Sqlite => q.sqlite,
+        Backend::Postgres => q.postgres,
+    };
+    assert!(
+        sql.contains("'broker'"),
+        "the statement names its example source"
+    );
+    sql.replace("'broker'", "'rpc'")
+}
 
 each_backend!(sigkill_leaves_a_blind_period_the_next_start_records);
 async fn sigkill_leaves_a_blind_period_the_next_start_records(backend: Backend) {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    assert!(
-        readme.contains(BLIND_PERIODS),
-        "the README's blind-periods query changed; update this test with it"
-    );
     for db in test_databases(backend).await {
         killed_then_restarted(&db).await;
     }
@@ -126,7 +130,7 @@ async fn killed_then_restarted(db: &TestDb) {
     // subscribed again.
     wait_count(&store, Some(&daemon), &format!("session_events WHERE source = 'rpc' AND event = 'subscribed' AND connection_id <> {killed_id}"), |n| n >= 1)
     .await;
-    let blind = fetch_cells(&store, BLIND_PERIODS).await;
+    let blind = fetch_cells(&store, &blind_periods(db.backend())).await;
     assert_eq!(blind.len(), 1, "[{label}] {blind:?}");
     assert_eq!(blind[0][1].ts(), end, "[{label}]");
     let until = blind[0][2].opt_ts().expect("the blind period ends");
