@@ -126,6 +126,7 @@ async fn run(
                         // Every tick, not once: the recorder may be installed after
                         // the loop starts, and a series registered before it is lost.
                         metrics::fenced_series(cluster.sources.iter().map(String::as_str));
+                        metrics::leases_held(cluster.held.len());
                         for l in t.stop {
                             let _ = events.send(Event::Stop(l));
                         }

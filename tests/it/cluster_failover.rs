@@ -340,7 +340,15 @@ async fn a_second_daemon_with_a_taken_node_name_refuses_to_start() {
     standby.wait_log("joined the cluster").await;
     let (status, body) = get(&addr, "/healthz").await;
     assert_eq!(status, 200, "{body}");
-    let (_, metrics) = get(&addr, "/metrics").await;
+    // The gauge is set by the lease loop's ticks; the first may follow the log line.
+    let metrics = wait_for(
+        LIMIT,
+        "wsvault_leases_held on the standby",
+        Some(&standby),
+        || async { get(&addr, "/metrics").await.1 },
+        |m: &String| sample(m, "wsvault_leases_held").is_some(),
+    )
+    .await;
     assert_eq!(
         sample(&metrics, "wsvault_leases_held"),
         Some(0.0),

@@ -173,6 +173,12 @@ async fn partial_batch_commits_after_flush_interval(backend: Backend) {
         })
         .await;
         let stats = handle.stats();
+        // The rows are visible to other connections a moment before the writer has
+        // the commit's acknowledgement and counts the batch.
+        wait_until(Duration::from_secs(5), "the batch counted", || async {
+            stats.batches.load(std::sync::atomic::Ordering::Relaxed) >= 1
+        })
+        .await;
         assert_eq!(
             stats.batches.load(std::sync::atomic::Ordering::Relaxed),
             1,
