@@ -1,7 +1,7 @@
 -- Indexes and views for the SQL cookbook at scale (issue 14). Same objects as
--- migrations/sqlite/0005_cookbook_indexes.sql. Each addition serves a question of
+-- migrations/sqlite/0006_cookbook_indexes.sql. Each addition serves a question of
 -- README's "SQL cookbook" and is measured by `wsvault bench --queries`.
--- Numbered 0005: 0004 belongs to another change made at the same time.
+-- Numbered 0006: 0004 and 0005 belong to the cluster change (leases, node column).
 
 -- "Sessions opened from an IP new for that user": whether the same user had an
 -- earlier session from the same address is one probe of this index.
