@@ -165,7 +165,11 @@ impl Supervisor {
         }
         let (subscribed, total) =
             wait_first_attempts(&sup.registry, first_attempt_limit(&sup.config)).await;
-        sup.retention = Retention::start(sup.store.clone(), sup.config.retention.clone());
+        sup.retention = Retention::start_for(
+            sup.store.clone(),
+            sup.config.retention.clone(),
+            source_names(&sup.config),
+        );
         sup.watchdog = Watchdog::start(sup.registry.clone());
         tracing::info!(
             sources = total,
@@ -467,7 +471,11 @@ impl Supervisor {
             if let Some(r) = self.retention.take() {
                 r.stop().await;
             }
-            self.retention = Retention::start(self.store.clone(), new.retention.clone());
+            self.retention = Retention::start_for(
+                self.store.clone(),
+                new.retention.clone(),
+                source_names(&new),
+            );
             self.config.retention = new.retention.clone();
         }
         let mut wanted: BTreeMap<String, SourceConfig> = new
@@ -749,6 +757,12 @@ async fn wait_committed(stats: &crate::store::WriterStats, limit: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The configured source names: retention prunes their rows without first reading
+/// which sources a table holds.
+fn source_names(cfg: &Config) -> Vec<String> {
+    cfg.sources.iter().map(|s| s.name.clone()).collect()
 }
 
 /// How long READY waits for the first attempts: the slowest source's connect and
