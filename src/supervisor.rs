@@ -91,6 +91,11 @@ impl Supervisor {
         config: Config,
         config_path: Option<PathBuf>,
     ) -> Result<Self, SupervisorError> {
+        if config.http.listen.is_some() {
+            // Before anything records a metric: a series registered before the
+            // recorder exists is lost (the lease loop's first tick, say).
+            crate::ops::metrics::install();
+        }
         let store = Store::connect(&config.storage).await?;
         notify(&[sd_notify::NotifyState::Status("running migrations")]);
         extend_while("running migrations", store.migrate()).await?;
