@@ -471,6 +471,9 @@ impl Supervisor {
         if new.log != self.config.log {
             tracing::warn!("[log] changes take effect only after a restart");
         }
+        if new.cluster != self.config.cluster {
+            tracing::warn!("[cluster] changes take effect only after a restart");
+        }
         if new.retention != self.config.retention {
             tracing::info!("reload: [retention] changed, restarting the pruning task");
             if let Some(r) = self.retention.take() {
