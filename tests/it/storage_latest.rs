@@ -298,3 +298,84 @@ async fn raw_message_lookup_follows_event_id_and_survives_pruning(backend: Backe
         store.close().await;
     }
 }
+
+each_backend!(
+    migration_fills_latest_and_hourly_from_stored_rows,
+    current_thread
+);
+async fn migration_fills_latest_and_hourly_from_stored_rows(backend: Backend) {
+    for db in test_databases(backend).await {
+        let l = db.label;
+        // The schema as the previous version left it (migrations up to 0006) ...
+        let store = Store::connect(&db.cfg).await.unwrap();
+        let dir = match backend {
+            Backend::Sqlite => "migrations/sqlite",
+            Backend::Postgres => "migrations/postgres",
+        };
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut older = sqlx::migrate::Migrator::new(path).await.unwrap();
+        older.migrations = older
+            .migrations
+            .iter()
+            .filter(|m| m.version < 7)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        match backend {
+            Backend::Sqlite => older.run(store.sqlite_pool().unwrap()).await,
+            Backend::Postgres => older.run(store.postgres_pool().unwrap()).await,
+        }
+        .unwrap();
+        // ... with rows that version wrote.
+        let h = hour(Utc::now()) - Age::hours(3);
+        for (id, secs, lat) in [(1, 10, 1.1), (1, 20, 1.2), (1, 15, 1.15), (2, 5, 2.0)] {
+            let t = h + Age::seconds(secs);
+            store
+                .execute(
+                    &format!(
+                        "INSERT INTO tracker_states (source, source_id, state_time, \
+                         received_at, lat, payload) VALUES ($1, $2, $3, $3, {lat}, '{{}}')"
+                    ),
+                    &[Param::Text("a"), Param::Int(id), Param::Time(t)],
+                )
+                .await
+                .unwrap();
+        }
+        for (kind, minutes) in [("x", 1), ("x", 59), ("y", 2), ("x", 61)] {
+            store
+                .execute(
+                    "INSERT INTO events (id, source, received_at, kind, payload) \
+                     VALUES ($1, 'a', $2, $3, '{}')",
+                    &[
+                        Param::Int(next_id()),
+                        Param::Time(h + Age::minutes(minutes)),
+                        Param::Text(kind),
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        // This version's migration fills both tables from them.
+        store.migrate().await.unwrap();
+        let id_1_20 = stored_id(&store, "a", 1, h + Age::seconds(20)).await;
+        assert_eq!(
+            latest(&store, "a", 1).await,
+            Some((id_1_20, h + Age::seconds(20), 1.2)),
+            "[{l}]"
+        );
+        assert_eq!(
+            latest(&store, "a", 2).await.map(|x| x.1),
+            Some(h + Age::seconds(5)),
+            "[{l}]"
+        );
+        let want: BTreeMap<_, _> = [
+            (("a".to_string(), "x".to_string(), h), 2),
+            (("a".to_string(), "y".to_string(), h), 1),
+            (("a".to_string(), "x".to_string(), h + Age::hours(1)), 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(hourly(&store).await, want, "[{l}]");
+        store.close().await;
+    }
+}
