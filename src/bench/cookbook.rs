@@ -154,13 +154,13 @@ const EVENTS_HOURLY_SQLITE: &str = "\
 SELECT kind, hour, n
 FROM events_hourly
 WHERE source = 'fleet-eu' AND hour >= strftime('%Y-%m-%dT%H:00:00.000000Z', 'now', '-1 day')
-ORDER BY kind, hour;";
+ORDER BY hour, kind;";
 
 const EVENTS_HOURLY_POSTGRES: &str = "\
 SELECT kind, hour, n
 FROM events_hourly
 WHERE source = 'fleet-eu' AND hour >= date_trunc('hour', now() - interval '1 day', 'UTC')
-ORDER BY kind, hour;";
+ORDER BY hour, kind;";
 
 const RAW_MESSAGE: &str = "\
 SELECT e.id, e.kind, e.received_at, e.item_count, e.payload
