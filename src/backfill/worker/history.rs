@@ -143,6 +143,8 @@ impl Worker {
                 movement_status: None,
                 payload: p.to_string(),
                 origin: Origin::Backfill,
+                event_id: None,
+                connection_id: None,
             }));
         }
         if unreadable > 0 {
@@ -243,6 +245,8 @@ impl Worker {
                     received_at: now,
                     payload: v.to_string(),
                     origin: Origin::Backfill,
+                    event_id: None,
+                    connection_id: None,
                 }));
             }
         }
