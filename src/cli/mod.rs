@@ -163,6 +163,18 @@ pub fn main(cli: Cli) -> ExitCode {
                     cfg.storage.flush_interval,
                     cfg.storage.queue_capacity
                 ));
+                if cfg
+                    .storage
+                    .url
+                    .trim()
+                    .to_ascii_lowercase()
+                    .starts_with("postgres")
+                {
+                    text.push_str(&format!(
+                        "partitions: {} each (tracker_states, tracker_readings, events, traffic)\n",
+                        humantime::format_duration(cfg.storage.partition)
+                    ));
+                }
                 if let Some(c) = &cfg.cluster {
                     text.push_str(&format!(
                         "cluster: node {} (lease_ttl {}, renew_every {}, gives a source up {} before its lease expires)\n",

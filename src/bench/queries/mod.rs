@@ -63,6 +63,22 @@ async fn measure(target: &Target, backend: Backend, rows: u64) -> Result<Report,
         queue_capacity: 5_000,
         ..harness_storage(&target.url)
     };
+    if let Some(pool) = target.store.postgres_pool() {
+        // The daemon creates each day's partition ahead of time: a week of history
+        // it wrote lies in daily partitions, not in the DEFAULT one.
+        let made = crate::ops::partitions::ensure(
+            pool,
+            cfg.partition,
+            shape.start,
+            shape.end + chrono::Duration::days(3),
+        )
+        .await
+        .map_err(BenchError::sql("creating the partitions of the history"))?;
+        println!(
+            "[{label}] partitions created before the fill: {}",
+            made.len()
+        );
+    }
     let filled = fill::fill(&target.store, &cfg, &shape, label).await?;
     let counts = target.store.table_counts().await?;
     let shown: Vec<String> = counts
