@@ -46,8 +46,11 @@ pub enum SupervisorError {
 struct ClusterRun {
     handle: crate::cluster::Handle,
     events: tokio::sync::mpsc::UnboundedReceiver<crate::cluster::Event>,
-    /// Sources the writer fenced: their lease is gone, stop their sessions.
-    fenced: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Sources (and the terms of their rows) the writer fenced: their lease is
+    /// gone, stop their sessions.
+    fenced: tokio::sync::mpsc::UnboundedReceiver<(String, Option<i64>)>,
+    /// The lease term each running session was started under.
+    terms: BTreeMap<String, i64>,
     /// The cluster's own pool, so a busy writer never delays a renewal.
     store: Store,
     /// Sessions closing after a lease loss or for a handover; `Some(source)` asks
@@ -91,6 +94,11 @@ impl Supervisor {
         config: Config,
         config_path: Option<PathBuf>,
     ) -> Result<Self, SupervisorError> {
+        if config.http.listen.is_some() {
+            // Before anything records a metric: a series registered before the
+            // recorder exists is lost (the lease loop's first tick, say).
+            crate::ops::metrics::install();
+        }
         let store = Store::connect(&config.storage).await?;
         notify(&[sd_notify::NotifyState::Status("running migrations")]);
         extend_while("running migrations", store.migrate()).await?;
@@ -162,12 +170,17 @@ impl Supervisor {
         };
         if sup.cluster.is_none() {
             for source in sup.config.sources.clone() {
-                sup.start_source(source, crate::backfill::Cause::Down).await;
+                sup.start_source(source, crate::backfill::Cause::Down, None)
+                    .await;
             }
         }
         let (subscribed, total) =
             wait_first_attempts(&sup.registry, first_attempt_limit(&sup.config)).await;
-        sup.retention = Retention::start(sup.store.clone(), sup.config.retention.clone());
+        sup.retention = Retention::start_for(
+            sup.store.clone(),
+            sup.config.retention.clone(),
+            source_names(&sup.config),
+        );
         sup.watchdog = Watchdog::start(sup.registry.clone());
         tracing::info!(
             sources = total,
@@ -202,7 +215,15 @@ impl Supervisor {
         self.writer.stats()
     }
 
-    async fn start_source(&mut self, source: SourceConfig, cause: crate::backfill::Cause) {
+    /// Starts `source`'s session (and backfill). With `term` (cluster mode) every
+    /// record they build is stamped with that lease term, so the writer stores it
+    /// only while this node holds the source under that term.
+    async fn start_source(
+        &mut self,
+        source: SourceConfig,
+        cause: crate::backfill::Cause,
+        term: Option<i64>,
+    ) {
         if source.url.scheme() == "ws" && !is_loopback(&source.url) {
             tracing::warn!(
                 source = %source.name,
@@ -219,9 +240,15 @@ impl Supervisor {
         if let Some(old) = self.backfills.remove(&name) {
             old.abort();
         }
+        let sink = match term {
+            Some(t) => self.sink.with_term(t),
+            None => self.sink.clone(),
+        };
+        if let (Some(c), Some(t)) = (&mut self.cluster, term) {
+            c.terms.insert(name.clone(), t);
+        }
         let backfill =
-            crate::backfill::Backfill::start_after(&source, &self.store, self.sink.clone(), cause)
-                .await;
+            crate::backfill::Backfill::start_after(&source, &self.store, sink.clone(), cause).await;
         let links = backfill
             .as_ref()
             .map(|b| session::Links {
@@ -236,7 +263,7 @@ impl Supervisor {
             source,
             &self.config.storage,
             Some(&self.store),
-            self.sink.clone(),
+            sink,
             initial,
             links,
         )
@@ -261,10 +288,7 @@ impl Supervisor {
                 _ = &mut stop => break,
                 msg = next_cluster_message(&mut self.cluster) => match msg {
                     ClusterMsg::Event(event) => self.on_cluster_event(event).await,
-                    ClusterMsg::Fenced(source) => {
-                        tracing::warn!(source, "the writer fenced this source: its lease is gone; stopping its session");
-                        self.close_session(&source, false);
-                    }
+                    ClusterMsg::Fenced(source, term) => self.on_fenced(&source, term),
                     ClusterMsg::Closed(Some(source)) => {
                         if let Some(c) = &self.cluster {
                             c.handle.release(&source);
@@ -302,6 +326,32 @@ impl Supervisor {
         Ok(report)
     }
 
+    /// The writer left rows of `source` built under `term` out of a batch: stop the
+    /// session that built them, unless they came from an earlier session whose
+    /// lease this node lost before getting the source back (that one is gone).
+    fn on_fenced(&mut self, source: &str, term: Option<i64>) {
+        let current = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.terms.get(source).copied());
+        if let (Some(t), Some(now)) = (term, current)
+            && t != now
+        {
+            tracing::info!(
+                source,
+                term = t,
+                current = now,
+                "the writer fenced rows of an earlier lease of this source; the current session goes on"
+            );
+            return;
+        }
+        tracing::warn!(
+            source,
+            "the writer fenced this source: its lease is gone; stopping its session"
+        );
+        self.close_session(source, false);
+    }
+
     /// Acts on what the lease loop asks.
     async fn on_cluster_event(&mut self, event: crate::cluster::Event) {
         use crate::cluster::Event;
@@ -332,7 +382,7 @@ impl Supervisor {
                 } else {
                     crate::backfill::Cause::Down
                 };
-                self.start_source(cfg, cause).await;
+                self.start_source(cfg, cause, Some(acq.lease.term)).await;
             }
             Event::Stop(lost) => {
                 tracing::warn!(source = lost.source, "lease lost; stopping the source");
@@ -373,6 +423,7 @@ impl Supervisor {
         let Some(c) = &mut self.cluster else {
             return;
         };
+        c.terms.remove(source);
         let name = source.to_string();
         c.closing.spawn(async move {
             if let Some(mut s) = session {
@@ -431,7 +482,11 @@ impl Supervisor {
             if let Some(r) = self.retention.take() {
                 r.stop().await;
             }
-            self.retention = Retention::start(self.store.clone(), new.retention.clone());
+            self.retention = Retention::start_for(
+                self.store.clone(),
+                new.retention.clone(),
+                source_names(&new),
+            );
             self.config.retention = new.retention.clone();
         }
         let mut wanted: BTreeMap<String, SourceConfig> = new
@@ -448,7 +503,8 @@ impl Supervisor {
                     if let Some(h) = self.sessions.remove(&name) {
                         h.stop().await;
                     }
-                    self.start_source(cfg, crate::backfill::Cause::Down).await;
+                    self.start_source(cfg, crate::backfill::Cause::Down, None)
+                        .await;
                 }
                 None => {
                     tracing::info!(source = %name, "reload: source removed, closing it");
@@ -465,7 +521,8 @@ impl Supervisor {
         for (name, cfg) in wanted {
             tracing::info!(source = %name, "reload: source added");
             if self.cluster.is_none() {
-                self.start_source(cfg, crate::backfill::Cause::Down).await;
+                self.start_source(cfg, crate::backfill::Cause::Down, None)
+                    .await;
             }
         }
         self.config.sources = new.sources;
@@ -657,6 +714,8 @@ async fn start_cluster(
     store.set_fence(crate::store::Fence {
         node: cfg.node.clone(),
         view: cluster.fence_view(),
+        idle_limit: cfg.renew_every,
+        statement_limit: cfg.lease_ttl,
         fenced: fenced_tx,
     });
     let (handle, events) = crate::cluster::spawn(cluster);
@@ -665,6 +724,7 @@ async fn start_cluster(
         handle,
         events,
         fenced,
+        terms: BTreeMap::new(),
         store: cluster_store,
         closing: tokio::task::JoinSet::new(),
         superseded: false,
@@ -674,7 +734,7 @@ async fn start_cluster(
 /// One thing the cluster side has for the supervisor loop.
 enum ClusterMsg {
     Event(crate::cluster::Event),
-    Fenced(String),
+    Fenced(String, Option<i64>),
     /// A closing session ended; `Some` asks for its lease to be released.
     Closed(Option<String>),
 }
@@ -687,7 +747,7 @@ async fn next_cluster_message(c: &mut Option<ClusterRun>) -> ClusterMsg {
     let has_closing = !c.closing.is_empty();
     tokio::select! {
         Some(e) = c.events.recv() => ClusterMsg::Event(e),
-        Some(s) = c.fenced.recv() => ClusterMsg::Fenced(s),
+        Some((s, t)) = c.fenced.recv() => ClusterMsg::Fenced(s, t),
         Some(r) = c.closing.join_next(), if has_closing => match r {
             Ok(r) => ClusterMsg::Closed(r),
             Err(e) => {
@@ -712,6 +772,12 @@ async fn wait_committed(stats: &crate::store::WriterStats, limit: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The configured source names: retention prunes their rows without first reading
+/// which sources a table holds.
+fn source_names(cfg: &Config) -> Vec<String> {
+    cfg.sources.iter().map(|s| s.name.clone()).collect()
 }
 
 /// How long READY waits for the first attempts: the slowest source's connect and
