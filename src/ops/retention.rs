@@ -15,6 +15,11 @@
 //! in [`crate::config::RETENTION_TABLES`] are touched, and a connection is pruned
 //! only once it is closed. This module never deletes a row younger than its table's
 //! limit and never touches the current-state table `security_sessions`.
+//!
+//! On a partitioned PostgreSQL table ([`super::partitions`]) a run first drops the
+//! partitions that lie wholly before the cutoff, then the walk deletes the rest; the
+//! walk's rows are matched by `(tableoid, ctid)`, since a ctid is unique only within
+//! one partition.
 
 use crate::config::RetentionConfig;
 use crate::store::{Backend, Store, format_ts};
@@ -133,7 +138,10 @@ pub async fn prune_once(
 }
 
 /// Prunes every configured table once, for the rows of `sources` (the configured
-/// source names); returns rows deleted per table. Rows of a source not listed stay.
+/// source names); returns rows deleted per table. Rows of a source not listed stay,
+/// except in a partition of a partitioned PostgreSQL table that lies wholly before
+/// the cutoff: dropping it removes every source's rows of that range (another
+/// daemon's retention may drop it too, hence `IF EXISTS`).
 pub async fn prune_sources(
     store: &Store,
     cfg: &RetentionConfig,

@@ -11,13 +11,13 @@
 //! range (late data, a clock far off) land in `<table>_default` and are moved into
 //! their own partition at the next tick ([`split_default`]).
 
-use crate::store::Store;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, Row as _};
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+mod task;
+pub use task::{Maintainer, maintain, unpartitioned};
 
 /// The partitioned tables and their partition key: the event's own time for the
 /// typed rows (whose UNIQUE constraints already hold it), the receive time for the
@@ -179,22 +179,25 @@ pub(crate) async fn ensure_table(
         let hi = lo + len;
         for (a, b) in uncovered(lo, hi, &parts) {
             let name = part_name(base, a);
-            create(pool, parent, base, col, &name, a, b).await?;
+            let made = create(pool, parent, base, col, &name, a, b).await?;
             parts.push(Part {
                 name: name.clone(),
                 lower: a,
                 upper: b,
             });
-            created.push(name);
+            if made {
+                created.push(name);
+            }
         }
         lo = hi;
     }
     Ok(created)
 }
 
-/// Creates one partition. When the DEFAULT partition holds rows of its range,
-/// PostgreSQL refuses (the default's constraint would be violated): then the rows
-/// are split off in one transaction: detach the default, create the partition,
+/// Creates one partition; `false` when another daemon of the cluster created it
+/// (or an overlapping one) first. When the DEFAULT partition holds rows of its
+/// range, PostgreSQL refuses (the default's constraint would be violated): then the
+/// rows are split off in one transaction: detach the default, create the partition,
 /// move the rows, attach the default again.
 async fn create(
     pool: &PgPool,
@@ -204,7 +207,7 @@ async fn create(
     name: &str,
     lower: DateTime<Utc>,
     upper: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let ddl = format!(
         "CREATE TABLE \"{name}\" PARTITION OF \"{parent}\" FOR VALUES FROM ('{}') TO ('{}')",
         lower.to_rfc3339(),
@@ -220,8 +223,12 @@ async fn create(
         .execute(&mut *tx)
         .await
     {
-        Ok(_) => return tx.commit().await,
+        Ok(_) => return tx.commit().await.map(|()| true),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23514") => {}
+        // duplicate_table, or "would overlap partition": made by another daemon.
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P07" | "42P17")) => {
+            return Ok(false);
+        }
         Err(e) => return Err(e),
     }
     tx.rollback().await?;
@@ -255,7 +262,7 @@ async fn create(
         rows = moved,
         "rows of the default partition moved into their own partition"
     );
-    Ok(())
+    Ok(true)
 }
 
 /// Moves every row of `<table>_default` into a partition of its period (created
@@ -281,13 +288,9 @@ pub async fn split_default(
         let Some(t) = next else { break };
         let lo = period_start(t, period);
         let hi = lo + period_len(period);
-        let made = ensure_table(pool, table, table, col, period, lo, hi).await?;
-        if made.is_empty() {
-            // The range is covered, yet rows sit in the default: cannot happen while
-            // PostgreSQL routes rows; stop rather than loop.
-            break;
-        }
-        created.extend(made);
+        // Empty when another daemon split this range first; `from` moves past it
+        // either way, so the loop ends.
+        created.extend(ensure_table(pool, table, table, col, period, lo, hi).await?);
         from = hi;
     }
     Ok(created)
@@ -343,155 +346,17 @@ pub async fn drop_expired(
                 .fetch_optional(&mut *tx)
                 .await?
                 .unwrap_or(0.0);
-        sqlx::query(AssertSqlSafe(format!("DROP TABLE \"{}\"", part.name)))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS \"{}\"",
+            part.name
+        )))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         dropped.push((part.name, rows.max(0.0) as i64));
     }
     Ok(dropped)
 }
 
-/// The unpartitioned tables of [`TABLES`]: an existing database whose tables held
-/// rows when migration 0008 ran.
-pub async fn unpartitioned(pool: &PgPool) -> Result<Vec<&'static str>, sqlx::Error> {
-    let mut out = Vec::new();
-    for (table, _) in TABLES {
-        if !is_partitioned(pool, table).await? {
-            out.push(table);
-        }
-    }
-    Ok(out)
-}
-
-/// One maintenance pass at `now`: the partitions for `now … now + 2 periods`, and
-/// the DEFAULT partition's rows moved to partitions of their own.
-pub async fn maintain(
-    pool: &PgPool,
-    period: Duration,
-    now: DateTime<Utc>,
-) -> Result<Vec<String>, sqlx::Error> {
-    let ahead = now + period_len(period) * (AHEAD + 1);
-    let mut created = ensure(pool, period, now, ahead).await?;
-    for (table, col) in TABLES {
-        if is_partitioned(pool, table).await? {
-            created.extend(split_default(pool, table, col, period).await?);
-        }
-    }
-    Ok(created)
-}
-
-/// The partition task of the daemon (PostgreSQL only); [`Maintainer::stop`] ends it.
-pub struct Maintainer {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Maintainer {
-    /// Runs [`maintain`] now and then every quarter period (at most hourly), so
-    /// partitions exist two periods before rows need them; `None` on SQLite. Logs
-    /// once, as a warning, which tables are not partitioned and how to convert them:
-    /// the daemon never rewrites a table by itself.
-    pub fn start(store: Store, period: Duration) -> Option<Maintainer> {
-        let pool = store.postgres_pool()?.clone();
-        let (stop, mut stop_rx) = watch::channel(false);
-        let every = (period / 4)
-            .min(Duration::from_secs(3600))
-            .max(Duration::from_secs(60));
-        let task = tokio::spawn(async move {
-            match unpartitioned(&pool).await {
-                Ok(t) if !t.is_empty() => tracing::warn!(
-                    tables = %t.join(", "),
-                    "these tables are not partitioned (they held rows when the partitioning \
-                     migration ran), so retention deletes their rows one by one; \
-                     `wsvault migrate --partition` converts them (see README, Retention)"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!("cannot read which tables are partitioned: {e}"),
-            }
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = super::stopped(&mut stop_rx) => return,
-                    _ = ticks.tick() => {}
-                }
-                tokio::select! {
-                    _ = super::stopped(&mut stop_rx) => return,
-                    r = maintain(&pool, period, Utc::now()) => match r {
-                        Ok(made) if !made.is_empty() => {
-                            tracing::info!(partitions = %made.join(", "), "partitions created");
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(
-                            "creating partitions failed: {e}; retried at the next tick \
-                             (rows meanwhile go to the default partition)"
-                        ),
-                    },
-                }
-            }
-        });
-        Some(Maintainer { stop, task })
-    }
-
-    /// Stops the task; a statement in flight is abandoned (each step is one
-    /// transaction, so nothing is left half-done).
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .map(|d| d.with_timezone(&Utc))
-            .unwrap_or_default()
-    }
-
-    #[test]
-    fn periods_start_at_multiples_from_the_epoch() {
-        let day = Duration::from_secs(86_400);
-        assert_eq!(
-            period_start(t("2026-03-02T17:05:00Z"), day),
-            t("2026-03-02T00:00:00Z")
-        );
-        let six = Duration::from_secs(6 * 3600);
-        assert_eq!(
-            period_start(t("2026-03-02T17:05:00Z"), six),
-            t("2026-03-02T12:00:00Z")
-        );
-        assert_eq!(
-            part_name("events", t("2026-03-02T00:00:00Z")),
-            "events_p20260302"
-        );
-        assert_eq!(
-            part_name("events", t("2026-03-02T12:00:00Z")),
-            "events_p2026030212"
-        );
-    }
-
-    #[test]
-    fn uncovered_leaves_out_existing_partitions() {
-        let p = |a: &str, b: &str| Part {
-            name: String::new(),
-            lower: t(a),
-            upper: t(b),
-        };
-        let parts = [
-            p("2026-03-02T00:00:00Z", "2026-03-02T06:00:00Z"),
-            p("2026-03-02T12:00:00Z", "2026-03-03T00:00:00Z"),
-        ];
-        assert_eq!(
-            uncovered(t("2026-03-02T00:00:00Z"), t("2026-03-04T00:00:00Z"), &parts),
-            vec![
-                (t("2026-03-02T06:00:00Z"), t("2026-03-02T12:00:00Z")),
-                (t("2026-03-03T00:00:00Z"), t("2026-03-04T00:00:00Z")),
-            ]
-        );
-        assert!(uncovered(t("2026-03-02T12:00:00Z"), t("2026-03-03T00:00:00Z"), &parts).is_empty());
-    }
-}
+mod tests;
