@@ -12,6 +12,7 @@
 use crate::config::{self, Config, SourceConfig};
 use crate::ops::Registry;
 use crate::ops::http::{HttpError, HttpServer};
+use crate::ops::partitions::Maintainer;
 use crate::ops::retention::Retention;
 use crate::ops::systemd::{Watchdog, extend_while, notify, wait_first_attempts};
 use crate::session::{self, Command, SessionHandle};
@@ -73,6 +74,8 @@ pub struct Supervisor {
     registry: Arc<Registry>,
     http: Option<HttpServer>,
     retention: Option<Retention>,
+    /// PostgreSQL: creates time partitions ahead and splits the default partition.
+    partitions: Option<Maintainer>,
     watchdog: Option<Watchdog>,
     /// Registered before the first record can exist, so a TERM or HUP that arrives
     /// while sources make their first attempts waits its turn instead of killing the
@@ -149,6 +152,8 @@ impl Supervisor {
                 }
             },
         };
+        // Before any source starts, so the first rows already find their partition.
+        let partitions = Maintainer::start(store.clone(), config.storage.partition);
         let mut sup = Supervisor {
             config,
             config_path,
@@ -161,6 +166,7 @@ impl Supervisor {
             registry,
             http,
             retention: None,
+            partitions,
             watchdog: None,
             signals,
             id_keeper: Some(id_keeper),
@@ -556,6 +562,7 @@ impl Supervisor {
             backfills,
             http,
             retention,
+            partitions,
             watchdog,
             mut signals,
             id_keeper,
@@ -579,6 +586,9 @@ impl Supervisor {
         }
         if let Some(r) = retention {
             r.stop().await;
+        }
+        if let Some(p) = partitions {
+            p.stop().await;
         }
         let (force_tx, mut force_rx) = tokio::sync::watch::channel(false);
         let force = writer.force_trigger();

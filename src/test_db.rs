@@ -56,6 +56,7 @@ pub(crate) fn storage(url: String) -> StorageConfig {
         retry_max: Duration::from_millis(400),
         drain_timeout: Duration::from_secs(30),
         ca_file: None,
+        partition: crate::config::DEFAULT_PARTITION,
     }
 }
 

@@ -476,7 +476,7 @@ _wsvault() {
             return 0
             ;;
         wsvault__subcmd__migrate)
-            opts="-c -h --config --help"
+            opts="-c -h --config --partition --ranges --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -487,6 +487,10 @@ _wsvault() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ranges)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

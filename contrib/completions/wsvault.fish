@@ -28,7 +28,7 @@ complete -c wsvault -n "__fish_wsvault_needs_command" -s h -l help -d 'Print hel
 complete -c wsvault -n "__fish_wsvault_needs_command" -s V -l version -d 'Print version'
 complete -c wsvault -n "__fish_wsvault_needs_command" -f -a "run" -d 'Run the daemon: migrate, connect every source, record until SIGTERM'
 complete -c wsvault -n "__fish_wsvault_needs_command" -f -a "check-config" -d 'Validate a config file and print what it configures'
-complete -c wsvault -n "__fish_wsvault_needs_command" -f -a "migrate" -d 'Create or upgrade the database schema, then exit'
+complete -c wsvault -n "__fish_wsvault_needs_command" -f -a "migrate" -d 'Create or upgrade the database schema, then exit; with --partition, also convert PostgreSQL history tables that are not partitioned yet'
 complete -c wsvault -n "__fish_wsvault_needs_command" -f -a "simulate" -d 'Serve a loopback simulator of an upstream API (tests, demo, benchmarks)'
 complete -c wsvault -n "__fish_wsvault_needs_command" -f -a "backup" -d 'Copy the database consistently while the daemon runs (SQLite), or print the pg_dump command (PostgreSQL)'
 complete -c wsvault -n "__fish_wsvault_needs_command" -f -a "status" -d 'Show each source\'s connection state and the row counts, from the database'
@@ -41,6 +41,8 @@ complete -c wsvault -n "__fish_wsvault_using_subcommand run" -s h -l help -d 'Pr
 complete -c wsvault -n "__fish_wsvault_using_subcommand check-config" -s c -l config -d 'Config file (TOML); WSVAULT__SECTION__KEY variables override its keys' -r -F
 complete -c wsvault -n "__fish_wsvault_using_subcommand check-config" -s h -l help -d 'Print help'
 complete -c wsvault -n "__fish_wsvault_using_subcommand migrate" -s c -l config -d 'Config file (TOML); WSVAULT__SECTION__KEY variables override its keys' -r -F
+complete -c wsvault -n "__fish_wsvault_using_subcommand migrate" -l ranges -d 'With --partition: copy at most N partition ranges in this run, then stop (a later run resumes), to spread the copy over quiet hours' -r
+complete -c wsvault -n "__fish_wsvault_using_subcommand migrate" -l partition -d 'PostgreSQL: convert tracker_states, tracker_readings, events and traffic into time partitions when they are not yet (a database that held rows when the partitioning migration ran). Copies range by range with progress, resumes where an earlier run stopped, keeps each old table as `<table>_old`'
 complete -c wsvault -n "__fish_wsvault_using_subcommand migrate" -s h -l help -d 'Print help'
 complete -c wsvault -n "__fish_wsvault_using_subcommand simulate; and not __fish_seen_subcommand_from navixy tradernet jsonrpc help" -s h -l help -d 'Print help'
 complete -c wsvault -n "__fish_wsvault_using_subcommand simulate; and not __fish_seen_subcommand_from navixy tradernet jsonrpc help" -f -a "navixy" -d 'Navixy Atmosphere event subscription (plus user/auth over HTTP on the same port)'
@@ -124,7 +126,7 @@ complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -s h -l help -d '
 complete -c wsvault -n "__fish_wsvault_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c wsvault -n "__fish_wsvault_using_subcommand help; and not __fish_seen_subcommand_from run check-config migrate simulate backup status demo bench generate help" -f -a "run" -d 'Run the daemon: migrate, connect every source, record until SIGTERM'
 complete -c wsvault -n "__fish_wsvault_using_subcommand help; and not __fish_seen_subcommand_from run check-config migrate simulate backup status demo bench generate help" -f -a "check-config" -d 'Validate a config file and print what it configures'
-complete -c wsvault -n "__fish_wsvault_using_subcommand help; and not __fish_seen_subcommand_from run check-config migrate simulate backup status demo bench generate help" -f -a "migrate" -d 'Create or upgrade the database schema, then exit'
+complete -c wsvault -n "__fish_wsvault_using_subcommand help; and not __fish_seen_subcommand_from run check-config migrate simulate backup status demo bench generate help" -f -a "migrate" -d 'Create or upgrade the database schema, then exit; with --partition, also convert PostgreSQL history tables that are not partitioned yet'
 complete -c wsvault -n "__fish_wsvault_using_subcommand help; and not __fish_seen_subcommand_from run check-config migrate simulate backup status demo bench generate help" -f -a "simulate" -d 'Serve a loopback simulator of an upstream API (tests, demo, benchmarks)'
 complete -c wsvault -n "__fish_wsvault_using_subcommand help; and not __fish_seen_subcommand_from run check-config migrate simulate backup status demo bench generate help" -f -a "backup" -d 'Copy the database consistently while the daemon runs (SQLite), or print the pg_dump command (PostgreSQL)'
 complete -c wsvault -n "__fish_wsvault_using_subcommand help; and not __fish_seen_subcommand_from run check-config migrate simulate backup status demo bench generate help" -f -a "status" -d 'Show each source\'s connection state and the row counts, from the database'

@@ -56,6 +56,7 @@ pub fn harness_storage(url: &str) -> StorageConfig {
         retry_max: Duration::from_secs(1),
         drain_timeout: crate::config::DEFAULT_DRAIN_TIMEOUT,
         ca_file: None,
+        partition: crate::config::DEFAULT_PARTITION,
     }
 }
 

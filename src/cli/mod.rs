@@ -25,8 +25,9 @@ pub enum Cmd {
     Run(ConfigArg),
     /// Validate a config file and print what it configures.
     CheckConfig(ConfigArg),
-    /// Create or upgrade the database schema, then exit.
-    Migrate(ConfigArg),
+    /// Create or upgrade the database schema, then exit; with --partition, also
+    /// convert PostgreSQL history tables that are not partitioned yet.
+    Migrate(MigrateArgs),
     /// Serve a loopback simulator of an upstream API (tests, demo, benchmarks).
     Simulate(Box<SimulateArgs>),
     /// Copy the database consistently while the daemon runs (SQLite), or print the
@@ -42,6 +43,23 @@ pub enum Cmd {
     /// Write the man page and shell completions under DIR (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+/// `wsvault migrate --config FILE [--partition [--ranges N]]`.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// PostgreSQL: convert tracker_states, tracker_readings, events and traffic into
+    /// time partitions when they are not yet (a database that held rows when the
+    /// partitioning migration ran). Copies range by range with progress, resumes
+    /// where an earlier run stopped, keeps each old table as `<table>_old`.
+    #[arg(long)]
+    pub partition: bool,
+    /// With --partition: copy at most N partition ranges in this run, then stop (a
+    /// later run resumes), to spread the copy over quiet hours.
+    #[arg(long, value_name = "N", requires = "partition")]
+    pub ranges: Option<usize>,
 }
 
 /// `wsvault generate DIR`.
@@ -145,6 +163,18 @@ pub fn main(cli: Cli) -> ExitCode {
                     cfg.storage.flush_interval,
                     cfg.storage.queue_capacity
                 ));
+                if cfg
+                    .storage
+                    .url
+                    .trim()
+                    .to_ascii_lowercase()
+                    .starts_with("postgres")
+                {
+                    text.push_str(&format!(
+                        "partitions: {} each (tracker_states, tracker_readings, events, traffic)\n",
+                        humantime::format_duration(cfg.storage.partition)
+                    ));
+                }
                 if let Some(c) = &cfg.cluster {
                     text.push_str(&format!(
                         "cluster: node {} (lease_ttl {}, renew_every {}, gives a source up {} before its lease expires)\n",
@@ -218,12 +248,13 @@ pub fn main(cli: Cli) -> ExitCode {
                 .with_context(|| format!("cannot write under {}", a.dir.display())),
         ),
         Cmd::Migrate(a) => {
-            let cfg = match load(&a.config) {
+            let cfg = match load(&a.config.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             crate::telemetry::init(&cfg.log);
-            report(runtime().and_then(|rt| rt.block_on(migrate(cfg))))
+            let partition = a.partition.then_some(a.ranges);
+            report(runtime().and_then(|rt| rt.block_on(migrate(cfg, partition))))
         }
     }
 }
@@ -324,14 +355,37 @@ async fn status(cfg: Config) -> anyhow::Result<()> {
     Ok(out(&crate::redact::secrets::text(&text))?)
 }
 
-async fn migrate(cfg: Config) -> anyhow::Result<()> {
+/// `partition`: `Some(ranges limit)` with `--partition`.
+async fn migrate(cfg: Config, partition: Option<Option<usize>>) -> anyhow::Result<()> {
+    use crate::ops::partition_convert::{Outcome, convert};
     let store = crate::store::Store::connect(&cfg.storage).await?;
     store.migrate().await?;
-    store.close().await;
-    Ok(out(&format!(
+    out(&format!(
         "migrations applied to {}\n",
         crate::redact::redact_url_str(&cfg.storage.url)
-    ))?)
+    ))?;
+    let Some(ranges) = partition else {
+        store.close().await;
+        return Ok(());
+    };
+    let mut failed_out = None;
+    let mut say = |line: String| {
+        if let Err(e) = out(&format!("{line}\n")) {
+            failed_out.get_or_insert(e);
+        }
+    };
+    let outcome = convert(&store, cfg.storage.partition, ranges, &mut say).await;
+    store.close().await;
+    if let Some(e) = failed_out {
+        return Err(e.into());
+    }
+    match outcome? {
+        Outcome::Done => out("every history table is partitioned\n")?,
+        Outcome::Paused => {
+            out("conversion paused (--ranges); run the same command again to go on\n")?
+        }
+    }
+    Ok(())
 }
 
 async fn simulate(kind: SimKind) -> anyhow::Result<()> {

@@ -44,6 +44,7 @@ const STORAGE_KEYS: &[&str] = &[
     "retry_max",
     "drain_timeout",
     "ca_file",
+    "partition",
 ];
 const TIMING_KEYS: &[&str] = &[
     "backoff_initial",
@@ -227,7 +228,42 @@ fn storage(n: &Node<'_>, base: &Path) -> Result<StorageConfig, ConfigError> {
         retry_max: at_least(n, "retry_max", MIN_RETRY_MAX)?.unwrap_or(DEFAULT_RETRY_MAX),
         drain_timeout: drain_timeout(n)?,
         ca_file: ca_file(n, base)?,
+        partition: partition(n)?,
     })
+}
+
+/// Default `[storage] partition`: one PostgreSQL time partition per day.
+pub const DEFAULT_PARTITION: Duration = Duration::from_secs(86_400);
+
+/// `partition` is the time range of one PostgreSQL partition. Partitions start at
+/// multiples of it counted from the Unix epoch, so it must be whole hours (their
+/// names carry the starting hour) and at most a year (a retention limit shorter
+/// than one partition could not drop anything).
+fn partition(n: &Node<'_>) -> Result<Duration, ConfigError> {
+    let Some(d) = n.duration("partition")? else {
+        return Ok(DEFAULT_PARTITION);
+    };
+    let bad = |message: String| ConfigError::BadValue {
+        key: "partition".into(),
+        place: n.place().into(),
+        message,
+    };
+    let hours = d.as_secs() / 3600;
+    if d.subsec_nanos() != 0 || d.as_secs() % 3600 != 0 || hours == 0 {
+        return Err(bad(format!(
+            "{} is not a whole number of hours: a partition covers whole hours \
+             (\"1h\" up to \"366d\", e.g. \"1d\")",
+            humantime::format_duration(d)
+        )));
+    }
+    if hours > 366 * 24 {
+        return Err(bad(format!(
+            "{} is longer than a year (\"366d\"): retention drops whole partitions, \
+             so one this long would keep data far past its limit",
+            humantime::format_duration(d)
+        )));
+    }
+    Ok(d)
 }
 
 /// `drain_timeout` must leave the drain some time: zero would count every queued

@@ -110,6 +110,10 @@ pub struct StorageConfig {
     /// PostgreSQL: extra CA certificates (PEM) that verify the server, on top of the
     /// OS store; implies `sslmode=verify-full` unless the URL sets `sslmode`.
     pub ca_file: Option<PathBuf>,
+    /// PostgreSQL: the time range of one partition of the partitioned history tables
+    /// (whole hours, default a day): retention drops whole partitions, so it is also
+    /// how finely retention cuts without deleting rows one by one.
+    pub partition: Duration,
 }
 
 /// The storage URL as `Debug` shows it: password and whole query masked. Stricter
@@ -145,6 +149,7 @@ impl fmt::Debug for StorageConfig {
             .field("retry_max", &self.retry_max)
             .field("drain_timeout", &self.drain_timeout)
             .field("ca_file", &self.ca_file)
+            .field("partition", &self.partition)
             .finish()
     }
 }

@@ -13,6 +13,8 @@ pub mod backup;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod partition_convert;
+pub mod partitions;
 pub mod progress;
 pub mod retention;
 pub mod status;

@@ -16,6 +16,11 @@
 //! only once it is closed. This module never deletes a row younger than its table's
 //! limit and never touches the current-state tables `security_sessions` and
 //! `tracker_latest`, nor the counts in `events_hourly` (they outlive the history).
+//!
+//! On a partitioned PostgreSQL table ([`super::partitions`]) a run first drops the
+//! partitions that lie wholly before the cutoff, then the walk deletes the rest; the
+//! walk's rows are matched by `(tableoid, ctid)`, since a ctid is unique only within
+//! one partition.
 
 use crate::config::RetentionConfig;
 use crate::store::{Backend, Store, format_ts};
@@ -93,11 +98,15 @@ pub fn delete_statement(backend: Backend, table: &str, batch: usize) -> Option<S
             } else {
                 format!(" AND {age} < $3")
             };
+            // A ctid is unique only within one partition: the rows are matched by
+            // (tableoid, ctid); the `ctid = ANY` condition gives each partition a
+            // TID scan of the few candidates.
             format!(
-                "WITH doomed AS (SELECT ctid FROM {table} \
+                "WITH doomed AS (SELECT tableoid, ctid FROM {table} \
                  WHERE source = $1 AND {walk} >= $2 AND {walk} < $3{also} \
                  ORDER BY {walk} LIMIT {batch}), \
                  gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed)) \
+                 AND (tableoid, ctid) IN (SELECT tableoid, ctid FROM doomed) \
                  RETURNING {walk}) \
                  SELECT count(*), max({walk}) FROM gone"
             )
@@ -130,7 +139,10 @@ pub async fn prune_once(
 }
 
 /// Prunes every configured table once, for the rows of `sources` (the configured
-/// source names); returns rows deleted per table. Rows of a source not listed stay.
+/// source names); returns rows deleted per table. Rows of a source not listed stay,
+/// except in a partition of a partitioned PostgreSQL table that lies wholly before
+/// the cutoff: dropping it removes every source's rows of that range (another
+/// daemon's retention may drop it too, hence `IF EXISTS`).
 pub async fn prune_sources(
     store: &Store,
     cfg: &RetentionConfig,
@@ -188,7 +200,7 @@ impl Pruner {
                     &found[..]
                 }
             };
-            let mut n = 0;
+            let mut n = drop_partitions(store, table, cutoff).await.map_err(err)?;
             for source in names {
                 let key = (table.clone(), source.clone());
                 let from = self.resume.get(&key).copied().unwrap_or_else(walk_floor);
@@ -204,6 +216,31 @@ impl Pruner {
         }
         Ok(out)
     }
+}
+
+/// PostgreSQL, a partitioned table: drops its partitions that lie wholly before
+/// `cutoff` ([`super::partitions::drop_expired`]); returns the rows they held, as
+/// the statistics last counted them. The DELETE walk then removes the rest.
+async fn drop_partitions(
+    store: &Store,
+    table: &str,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let (Some(pool), Some(age)) = (store.postgres_pool(), time_column(table)) else {
+        return Ok(0);
+    };
+    if super::partitions::key_column(table).is_none()
+        || !super::partitions::is_partitioned(pool, table).await?
+    {
+        return Ok(0);
+    }
+    let dropped = super::partitions::drop_expired(pool, table, age, cutoff).await?;
+    let mut rows = 0u64;
+    for (name, n) in dropped {
+        tracing::info!(partition = %name, rows = n, "retention dropped a partition");
+        rows += u64::try_from(n).unwrap_or(0);
+    }
+    Ok(rows)
 }
 
 async fn present_sources(store: &Store, table: &str) -> Result<Vec<String>, sqlx::Error> {

@@ -156,6 +156,26 @@ fn bad_duration() {
 }
 
 #[test]
+fn partition_size_must_be_whole_hours_up_to_a_year() {
+    refused(
+        "[storage]\npartition = \"90m\"\n",
+        &["partition in [storage]", "not a whole number of hours"],
+    );
+    refused(
+        "[storage]\npartition = \"0s\"\n",
+        &["partition in [storage]", "not a whole number of hours"],
+    );
+    refused(
+        "[storage]\npartition = \"400d\"\n",
+        &["partition in [storage]", "longer than a year"],
+    );
+    refused(
+        "[storage]\npartition = \"a day\"\n",
+        &["bad duration `a day` for partition in [storage]"],
+    );
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), GOOD);

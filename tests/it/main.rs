@@ -47,6 +47,7 @@ mod storage_cookbook;
 mod storage_faults;
 mod storage_latest;
 mod storage_outage;
+mod storage_partitions;
 mod storage_reader_grants;
 mod storage_writer;
 mod systemd_unit;

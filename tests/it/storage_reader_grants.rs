@@ -6,7 +6,7 @@ use crate::support::*;
 use sqlx::{Connection as _, PgConnection};
 
 /// Creates the cluster-wide role when absent; tolerates a concurrent creation.
-async fn ensure_reader_role(conn: &mut PgConnection) {
+pub(crate) async fn ensure_reader_role(conn: &mut PgConnection) {
     sqlx::query(
         "DO $$ BEGIN
            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'wsvault_reader') THEN
@@ -23,7 +23,7 @@ async fn ensure_reader_role(conn: &mut PgConnection) {
 }
 
 /// Runs `sql` as `wsvault_reader` in a transaction that is rolled back.
-async fn as_reader(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn as_reader(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     sqlx::query("SET LOCAL ROLE wsvault_reader")
         .execute(&mut *tx)

@@ -63,6 +63,22 @@ async fn measure(target: &Target, backend: Backend, rows: u64) -> Result<Report,
         queue_capacity: 5_000,
         ..harness_storage(&target.url)
     };
+    if let Some(pool) = target.store.postgres_pool() {
+        // The daemon creates each day's partition ahead of time: a week of history
+        // it wrote lies in daily partitions, not in the DEFAULT one.
+        let made = crate::ops::partitions::ensure(
+            pool,
+            cfg.partition,
+            shape.start,
+            shape.end + chrono::Duration::days(3),
+        )
+        .await
+        .map_err(BenchError::sql("creating the partitions of the history"))?;
+        println!(
+            "[{label}] partitions created before the fill: {}",
+            made.len()
+        );
+    }
     let filled = fill::fill(&target.store, &cfg, &shape, label).await?;
     let counts = target.store.table_counts().await?;
     let shown: Vec<String> = counts
@@ -172,10 +188,29 @@ async fn explain(target: &Target, sql: &str) -> Result<Vec<String>, BenchError> 
                 .fetch_one(pool)
                 .await
                 .map_err(BenchError::sql(what))?;
-        Ok(plan::postgres_full_scans(&json, tables))
+        Ok(plan::without_empty(
+            plan::postgres_full_scans(&json, tables),
+            &empty_partitions(pool).await?,
+        ))
     } else {
         Ok(Vec::new())
     }
+}
+
+/// The partitions that hold no rows as the last `VACUUM ANALYZE` counted (those
+/// created ahead of the history's end, and the DEFAULT ones), see
+/// [`plan::without_empty`].
+pub(super) async fn empty_partitions(
+    pool: &sqlx::PgPool,
+) -> Result<std::collections::BTreeSet<String>, BenchError> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE c.relpages = 0 AND c.reltuples <= 0",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(BenchError::sql("listing the empty partitions"))?;
+    Ok(names.into_iter().collect())
 }
 
 /// `sql` followed by the definitions of the SQLite views it reads, so the aliases

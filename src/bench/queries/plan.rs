@@ -85,6 +85,32 @@ pub fn postgres_full_scans(plan: &serde_json::Value, tables: &[&str]) -> Vec<Str
     out
 }
 
+/// `scans` without the sequential scans of `empty` relations: the partitions a
+/// daemon creates ahead of time and the DEFAULT partition hold no rows, so the
+/// planner rightly reads them whole (nothing to read); they are not full scans of
+/// history.
+pub fn without_empty(scans: Vec<String>, empty: &BTreeSet<String>) -> Vec<String> {
+    scans
+        .into_iter()
+        .filter(|s| {
+            s.strip_prefix("Seq Scan on ")
+                .is_none_or(|rel| !empty.contains(rel))
+        })
+        .collect()
+}
+
+/// Whether relation `rel` is `table` or one of its time partitions (PostgreSQL:
+/// `<table>_pYYYYMMDD[HH]` and `<table>_default`, see `ops::partitions`).
+fn is_part_of(rel: &str, table: &str) -> bool {
+    rel == table
+        || rel.strip_prefix(table).is_some_and(|rest| {
+            rest == "_default"
+                || rest
+                    .strip_prefix("_p")
+                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
 fn walk(v: &serde_json::Value, tables: &[&str], out: &mut Vec<String>) {
     match v {
         serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, tables, out)),
@@ -92,7 +118,7 @@ fn walk(v: &serde_json::Value, tables: &[&str], out: &mut Vec<String>) {
             let node = map.get("Node Type").and_then(|n| n.as_str());
             let rel = map.get("Relation Name").and_then(|n| n.as_str());
             if let (Some(node), Some(rel)) = (node, rel)
-                && tables.contains(&rel)
+                && tables.iter().any(|t| is_part_of(rel, t))
             {
                 let indexed = matches!(node, "Index Scan" | "Index Only Scan");
                 if node == "Seq Scan" {
@@ -111,6 +137,34 @@ fn walk(v: &serde_json::Value, tables: &[&str], out: &mut Vec<String>) {
 mod tests {
     use super::*;
     use crate::bench::cookbook::HISTORY_TABLES;
+
+    #[test]
+    fn seq_scans_of_empty_partitions_are_not_counted() {
+        let empty: BTreeSet<String> = ["events_default".to_string()].into();
+        let scans = vec![
+            "Seq Scan on events_default".to_string(),
+            "Seq Scan on events_p20260302".to_string(),
+            "Index Scan on events_default without a condition".to_string(),
+        ];
+        assert_eq!(
+            without_empty(scans, &empty),
+            vec![
+                "Seq Scan on events_p20260302".to_string(),
+                "Index Scan on events_default without a condition".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn partitions_count_as_their_table() {
+        assert!(is_part_of("events", "events"));
+        assert!(is_part_of("events_p20260302", "events"));
+        assert!(is_part_of("events_p2026030212", "events"));
+        assert!(is_part_of("events_default", "events"));
+        assert!(!is_part_of("events_hourly", "events"));
+        assert!(!is_part_of("events_p", "events"));
+        assert!(!is_part_of("tracker_states_old", "tracker_states"));
+    }
 
     #[test]
     fn aliases_map_to_their_tables() {

@@ -156,6 +156,7 @@ async fn explain_deletes(
                 .execute(&mut *conn)
                 .await
                 .map_err(BenchError::sql(what))?;
+            let empty = super::empty_partitions(pool).await?;
             let mut found: BTreeMap<String, Vec<&str>> = BTreeMap::new();
             for (mode, short) in [
                 ("force_custom_plan", "custom"),
@@ -173,7 +174,8 @@ async fn explain_deletes(
                     .map_err(BenchError::sql(what))?;
                 for r in rows {
                     let json: serde_json::Value = r.try_get(0).map_err(BenchError::sql(what))?;
-                    for scan in plan::postgres_full_scans(&json, &[table]) {
+                    let all = plan::postgres_full_scans(&json, &[table]);
+                    for scan in plan::without_empty(all, &empty) {
                         let modes = found.entry(scan).or_default();
                         if !modes.contains(&short) {
                             modes.push(short);

@@ -112,6 +112,7 @@ pub fn storage_config(url: impl Into<String>) -> StorageConfig {
         retry_max: Duration::from_millis(400),
         drain_timeout: Duration::from_secs(30),
         ca_file: None,
+        partition: wsvault::config::DEFAULT_PARTITION,
     }
 }
 
