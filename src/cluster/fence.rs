@@ -4,7 +4,7 @@
 //! A daemon frozen (SIGSTOP, a long pause, a partition) past its lease's expiry may
 //! wake with records of that source in its queue while another daemon already
 //! records the stream. Local deadlines stop its sessions, but only the database can
-//! say for sure that the lease moved: [`fence`] reads the lease rows `FOR SHARE`
+//! say for sure that the lease moved: [`fence`] reads the lease rows `FOR KEY SHARE`
 //! inside the writer's batch transaction, so a takeover (an `UPDATE` of the row) waits
 //! until the batch commits, and a batch that starts after the takeover sees the new
 //! holder or term and drops those rows. The writer knows which term each source is
@@ -51,8 +51,11 @@ impl FenceView {
 }
 
 /// Inside a write transaction: which of `held` (source, term) are no longer held by
-/// `node` under that term. Locks the still-held lease rows `FOR SHARE` until the
-/// transaction ends, so no other node can take them before this batch commits. Rows
+/// `node` under that term. Locks the still-held lease rows `FOR KEY SHARE` until the
+/// transaction ends, so no other node can take them before this batch commits: a
+/// takeover changes `term`, which is in a unique index (migration 0009), so its
+/// UPDATE needs the row lock that conflicts. This node's own renewals change only
+/// `expires_at` and pass, so a slow batch never delays the renewal of its lease. Rows
 /// of the returned sources must be left out of the batch (and counted as fenced).
 pub async fn fence(
     conn: &mut PgConnection,
@@ -69,7 +72,7 @@ pub async fn fence(
          JOIN UNNEST($2::text[], $3::bigint[]) AS h(source, term) \
            ON l.source = h.source AND l.term = h.term \
          WHERE l.holder = $1 \
-         FOR SHARE OF l",
+         FOR KEY SHARE OF l",
     )
     .bind(node)
     .bind(&sources)

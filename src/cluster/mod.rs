@@ -258,11 +258,16 @@ impl Cluster {
         self.expire_into_unreported(sent);
         let mut out = Tick::default();
         let mut tx = self.pool.begin().await.map_err(db("starting a tick"))?;
-        sqlx::query("SELECT set_config('statement_timeout', $1, true)")
-            .bind(format!("{}ms", self.renew_every.as_millis().max(1)))
-            .execute(&mut *tx)
-            .await
-            .map_err(db("setting the tick's statement timeout"))?;
+        // A tick frozen halfway (SIGSTOP) must not keep its row locks: the server ends
+        // the transaction once it sits idle as long as a statement may run.
+        sqlx::query(
+            "SELECT set_config('statement_timeout', $1, true), \
+                    set_config('idle_in_transaction_session_timeout', $1, true)",
+        )
+        .bind(format!("{}ms", self.renew_every.as_millis().max(1)))
+        .execute(&mut *tx)
+        .await
+        .map_err(db("setting the tick's statement timeout"))?;
         let adding_rows = self.rows_missing;
         if adding_rows {
             self.ensure_rows(&mut tx).await?;

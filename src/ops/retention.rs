@@ -23,9 +23,8 @@
 //! one partition.
 
 use crate::config::RetentionConfig;
-use crate::store::{Backend, Store, format_ts};
+use crate::store::Store;
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::AssertSqlSafe;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -72,46 +71,13 @@ fn walk_column(table: &str) -> Option<&'static str> {
 
 /// The statement that deletes the next `batch` expired rows of one source.
 ///
-/// SQLite binds `?1` source and `?2` cutoff (storage-contract text); it returns no
-/// rows. PostgreSQL binds `$1` source, `$2` the walk's lower bound (the newest time
-/// the previous batch deleted) and `$3` cutoff (`timestamptz`), and returns one row:
-/// the count deleted and the newest walk time among them. Public so `wsvault bench`
-/// can `EXPLAIN` exactly what retention runs.
-pub fn delete_statement(backend: Backend, table: &str, batch: usize) -> Option<String> {
-    let walk = walk_column(table)?;
-    let age = time_column(table)?;
-    Some(match backend {
-        Backend::Sqlite => {
-            let also = if age == walk {
-                String::new()
-            } else {
-                format!(" AND {age} < ?2")
-            };
-            format!(
-                "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} \
-                 WHERE source = ?1 AND {walk} < ?2{also} ORDER BY {walk} LIMIT {batch})"
-            )
-        }
-        Backend::Postgres => {
-            let also = if age == walk {
-                String::new()
-            } else {
-                format!(" AND {age} < $3")
-            };
-            // A ctid is unique only within one partition: the rows are matched by
-            // (tableoid, ctid); the `ctid = ANY` condition gives each partition a
-            // TID scan of the few candidates.
-            format!(
-                "WITH doomed AS (SELECT tableoid, ctid FROM {table} \
-                 WHERE source = $1 AND {walk} >= $2 AND {walk} < $3{also} \
-                 ORDER BY {walk} LIMIT {batch}), \
-                 gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed)) \
-                 AND (tableoid, ctid) IN (SELECT tableoid, ctid FROM doomed) \
-                 RETURNING {walk}) \
-                 SELECT count(*), max({walk}) FROM gone"
-            )
-        }
-    })
+/// The backend writes it (`store::{sqlite,postgres}::prune`): SQLite binds `?1`
+/// source and `?2` cutoff; PostgreSQL binds `$1` source, `$2` the walk's lower bound
+/// (the newest time the previous batch deleted) and `$3` cutoff, and returns the
+/// count deleted and the newest walk time. Public so `wsvault bench` can `EXPLAIN`
+/// exactly what retention runs.
+pub fn delete_statement(store: &Store, table: &str, batch: usize) -> Option<String> {
+    Some(store.prune_statement(table, walk_column(table)?, time_column(table)?, batch))
 }
 
 /// The statement listing the sources present in `table`, newest index entries
@@ -179,7 +145,7 @@ impl Pruner {
         let batch = cfg.batch.max(1);
         let mut out = Vec::new();
         for (table, age) in &cfg.tables {
-            let Some(sql) = delete_statement(store.backend(), table, batch) else {
+            let Some(sql) = delete_statement(store, table, batch) else {
                 continue;
             };
             let Some(cutoff) = chrono::Duration::from_std(*age)
@@ -244,14 +210,8 @@ async fn drop_partitions(
 }
 
 async fn present_sources(store: &Store, table: &str) -> Result<Vec<String>, sqlx::Error> {
-    let sql = sources_statement(table);
-    if let Some(pool) = store.sqlite_pool() {
-        sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(pool).await
-    } else if let Some(pool) = store.postgres_pool() {
-        sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(pool).await
-    } else {
-        Ok(Vec::new())
-    }
+    let rows: Vec<(String,)> = store.fetch_all(&sources_statement(table), &[]).await?;
+    Ok(rows.into_iter().map(|(s,)| s).collect())
 }
 
 /// The lower bound of a PostgreSQL walk before its first batch: older than any
@@ -275,41 +235,18 @@ async fn prune_source(
     let batch = batch as u64;
     let mut deleted = 0u64;
     let mut reached = None;
-    if let Some(pool) = store.sqlite_pool() {
-        let cutoff = format_ts(&cutoff);
-        loop {
-            let n = sqlx::query(AssertSqlSafe(sql))
-                .bind(source)
-                .bind(&cutoff)
-                .execute(pool)
-                .await?
-                .rows_affected();
-            deleted += n;
-            if n < batch {
-                break;
-            }
-            tokio::time::sleep(PAUSE).await;
+    let mut lower = from;
+    loop {
+        let (n, newest) = store.prune_step(sql, source, lower, cutoff).await?;
+        deleted += n;
+        if let Some(t) = newest {
+            lower = t;
+            reached = Some(t);
         }
-    } else if let Some(pool) = store.postgres_pool() {
-        let mut lower = from;
-        loop {
-            let (n, newest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(AssertSqlSafe(sql))
-                .bind(source)
-                .bind(lower)
-                .bind(cutoff)
-                .fetch_one(pool)
-                .await?;
-            let n = u64::try_from(n).unwrap_or(0);
-            deleted += n;
-            if let Some(t) = newest {
-                lower = t;
-                reached = Some(t);
-            }
-            if n < batch {
-                break;
-            }
-            tokio::time::sleep(PAUSE).await;
+        if n < batch {
+            break;
         }
+        tokio::time::sleep(PAUSE).await;
     }
     Ok((deleted, reached))
 }

@@ -59,6 +59,10 @@ impl Rows {
     }
 }
 
+/// One retention step's outcome: rows deleted and, where the backend resumes its
+/// walk (PostgreSQL), the newest walk time deleted.
+pub type Pruned = (u64, Option<DateTime<Utc>>);
+
 /// One backend: its pool, migrations, dialect and write path.
 pub(crate) trait Database: Send + Sync + 'static {
     /// Which backend this is (error classification, labels).
@@ -91,9 +95,21 @@ pub(crate) trait Database: Send + Sync + 'static {
     /// The text at `path` (object keys) inside a JSON column, `NULL` when missing.
     fn json_field(&self, column: &str, path: &[&str]) -> String;
 
-    /// A `WHERE` condition keeping at most `$3` rows of `table` with `source = $1`
-    /// and `time_col < $2`, for deleting in bounded steps (`rowid`, `ctid`).
-    fn limited_rows(&self, table: &str, time_col: &str) -> String;
+    /// Retention's bounded delete of `table` along its `(source, walk)` index, for
+    /// rows whose `age` column is before the cutoff, at most `batch` rows (see
+    /// `ops::retention`); run it with [`Database::prune_step`].
+    fn prune_statement(&self, table: &str, walk: &str, age: &str, batch: usize) -> String;
+
+    /// Runs one [`Database::prune_statement`] for `source`, from `lower` (the newest
+    /// time the previous step deleted; only PostgreSQL needs it) to `cutoff`.
+    /// Returns the rows deleted and, where the backend resumes, the newest walk time.
+    fn prune_step<'a>(
+        &'a self,
+        sql: &'a str,
+        source: &'a str,
+        lower: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Pruned, sqlx::Error>>;
 
     /// The write path's state for one writer task (held connection, `COPY` gate);
     /// `stats` receives the backend's own counters.

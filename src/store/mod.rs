@@ -148,7 +148,7 @@ pub struct Fence {
     pub view: crate::cluster::FenceView,
     /// How long a write transaction may sit idle (`idle_in_transaction_session_timeout`)
     /// and how long one statement may run (`statement_timeout`). The fence holds the
-    /// lease rows `FOR SHARE` until commit; a daemon frozen inside a transaction
+    /// lease rows `FOR KEY SHARE` until commit; a daemon frozen inside a transaction
     /// (SIGSTOP, a stalled VM) would otherwise hold them, and so block the takeover,
     /// for as long as it stays frozen. The server ends such a session instead.
     pub idle_limit: std::time::Duration,
@@ -333,8 +333,21 @@ impl Store {
 
     /// A `WHERE` condition selecting at most `$3` rows of `table` with `source = $1`
     /// and `time_col < $2` (SQLite `rowid`, PostgreSQL `ctid`), for bounded deletes.
-    pub fn limited_rows(&self, table: &str, time_col: &str) -> String {
-        self.db.limited_rows(table, time_col)
+    /// Retention's bounded delete statement for this backend (see
+    /// [`Database::prune_statement`]).
+    pub fn prune_statement(&self, table: &str, walk: &str, age: &str, batch: usize) -> String {
+        self.db.prune_statement(table, walk, age, batch)
+    }
+
+    /// Runs one retention step (see [`Database::prune_step`]).
+    pub async fn prune_step(
+        &self,
+        sql: &str,
+        source: &str,
+        lower: chrono::DateTime<chrono::Utc>,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<database::Pruned, sqlx::Error> {
+        self.db.prune_step(sql, source, lower, cutoff).await
     }
 
     /// The SQLite pool, for backend-specific tools (backup, bench, tests).

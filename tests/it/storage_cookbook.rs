@@ -193,7 +193,7 @@ async fn a_pruner_resumes_where_it_stopped_without_skipping_newer_rows(backend: 
 /// The plan of retention's delete statement for `events`; PostgreSQL as the custom
 /// and the generic plan (what a prepared statement may switch to).
 async fn delete_plans(store: &Store, batch: usize) -> Vec<String> {
-    let sql = delete_statement(store.backend(), "events", batch).unwrap();
+    let sql = delete_statement(store, "events", batch).unwrap();
     if let Some(pool) = store.sqlite_pool() {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
             .bind("a")

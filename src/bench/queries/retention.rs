@@ -129,7 +129,7 @@ async fn explain_deletes(
     let what = "reading the plan of a retention statement";
     let mut scans = Vec::new();
     for table in TABLES.into_iter().filter(|t| HISTORY_TABLES.contains(t)) {
-        let Some(sql) = delete_statement(target.store.backend(), table, BATCH) else {
+        let Some(sql) = delete_statement(&target.store, table, BATCH) else {
             continue;
         };
         if let Some(pool) = target.store.sqlite_pool() {

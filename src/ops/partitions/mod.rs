@@ -36,6 +36,21 @@ const AHEAD: i32 = 2;
 /// until the next run: a long analyst query must not stall the writer behind it.
 const LOCK_TIMEOUT: &str = "5s";
 
+/// Bounds a partition DDL transaction: it waits at most [`LOCK_TIMEOUT`] for its
+/// locks, and the server ends it when it sits idle that long. Its locks on the
+/// parent table stop every insert; a daemon frozen (SIGSTOP, a stalled VM) in the
+/// middle of one must not stop the other daemons' writers for longer than that.
+async fn limit(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT set_config('lock_timeout', $1, true), \
+                set_config('idle_in_transaction_session_timeout', $1, true)",
+    )
+    .bind(LOCK_TIMEOUT)
+    .execute(tx)
+    .await
+    .map(|_| ())
+}
+
 /// One range partition: its name and `[lower, upper)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {
@@ -214,11 +229,7 @@ async fn create(
         upper.to_rfc3339()
     );
     let mut tx = pool.begin().await?;
-    sqlx::query(AssertSqlSafe(format!(
-        "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
-    )))
-    .execute(&mut *tx)
-    .await?;
+    limit(&mut tx).await?;
     match sqlx::query(AssertSqlSafe(ddl.clone()))
         .execute(&mut *tx)
         .await
@@ -234,8 +245,8 @@ async fn create(
     tx.rollback().await?;
     let default = format!("{base}_default");
     let mut tx = pool.begin().await?;
+    limit(&mut tx).await?;
     let steps = [
-        format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"),
         format!("ALTER TABLE \"{parent}\" DETACH PARTITION \"{default}\""),
         ddl,
         format!(
@@ -335,11 +346,7 @@ pub async fn drop_expired(
             }
         }
         let mut tx = pool.begin().await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
-        )))
-        .execute(&mut *tx)
-        .await?;
+        limit(&mut tx).await?;
         let rows: f32 =
             sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)")
                 .bind(&part.name)

@@ -21,6 +21,7 @@ use std::time::Duration;
 mod copy;
 mod derived;
 mod insert;
+mod prune;
 pub(crate) mod reader;
 mod sql;
 mod writer;
@@ -144,10 +145,18 @@ impl Database for PgDb {
         out
     }
 
-    fn limited_rows(&self, table: &str, time_col: &str) -> String {
-        format!(
-            "ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE source = $1 AND {time_col} < $2 LIMIT $3))"
-        )
+    fn prune_statement(&self, table: &str, walk: &str, age: &str, batch: usize) -> String {
+        prune::statement(table, walk, age, batch)
+    }
+
+    fn prune_step<'a>(
+        &'a self,
+        sql: &'a str,
+        source: &'a str,
+        lower: chrono::DateTime<chrono::Utc>,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'a, Result<super::database::Pruned, sqlx::Error>> {
+        Box::pin(async move { prune::step(&self.pool, sql, source, lower, cutoff).await })
     }
 
     fn batch_writer(&self, stats: Arc<WriterStats>) -> Box<dyn BatchWriter> {

@@ -24,6 +24,7 @@ mod checkpoint;
 mod derived;
 mod files;
 mod insert;
+mod prune;
 mod sql;
 mod writer;
 
@@ -150,10 +151,18 @@ impl Database for SqliteDb {
         format!("json_extract({column}, '$.{}')", path.join("."))
     }
 
-    fn limited_rows(&self, table: &str, time_col: &str) -> String {
-        format!(
-            "rowid IN (SELECT rowid FROM {table} WHERE source = $1 AND {time_col} < $2 LIMIT $3)"
-        )
+    fn prune_statement(&self, table: &str, walk: &str, age: &str, batch: usize) -> String {
+        prune::statement(table, walk, age, batch)
+    }
+
+    fn prune_step<'a>(
+        &'a self,
+        sql: &'a str,
+        source: &'a str,
+        _lower: chrono::DateTime<chrono::Utc>,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'a, Result<super::database::Pruned, sqlx::Error>> {
+        Box::pin(async move { prune::step(&self.pool, sql, source, cutoff).await })
     }
 
     fn batch_writer(&self, stats: Arc<WriterStats>) -> Box<dyn BatchWriter> {
