@@ -85,6 +85,9 @@ pub struct Supervisor {
     id_keeper: Option<crate::id_slots::Keeper>,
     /// `[cluster]`: sources start only when their lease is gained.
     cluster: Option<ClusterRun>,
+    /// Per source, when the previous run's blind period began if it was killed
+    /// while recording it; handed to the source's session when it starts.
+    down_since: BTreeMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 impl Supervisor {
@@ -130,10 +133,11 @@ impl Supervisor {
             .map_err(SupervisorError::Signals)?;
         tracing::debug!("signal handlers installed");
         let (sink, writer) = Writer::spawn(store.clone(), &config.storage);
+        let mut down_since = BTreeMap::new();
         if cluster.is_none() {
             // With [cluster] a source's abandoned connections are closed when its
             // lease is gained: only then is it sure that no live node records it.
-            close_abandoned(&store, &config.sources, &sink).await;
+            down_since = close_abandoned(&store, &config.sources, &sink).await;
         }
         let registry = Registry::new(writer.stats(), &config.storage);
         let http = match config.http.listen {
@@ -167,6 +171,7 @@ impl Supervisor {
             signals,
             id_keeper: Some(id_keeper),
             cluster,
+            down_since,
         };
         if sup.cluster.is_none() {
             for source in sup.config.sources.clone() {
@@ -254,8 +259,13 @@ impl Supervisor {
             .map(|b| session::Links {
                 gaps: Some(b.notifier()),
                 login: b.login(),
+                down_since: None,
             })
             .unwrap_or_default();
+        let links = session::Links {
+            down_since: self.down_since.remove(&name),
+            ..links
+        };
         if let Some(b) = backfill {
             self.backfills.insert(name.clone(), b);
         }
@@ -376,7 +386,9 @@ impl Supervisor {
                     previous = acq.previous_holder.as_deref().unwrap_or("none"),
                     "lease gained; starting the source"
                 );
-                close_abandoned(&self.store, std::slice::from_ref(&cfg), &self.sink).await;
+                let down =
+                    close_abandoned(&self.store, std::slice::from_ref(&cfg), &self.sink).await;
+                self.down_since.extend(down);
                 let cause = if acq.follows_another_holder() {
                     crate::backfill::Cause::Handover
                 } else {
@@ -476,6 +488,9 @@ impl Supervisor {
         }
         if new.log != self.config.log {
             tracing::warn!("[log] changes take effect only after a restart");
+        }
+        if new.cluster != self.config.cluster {
+            tracing::warn!("[cluster] changes take effect only after a restart");
         }
         if new.retention != self.config.retention {
             tracing::info!("reload: [retention] changed, restarting the pruning task");
@@ -658,17 +673,37 @@ impl Supervisor {
 }
 
 /// Closes the connections a killed or crashed previous run left open, recording
-/// their blind periods, before any source connects. A failed read is logged and
-/// start goes on: the rows stay as they were, nothing new is lost.
-async fn close_abandoned(store: &Store, sources: &[SourceConfig], sink: &RecordSink) {
+/// their blind periods, before any source connects; returns when each such blind
+/// period began (its `suspended{down}` row), per source, for the `resumed` row of
+/// the source's first subscription. A failed read is logged and start goes on: the
+/// rows stay as they were, nothing new is lost.
+async fn close_abandoned(
+    store: &Store,
+    sources: &[SourceConfig],
+    sink: &RecordSink,
+) -> BTreeMap<String, chrono::DateTime<chrono::Utc>> {
     let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
     let records = match store.abandoned_connections(&names).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e}; connections a previous run left open stay open");
-            return;
+            return BTreeMap::new();
         }
     };
+    let mut down_since = BTreeMap::new();
+    for r in &records {
+        if let crate::record::Record::SessionEvent(e) = r
+            && e.event == "suspended"
+            && e.initiator.as_deref() == Some("down")
+        {
+            // An older abandoned connection's period ended when the next one
+            // opened; the newest is the one this run ends.
+            let last = down_since
+                .entry(e.source.to_string())
+                .or_insert(e.occurred_at);
+            *last = (*last).max(e.occurred_at);
+        }
+    }
     let connections = records
         .iter()
         .filter(|r| matches!(r, crate::record::Record::Connection(_)))
@@ -685,6 +720,7 @@ async fn close_abandoned(store: &Store, sources: &[SourceConfig], sink: &RecordS
             break;
         }
     }
+    down_since
 }
 
 /// Connects the cluster's own pool, registers the node and starts the lease loop.

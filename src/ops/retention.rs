@@ -14,7 +14,8 @@
 //! briefly between statements so writer transactions interleave. Only tables listed
 //! in [`crate::config::RETENTION_TABLES`] are touched, and a connection is pruned
 //! only once it is closed. This module never deletes a row younger than its table's
-//! limit and never touches the current-state table `security_sessions`.
+//! limit and never touches the current-state tables `security_sessions` and
+//! `tracker_latest`, nor the counts in `events_hourly` (they outlive the history).
 //!
 //! On a partitioned PostgreSQL table ([`super::partitions`]) a run first drops the
 //! partitions that lie wholly before the cutoff, then the walk deletes the rest; the

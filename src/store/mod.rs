@@ -16,6 +16,7 @@ mod abandoned;
 mod batch;
 mod classify;
 mod database;
+mod derived;
 mod latency;
 mod postgres;
 mod read;

@@ -61,6 +61,8 @@ fn state(id: i64, state_time: DateTime<Utc>, received_at: DateTime<Utc>) -> Reco
         movement_status: None,
         payload: "{}".into(),
         origin: Origin::Live,
+        event_id: None,
+        connection_id: None,
     })
 }
 
@@ -77,6 +79,8 @@ fn reading(id: i64, at: DateTime<Utc>) -> Record {
         received_at: at,
         payload: "{}".into(),
         origin: Origin::Live,
+        event_id: None,
+        connection_id: None,
     })
 }
 
@@ -137,6 +141,19 @@ async fn a_new_database_is_partitioned_and_rows_in_the_default_partition_are_spl
             "{t}_default missing"
         );
     }
+    // The partitioned tables keep what later migrations added before 0008 (0007's
+    // links and their partial index).
+    for t in ["tracker_states", "tracker_readings"] {
+        let sql = format!(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = '{t}' \
+             AND column_name IN ('event_id', 'connection_id')"
+        );
+        assert_eq!(n(&store, &sql).await, 2, "{t} lost its link columns");
+    }
+    assert!(
+        exists(&store, "tracker_states_event").await,
+        "the event_id index is missing"
+    );
     let pool = store.postgres_pool().unwrap();
     let now = Utc::now();
     let made = partitions::maintain(pool, DAY, now).await.unwrap();
