@@ -236,8 +236,9 @@ async fn create(
     {
         Ok(_) => return tx.commit().await.map(|()| true),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23514") => {}
-        // duplicate_table, or "would overlap partition": made by another daemon.
-        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P07" | "42P17")) => {
+        // duplicate_table, "would overlap partition", or (two daemons creating the
+        // same partition at once) a unique violation in the catalog: made by another.
+        Err(sqlx::Error::Database(e)) if taken_by_another(e.code().as_deref()) => {
             return Ok(false);
         }
         Err(e) => return Err(e),
@@ -274,6 +275,12 @@ async fn create(
         "rows of the default partition moved into their own partition"
     );
     Ok(true)
+}
+
+/// Whether a failed `CREATE TABLE … PARTITION OF` means the partition (or an
+/// overlapping one) exists already, made by another daemon of the cluster.
+fn taken_by_another(code: Option<&str>) -> bool {
+    matches!(code, Some("42P07" | "42P17" | "23505"))
 }
 
 /// Moves every row of `<table>_default` into a partition of its period (created
