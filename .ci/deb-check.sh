@@ -24,7 +24,7 @@ command -v man >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq
 t0=$(date +%s)
 cargo deb
 echo "deb-check: package built in $(( $(date +%s) - t0 )) s"
-deb=$(ls -t target/debian/wsvault_*.deb | head -n1)
+deb=$(realpath "$(ls -t "${CARGO_TARGET_DIR:-target}"/debian/wsvault_*.deb | head -n1)")
 dpkg-deb -c "$deb"
 files=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $6 }')
 
@@ -32,7 +32,7 @@ files=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $6 }')
 cleanup() { dpkg -s wsvault >/dev/null 2>&1 && apt-get purge -y -qq wsvault >/dev/null || true; }
 trap cleanup EXIT
 
-apt-get install -y -qq "./$deb" >/dev/null
+apt-get install -y -qq "$deb" >/dev/null
 echo "deb-check: installed size $(dpkg-query -W -f='${Installed-Size}' wsvault) KiB"
 
 version=$(wsvault --version)

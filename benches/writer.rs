@@ -30,6 +30,8 @@ fn state(source: &Arc<str>, n: i64) -> Record {
             r#"{{"source_id":{tracker},"gps":{{"updated":"2024-05-01 00:00:00","signal_level":100,"location":{{"lat":52.52,"lng":13.4}},"heading":270,"speed":37.5,"alt":34}},"connection_status":"active","movement_status":"moving","ignition":true,"battery_level":99,"inputs":[false,true,false],"outputs":[false],"last_update":"2024-05-01 00:00:00","n":{n}}}"#
         ),
         origin: wsvault::record::Origin::Live,
+        event_id: None,
+        connection_id: None,
     })
 }
 

@@ -90,6 +90,23 @@ impl Record {
         }
     }
 
+    /// Links a typed row to the message it came from: `event_id` is that message's
+    /// `events` row (`None` when no raw message is kept), `connection_id` the
+    /// connection it arrived on. Rows of other tables are left as they are: the
+    /// message itself, lifecycle rows and notifications (their own raw message)
+    /// carry no link.
+    pub fn link_to(&mut self, event_id: Option<i64>, connection_id: Option<i64>) {
+        let (event, connection) = match self {
+            Record::TrackerState(r) => (&mut r.event_id, &mut r.connection_id),
+            Record::TrackerReading(r) => (&mut r.event_id, &mut r.connection_id),
+            Record::TrackerLifecycle(r) => (&mut r.event_id, &mut r.connection_id),
+            Record::SecuritySessionChange(r) => (&mut r.event_id, &mut r.connection_id),
+            _ => return,
+        };
+        *event = event_id;
+        *connection = connection_id;
+    }
+
     /// When the record came into being, for `rejected.received_at` and latency metrics.
     pub fn received_at(&self) -> DateTime<Utc> {
         match self {
@@ -178,6 +195,11 @@ pub struct TrackerState {
     pub payload: String,
     /// Whether the row came from the live stream or from a backfill of a gap.
     pub origin: Origin,
+    /// The `events` row of the message this row came from (its id is minted before
+    /// either is written); `None` with `raw_events = "off"` and for backfilled rows.
+    pub event_id: Option<i64>,
+    /// The connection the message arrived on; `None` for backfilled rows.
+    pub connection_id: Option<i64>,
 }
 
 /// `tracker_readings` row: one value of one sensor, input, state field or counter.
@@ -200,6 +222,11 @@ pub struct TrackerReading {
     pub payload: String,
     /// Whether the row came from the live stream or from a backfill of a gap.
     pub origin: Origin,
+    /// The `events` row of the message this row came from (its id is minted before
+    /// either is written); `None` with `raw_events = "off"` and for backfilled rows.
+    pub event_id: Option<i64>,
+    /// The connection the message arrived on; `None` for backfilled rows.
+    pub connection_id: Option<i64>,
 }
 
 /// Where a typed row came from. Both kinds share the natural unique keys, so a value
@@ -233,6 +260,11 @@ pub struct TrackerLifecycle {
     /// block, unblock, corrupt (or whatever the server sends; kept verbatim).
     pub lifecycle_event: String,
     pub received_at: DateTime<Utc>,
+    /// The `events` row of the message this row came from (its id is minted before
+    /// either is written); `None` with `raw_events = "off"` and for backfilled rows.
+    pub event_id: Option<i64>,
+    /// The connection the message arrived on; `None` for backfilled rows.
+    pub connection_id: Option<i64>,
 }
 
 /// `security_sessions` row: the current view of a Tradernet security session.
@@ -267,6 +299,11 @@ pub struct SecuritySessionChange {
     /// `opened` or `ended`; unique per (source, session_id, change).
     pub change: String,
     pub observed_at: DateTime<Utc>,
+    /// The `events` row of the message this row came from (its id is minted before
+    /// either is written); `None` with `raw_events = "off"` and for backfilled rows.
+    pub event_id: Option<i64>,
+    /// The connection the message arrived on; `None` for backfilled rows.
+    pub connection_id: Option<i64>,
 }
 
 /// `notifications` row.

@@ -45,8 +45,11 @@ pub enum SupervisorError {
 struct ClusterRun {
     handle: crate::cluster::Handle,
     events: tokio::sync::mpsc::UnboundedReceiver<crate::cluster::Event>,
-    /// Sources the writer fenced: their lease is gone, stop their sessions.
-    fenced: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Sources (and the terms of their rows) the writer fenced: their lease is
+    /// gone, stop their sessions.
+    fenced: tokio::sync::mpsc::UnboundedReceiver<(String, Option<i64>)>,
+    /// The lease term each running session was started under.
+    terms: BTreeMap<String, i64>,
     /// The cluster's own pool, so a busy writer never delays a renewal.
     store: Store,
     /// Sessions closing after a lease loss or for a handover; `Some(source)` asks
@@ -79,6 +82,9 @@ pub struct Supervisor {
     id_keeper: Option<crate::id_slots::Keeper>,
     /// `[cluster]`: sources start only when their lease is gained.
     cluster: Option<ClusterRun>,
+    /// Per source, when the previous run's blind period began if it was killed
+    /// while recording it; handed to the source's session when it starts.
+    down_since: BTreeMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 impl Supervisor {
@@ -88,6 +94,11 @@ impl Supervisor {
         config: Config,
         config_path: Option<PathBuf>,
     ) -> Result<Self, SupervisorError> {
+        if config.http.listen.is_some() {
+            // Before anything records a metric: a series registered before the
+            // recorder exists is lost (the lease loop's first tick, say).
+            crate::ops::metrics::install();
+        }
         let store = Store::connect(&config.storage).await?;
         notify(&[sd_notify::NotifyState::Status("running migrations")]);
         extend_while("running migrations", store.migrate()).await?;
@@ -119,10 +130,11 @@ impl Supervisor {
             .map_err(SupervisorError::Signals)?;
         tracing::debug!("signal handlers installed");
         let (sink, writer) = Writer::spawn(store.clone(), &config.storage);
+        let mut down_since = BTreeMap::new();
         if cluster.is_none() {
             // With [cluster] a source's abandoned connections are closed when its
             // lease is gained: only then is it sure that no live node records it.
-            close_abandoned(&store, &config.sources, &sink).await;
+            down_since = close_abandoned(&store, &config.sources, &sink).await;
         }
         let registry = Registry::new(writer.stats(), &config.storage);
         let http = match config.http.listen {
@@ -153,15 +165,21 @@ impl Supervisor {
             signals,
             id_keeper: Some(id_keeper),
             cluster,
+            down_since,
         };
         if sup.cluster.is_none() {
             for source in sup.config.sources.clone() {
-                sup.start_source(source, crate::backfill::Cause::Down).await;
+                sup.start_source(source, crate::backfill::Cause::Down, None)
+                    .await;
             }
         }
         let (subscribed, total) =
             wait_first_attempts(&sup.registry, first_attempt_limit(&sup.config)).await;
-        sup.retention = Retention::start(sup.store.clone(), sup.config.retention.clone());
+        sup.retention = Retention::start_for(
+            sup.store.clone(),
+            sup.config.retention.clone(),
+            source_names(&sup.config),
+        );
         sup.watchdog = Watchdog::start(sup.registry.clone());
         tracing::info!(
             sources = total,
@@ -196,7 +214,15 @@ impl Supervisor {
         self.writer.stats()
     }
 
-    async fn start_source(&mut self, source: SourceConfig, cause: crate::backfill::Cause) {
+    /// Starts `source`'s session (and backfill). With `term` (cluster mode) every
+    /// record they build is stamped with that lease term, so the writer stores it
+    /// only while this node holds the source under that term.
+    async fn start_source(
+        &mut self,
+        source: SourceConfig,
+        cause: crate::backfill::Cause,
+        term: Option<i64>,
+    ) {
         if source.url.scheme() == "ws" && !is_loopback(&source.url) {
             tracing::warn!(
                 source = %source.name,
@@ -213,16 +239,27 @@ impl Supervisor {
         if let Some(old) = self.backfills.remove(&name) {
             old.abort();
         }
+        let sink = match term {
+            Some(t) => self.sink.with_term(t),
+            None => self.sink.clone(),
+        };
+        if let (Some(c), Some(t)) = (&mut self.cluster, term) {
+            c.terms.insert(name.clone(), t);
+        }
         let backfill =
-            crate::backfill::Backfill::start_after(&source, &self.store, self.sink.clone(), cause)
-                .await;
+            crate::backfill::Backfill::start_after(&source, &self.store, sink.clone(), cause).await;
         let links = backfill
             .as_ref()
             .map(|b| session::Links {
                 gaps: Some(b.notifier()),
                 login: b.login(),
+                down_since: None,
             })
             .unwrap_or_default();
+        let links = session::Links {
+            down_since: self.down_since.remove(&name),
+            ..links
+        };
         if let Some(b) = backfill {
             self.backfills.insert(name.clone(), b);
         }
@@ -230,7 +267,7 @@ impl Supervisor {
             source,
             &self.config.storage,
             Some(&self.store),
-            self.sink.clone(),
+            sink,
             initial,
             links,
         )
@@ -255,10 +292,7 @@ impl Supervisor {
                 _ = &mut stop => break,
                 msg = next_cluster_message(&mut self.cluster) => match msg {
                     ClusterMsg::Event(event) => self.on_cluster_event(event).await,
-                    ClusterMsg::Fenced(source) => {
-                        tracing::warn!(source, "the writer fenced this source: its lease is gone; stopping its session");
-                        self.close_session(&source, false);
-                    }
+                    ClusterMsg::Fenced(source, term) => self.on_fenced(&source, term),
                     ClusterMsg::Closed(Some(source)) => {
                         if let Some(c) = &self.cluster {
                             c.handle.release(&source);
@@ -296,6 +330,32 @@ impl Supervisor {
         Ok(report)
     }
 
+    /// The writer left rows of `source` built under `term` out of a batch: stop the
+    /// session that built them, unless they came from an earlier session whose
+    /// lease this node lost before getting the source back (that one is gone).
+    fn on_fenced(&mut self, source: &str, term: Option<i64>) {
+        let current = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.terms.get(source).copied());
+        if let (Some(t), Some(now)) = (term, current)
+            && t != now
+        {
+            tracing::info!(
+                source,
+                term = t,
+                current = now,
+                "the writer fenced rows of an earlier lease of this source; the current session goes on"
+            );
+            return;
+        }
+        tracing::warn!(
+            source,
+            "the writer fenced this source: its lease is gone; stopping its session"
+        );
+        self.close_session(source, false);
+    }
+
     /// Acts on what the lease loop asks.
     async fn on_cluster_event(&mut self, event: crate::cluster::Event) {
         use crate::cluster::Event;
@@ -320,13 +380,15 @@ impl Supervisor {
                     previous = acq.previous_holder.as_deref().unwrap_or("none"),
                     "lease gained; starting the source"
                 );
-                close_abandoned(&self.store, std::slice::from_ref(&cfg), &self.sink).await;
+                let down =
+                    close_abandoned(&self.store, std::slice::from_ref(&cfg), &self.sink).await;
+                self.down_since.extend(down);
                 let cause = if acq.follows_another_holder() {
                     crate::backfill::Cause::Handover
                 } else {
                     crate::backfill::Cause::Down
                 };
-                self.start_source(cfg, cause).await;
+                self.start_source(cfg, cause, Some(acq.lease.term)).await;
             }
             Event::Stop(lost) => {
                 tracing::warn!(source = lost.source, "lease lost; stopping the source");
@@ -367,6 +429,7 @@ impl Supervisor {
         let Some(c) = &mut self.cluster else {
             return;
         };
+        c.terms.remove(source);
         let name = source.to_string();
         c.closing.spawn(async move {
             if let Some(mut s) = session {
@@ -420,12 +483,19 @@ impl Supervisor {
         if new.log != self.config.log {
             tracing::warn!("[log] changes take effect only after a restart");
         }
+        if new.cluster != self.config.cluster {
+            tracing::warn!("[cluster] changes take effect only after a restart");
+        }
         if new.retention != self.config.retention {
             tracing::info!("reload: [retention] changed, restarting the pruning task");
             if let Some(r) = self.retention.take() {
                 r.stop().await;
             }
-            self.retention = Retention::start(self.store.clone(), new.retention.clone());
+            self.retention = Retention::start_for(
+                self.store.clone(),
+                new.retention.clone(),
+                source_names(&new),
+            );
             self.config.retention = new.retention.clone();
         }
         let mut wanted: BTreeMap<String, SourceConfig> = new
@@ -442,7 +512,8 @@ impl Supervisor {
                     if let Some(h) = self.sessions.remove(&name) {
                         h.stop().await;
                     }
-                    self.start_source(cfg, crate::backfill::Cause::Down).await;
+                    self.start_source(cfg, crate::backfill::Cause::Down, None)
+                        .await;
                 }
                 None => {
                     tracing::info!(source = %name, "reload: source removed, closing it");
@@ -459,7 +530,8 @@ impl Supervisor {
         for (name, cfg) in wanted {
             tracing::info!(source = %name, "reload: source added");
             if self.cluster.is_none() {
-                self.start_source(cfg, crate::backfill::Cause::Down).await;
+                self.start_source(cfg, crate::backfill::Cause::Down, None)
+                    .await;
             }
         }
         self.config.sources = new.sources;
@@ -591,17 +663,37 @@ impl Supervisor {
 }
 
 /// Closes the connections a killed or crashed previous run left open, recording
-/// their blind periods, before any source connects. A failed read is logged and
-/// start goes on: the rows stay as they were, nothing new is lost.
-async fn close_abandoned(store: &Store, sources: &[SourceConfig], sink: &RecordSink) {
+/// their blind periods, before any source connects; returns when each such blind
+/// period began (its `suspended{down}` row), per source, for the `resumed` row of
+/// the source's first subscription. A failed read is logged and start goes on: the
+/// rows stay as they were, nothing new is lost.
+async fn close_abandoned(
+    store: &Store,
+    sources: &[SourceConfig],
+    sink: &RecordSink,
+) -> BTreeMap<String, chrono::DateTime<chrono::Utc>> {
     let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
     let records = match store.abandoned_connections(&names).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e}; connections a previous run left open stay open");
-            return;
+            return BTreeMap::new();
         }
     };
+    let mut down_since = BTreeMap::new();
+    for r in &records {
+        if let crate::record::Record::SessionEvent(e) = r
+            && e.event == "suspended"
+            && e.initiator.as_deref() == Some("down")
+        {
+            // An older abandoned connection's period ended when the next one
+            // opened; the newest is the one this run ends.
+            let last = down_since
+                .entry(e.source.to_string())
+                .or_insert(e.occurred_at);
+            *last = (*last).max(e.occurred_at);
+        }
+    }
     let connections = records
         .iter()
         .filter(|r| matches!(r, crate::record::Record::Connection(_)))
@@ -618,6 +710,7 @@ async fn close_abandoned(store: &Store, sources: &[SourceConfig], sink: &RecordS
             break;
         }
     }
+    down_since
 }
 
 /// Connects the cluster's own pool, registers the node and starts the lease loop.
@@ -647,6 +740,8 @@ async fn start_cluster(
     store.set_fence(crate::store::Fence {
         node: cfg.node.clone(),
         view: cluster.fence_view(),
+        idle_limit: cfg.renew_every,
+        statement_limit: cfg.lease_ttl,
         fenced: fenced_tx,
     });
     let (handle, events) = crate::cluster::spawn(cluster);
@@ -655,6 +750,7 @@ async fn start_cluster(
         handle,
         events,
         fenced,
+        terms: BTreeMap::new(),
         store: cluster_store,
         closing: tokio::task::JoinSet::new(),
         superseded: false,
@@ -664,7 +760,7 @@ async fn start_cluster(
 /// One thing the cluster side has for the supervisor loop.
 enum ClusterMsg {
     Event(crate::cluster::Event),
-    Fenced(String),
+    Fenced(String, Option<i64>),
     /// A closing session ended; `Some` asks for its lease to be released.
     Closed(Option<String>),
 }
@@ -677,7 +773,7 @@ async fn next_cluster_message(c: &mut Option<ClusterRun>) -> ClusterMsg {
     let has_closing = !c.closing.is_empty();
     tokio::select! {
         Some(e) = c.events.recv() => ClusterMsg::Event(e),
-        Some(s) = c.fenced.recv() => ClusterMsg::Fenced(s),
+        Some((s, t)) = c.fenced.recv() => ClusterMsg::Fenced(s, t),
         Some(r) = c.closing.join_next(), if has_closing => match r {
             Ok(r) => ClusterMsg::Closed(r),
             Err(e) => {
@@ -702,6 +798,12 @@ async fn wait_committed(stats: &crate::store::WriterStats, limit: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The configured source names: retention prunes their rows without first reading
+/// which sources a table holds.
+fn source_names(cfg: &Config) -> Vec<String> {
+    cfg.sources.iter().map(|s| s.name.clone()).collect()
 }
 
 /// How long READY waits for the first attempts: the slowest source's connect and

@@ -165,7 +165,10 @@ pub async fn counts(store: &Store, source: &str) -> Result<Vec<(String, i64)>> {
 
 /// The last frame stored for `source` before this run: the newest `received_at` of
 /// its frame-bearing tables. Each `max` is answered from the `(source, received_at)`
-/// index of its table (one index probe, not a scan).
+/// index of its table (one index probe, not a scan). When no frame was ever stored
+/// but an earlier run (or another node) had connected, the blind period starts at
+/// that connection's opening: it received frames that never reached the database
+/// (killed before its first commit), and they must be fetched back too.
 pub async fn last_stored(store: &Store, source: &str) -> Result<Option<DateTime<Utc>>> {
     let mut newest: Option<DateTime<Utc>> = None;
     for table in [
@@ -177,6 +180,11 @@ pub async fn last_stored(store: &Store, source: &str) -> Result<Option<DateTime<
         let sql = format!("SELECT max(received_at) FROM {table} WHERE source = $1");
         let t: Option<(DbTime,)> = store.fetch_optional(&sql, &[Param::Text(source)]).await?;
         newest = newest.max(t.and_then(|(t,)| t.0));
+    }
+    if newest.is_none() {
+        let sql = "SELECT max(opened_at) FROM connections WHERE source = $1";
+        let t: Option<(DbTime,)> = store.fetch_optional(sql, &[Param::Text(source)]).await?;
+        newest = t.and_then(|(t,)| t.0);
     }
     Ok(newest)
 }

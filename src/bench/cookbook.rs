@@ -111,22 +111,30 @@ WHERE from_time >= now() - interval '7 days'
 ORDER BY source, from_time;";
 
 const BLIND_LIFECYCLE_SQLITE: &str = "\
-SELECT source, occurred_at AS blind_from, blind_until, initiator, reason
-FROM (SELECT source, event, occurred_at, initiator, reason,
-             lead(occurred_at) OVER (PARTITION BY source ORDER BY occurred_at) AS blind_until
-      FROM session_events
+SELECT source, json_extract(detail, '$.suspended_at') AS blind_from,
+       occurred_at AS blind_until, json_extract(detail, '$.initiator') AS initiator
+FROM session_events
+WHERE source = 'broker' AND event = 'resumed'
+  AND occurred_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-7 days')
+UNION ALL
+SELECT source, occurred_at, NULL, initiator
+FROM (SELECT source, event, occurred_at, initiator FROM session_events
       WHERE source = 'broker' AND event IN ('suspended', 'subscribed')
-        AND occurred_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-7 days')) AS t
+      ORDER BY occurred_at DESC LIMIT 1) AS last
 WHERE event = 'suspended'
 ORDER BY blind_from;";
 
 const BLIND_LIFECYCLE_POSTGRES: &str = "\
-SELECT source, occurred_at AS blind_from, blind_until, initiator, reason
-FROM (SELECT source, event, occurred_at, initiator, reason,
-             lead(occurred_at) OVER (PARTITION BY source ORDER BY occurred_at) AS blind_until
-      FROM session_events
+SELECT source, (detail->>'suspended_at')::timestamptz AS blind_from,
+       occurred_at AS blind_until, detail->>'initiator' AS initiator
+FROM session_events
+WHERE source = 'broker' AND event = 'resumed'
+  AND occurred_at >= now() - interval '7 days'
+UNION ALL
+SELECT source, occurred_at, NULL, initiator
+FROM (SELECT source, event, occurred_at, initiator FROM session_events
       WHERE source = 'broker' AND event IN ('suspended', 'subscribed')
-        AND occurred_at >= now() - interval '7 days') AS t
+      ORDER BY occurred_at DESC LIMIT 1) AS last
 WHERE event = 'suspended'
 ORDER BY blind_from;";
 
@@ -143,21 +151,21 @@ WHERE opened_at >= now() - interval '30 days'
 GROUP BY source, day ORDER BY source, day;";
 
 const EVENTS_HOURLY_SQLITE: &str = "\
-SELECT kind, substr(received_at, 1, 13) AS hour, count(*) AS n
-FROM events
-WHERE source = 'fleet-eu' AND received_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day')
-GROUP BY kind, hour ORDER BY kind, hour;";
+SELECT kind, hour, n
+FROM events_hourly
+WHERE source = 'fleet-eu' AND hour >= strftime('%Y-%m-%dT%H:00:00.000000Z', 'now', '-1 day')
+ORDER BY hour, kind;";
 
 const EVENTS_HOURLY_POSTGRES: &str = "\
-SELECT kind, date_trunc('hour', received_at) AS hour, count(*) AS n
-FROM events
-WHERE source = 'fleet-eu' AND received_at >= now() - interval '1 day'
-GROUP BY kind, hour ORDER BY kind, hour;";
+SELECT kind, hour, n
+FROM events_hourly
+WHERE source = 'fleet-eu' AND hour >= date_trunc('hour', now() - interval '1 day', 'UTC')
+ORDER BY hour, kind;";
 
 const RAW_MESSAGE: &str = "\
 SELECT e.id, e.kind, e.received_at, e.item_count, e.payload
 FROM tracker_states AS s
-JOIN events AS e ON e.source = s.source AND e.received_at = s.received_at
+LEFT JOIN events AS e ON e.id = s.event_id
 WHERE s.id = 1000;";
 
 const NOTIFICATIONS_SQLITE: &str = "\

@@ -123,8 +123,8 @@ async fn run(
                 match tokio::time::timeout_at(limit, cluster.tick()).await {
                     Ok(Ok(t)) => {
                         metrics::tick("ok");
-                        // Every tick, not once: the recorder may be installed after
-                        // the loop starts, and a series registered before it is lost.
+                        // Every tick, not once: SIGHUP may add sources, and a gauge
+                        // set each tick also shows a standby's 0.
                         metrics::fenced_series(cluster.sources.iter().map(String::as_str));
                         metrics::leases_held(cluster.held.len());
                         for l in t.stop {

@@ -27,24 +27,6 @@ impl FenceView {
         self.read().get(source).copied()
     }
 
-    /// Splits `sources` into those held, with their terms, and those not held (whose
-    /// rows must not be written at all).
-    pub fn split<'a>(
-        &self,
-        sources: impl IntoIterator<Item = &'a str>,
-    ) -> (Vec<(String, i64)>, Vec<String>) {
-        let map = self.read();
-        let mut held = Vec::new();
-        let mut not_held = Vec::new();
-        for s in sources {
-            match map.get(s) {
-                Some(term) => held.push((s.to_string(), *term)),
-                None => not_held.push(s.to_string()),
-            }
-        }
-        (held, not_held)
-    }
-
     pub(super) fn set(&self, source: &str, term: i64) {
         self.write().insert(source.to_string(), term);
     }
@@ -101,16 +83,37 @@ pub async fn fence(
         .collect())
 }
 
-/// [`fence`] for the sources of one batch, read from `view`: every source of
-/// `sources` this node does not hold (in the view or in the database) is returned.
-pub async fn fence_batch<'a>(
+/// [`fence`] for the (source, term) pairs of one batch's records, read against
+/// `view`: every pair this node does not hold (in the view or in the database) is
+/// returned. A record stamped with a term (its session's lease) is held only under
+/// that very term: rows an old session queued before the node lost the source and
+/// got it back are fenced, not written under the new lease. Unstamped records
+/// (not built by a leased session) follow the view's current term.
+pub async fn fence_batch(
     conn: &mut PgConnection,
     node: &str,
     view: &FenceView,
-    sources: impl IntoIterator<Item = &'a str>,
-) -> Result<Vec<String>, sqlx::Error> {
-    let (held, mut lost) = view.split(sources);
-    lost.extend(fence(conn, node, &held).await?);
+    leases: &[(String, Option<i64>)],
+) -> Result<Vec<(String, Option<i64>)>, sqlx::Error> {
+    let mut lost = Vec::new();
+    let mut check: Vec<(String, i64)> = Vec::new();
+    for (source, stamped) in leases {
+        match (view.term(source), stamped) {
+            (Some(now), Some(t)) if now != *t => lost.push((source.clone(), *stamped)),
+            (Some(now), _) => {
+                if !check.iter().any(|(s, _)| s == source) {
+                    check.push((source.clone(), now));
+                }
+            }
+            (None, _) => lost.push((source.clone(), *stamped)),
+        }
+    }
+    let gone = fence(conn, node, &check).await?;
+    for (source, stamped) in leases {
+        if gone.contains(source) && !lost.iter().any(|(s, t)| s == source && t == stamped) {
+            lost.push((source.clone(), *stamped));
+        }
+    }
     Ok(lost)
 }
 

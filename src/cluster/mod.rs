@@ -22,12 +22,18 @@
 //! decide anything from the daemon's wall clock.
 
 pub mod driver;
+mod error;
 pub mod fence;
+mod lease;
 pub mod metrics;
+mod rounds;
 pub mod share;
 
 pub use driver::{Event, Handle, spawn};
+pub use error::ClusterError;
+use error::{db, fmt};
 pub use fence::{FenceView, fence, fence_batch, release_in};
+pub use lease::{Acquired, Lease, Lost, Tick};
 pub use metrics::Change;
 
 use crate::config::ClusterConfig;
@@ -35,124 +41,6 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnection, PgPool};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-/// A lease this node holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    /// The source's configured name.
-    pub source: String,
-    /// Its term: grows at every change of holder; fencing matches on it.
-    pub term: i64,
-    /// When the database lets it expire unless renewed (database clock).
-    pub expires_at: DateTime<Utc>,
-}
-
-/// A lease gained in a tick: start recording the source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Acquired {
-    /// The new lease.
-    pub lease: Lease,
-    /// The node that held it last, when it expired under that node (a takeover).
-    pub previous_holder: Option<String>,
-    /// The term before ours; 0 when no node ever held the source.
-    pub previous_term: i64,
-    /// `ClaimedNew`, `ClaimedReleased` or `TakenOver`.
-    pub change: Change,
-}
-
-impl Acquired {
-    /// Whether another run recorded this source until recently, so the time between
-    /// its last stored frame and our first one is a blind period with
-    /// `cause = 'handover'` (rather than `down`).
-    pub fn follows_another_holder(&self) -> bool {
-        self.previous_term > 0
-    }
-}
-
-/// A lease lost: stop recording the source now (suspended, initiator `handover`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lost {
-    /// The source.
-    pub source: String,
-    /// The term it was held under.
-    pub term: i64,
-    /// `Lost` (the database says another holder or term) or `Expired` (not renewed in
-    /// time by the local clock).
-    pub change: Change,
-    /// Who holds it now, when known: (node, term).
-    pub now_held_by: Option<(String, i64)>,
-}
-
-/// What one tick asks of the caller.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tick {
-    /// Leases gained: start these sources.
-    pub start: Vec<Acquired>,
-    /// Leases lost: stop these sources at once.
-    pub stop: Vec<Lost>,
-    /// Held beyond the fair share: close these sessions (code 1000, `suspended` with
-    /// initiator `handover`), then [`Cluster::release`] each. Until then they stay
-    /// held and renewed, so no source ever has two live connections.
-    pub handover: Vec<Lease>,
-    /// Live nodes, this one included.
-    pub live_nodes: usize,
-    /// The most sources a node holds now: ⌈S/K⌉.
-    pub cap: usize,
-}
-
-/// Failures of the cluster's own statements and refusals to run.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// Another live daemon already uses this node name.
-    #[error(
-        "another wsvault daemon is running as node `{node}` (host {host}, pid {pid}, version \
-         {version}, last heartbeat {seen_ago} ago by the database clock): give every daemon \
-         its own [cluster] node name (node = \"…\" or WSVAULT__CLUSTER__NODE), or stop the \
-         other one; a daemon that died counts as gone {ttl} after its last heartbeat"
-    )]
-    NodeNameTaken {
-        /// The contested name.
-        node: String,
-        /// The other daemon's host, as it registered.
-        host: String,
-        /// Its process id.
-        pid: String,
-        /// Its version.
-        version: String,
-        /// Time since its last heartbeat, formatted.
-        seen_ago: String,
-        /// The lease ttl, formatted.
-        ttl: String,
-    },
-    /// This node's row now belongs to a newer daemon of the same name: this one missed
-    /// its heartbeats for longer than the ttl and must stop recording everything.
-    #[error(
-        "node `{node}` was registered again by another daemon after this one missed its \
-         heartbeats for longer than lease_ttl; every lease of this daemon is given up"
-    )]
-    Superseded {
-        /// The name.
-        node: String,
-        /// Every lease this daemon thought it held: stop them all.
-        lost: Vec<Lost>,
-    },
-    /// A statement failed; local state is unchanged and the local deadlines still run.
-    #[error("cluster database statement failed while {what}: {source}")]
-    Db {
-        /// What the cluster was doing.
-        what: &'static str,
-        #[source]
-        source: sqlx::Error,
-    },
-}
-
-fn db(what: &'static str) -> impl FnOnce(sqlx::Error) -> ClusterError {
-    move |source| ClusterError::Db { what, source }
-}
-
-fn fmt(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
-}
 
 /// A lease just claimed, with what the row said before.
 #[derive(sqlx::FromRow)]
@@ -362,15 +250,6 @@ impl Cluster {
             .collect()
     }
 
-    async fn ensure_rows(&mut self, conn: &mut PgConnection) -> Result<(), ClusterError> {
-        sqlx::query("INSERT INTO leases (source) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
-            .bind(&self.sources)
-            .execute(&mut *conn)
-            .await
-            .map_err(db("creating lease rows"))?;
-        Ok(())
-    }
-
     /// One round: heartbeat, renew, count, claim; all in one transaction with a
     /// statement timeout of `renew_every`. Local state changes only after the commit,
     /// so a failed tick changes nothing but time (the local deadlines keep running).
@@ -486,131 +365,6 @@ impl Cluster {
         out.cap = plan.cap;
         metrics::leases_held(self.held.len());
         Ok(out)
-    }
-
-    /// Renews every held lease still held under its term and not expired; returns
-    /// (source, term, expires_at) of those renewed.
-    async fn renew(
-        &self,
-        conn: &mut PgConnection,
-    ) -> Result<Vec<(String, i64, DateTime<Utc>)>, ClusterError> {
-        if self.held.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sources: Vec<&str> = self.held.keys().map(String::as_str).collect();
-        let terms: Vec<i64> = self.held.values().map(|h| h.term).collect();
-        sqlx::query_as(
-            "UPDATE leases l SET expires_at = now() + make_interval(secs => $2) \
-             FROM UNNEST($3::text[], $4::bigint[]) AS h(source, term) \
-             WHERE l.source = h.source AND l.term = h.term AND l.holder = $1 \
-               AND l.expires_at > now() \
-             RETURNING l.source, l.term, l.expires_at",
-        )
-        .bind(&self.node)
-        .bind(self.ttl.as_secs_f64())
-        .bind(&sources)
-        .bind(&terms)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db("renewing leases"))
-    }
-
-    async fn current_holders(
-        &self,
-        conn: &mut PgConnection,
-        sources: &[String],
-    ) -> Result<Vec<(String, Option<String>, i64)>, ClusterError> {
-        if sources.is_empty() {
-            return Ok(Vec::new());
-        }
-        sqlx::query_as("SELECT source, holder, term FROM leases WHERE source = ANY($1)")
-            .bind(sources)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("reading who holds the lost leases"))
-    }
-
-    /// Live nodes other than this one with their unexpired leases (of this node's
-    /// sources), and the number of free sources.
-    async fn census(&self, conn: &mut PgConnection) -> Result<share::Census, ClusterError> {
-        let others: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT n.node, count(l.source) FROM nodes n \
-             LEFT JOIN leases l ON l.holder = n.node AND l.expires_at > now() \
-                                AND l.source = ANY($2) \
-             WHERE n.stopped_at IS NULL \
-               AND n.last_seen_at > now() - make_interval(secs => $3) \
-               AND n.node <> $1 \
-             GROUP BY n.node",
-        )
-        .bind(&self.node)
-        .bind(&self.sources)
-        .bind(self.ttl.as_secs_f64())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db("counting live nodes"))?;
-        let free: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM leases WHERE source = ANY($1) \
-               AND (holder IS NULL OR expires_at IS NULL OR expires_at <= now())",
-        )
-        .bind(&self.sources)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db("counting free sources"))?;
-        Ok(share::Census {
-            sources: self.sources.len(),
-            others: others
-                .into_iter()
-                .map(|(n, c)| (n, c.max(0) as usize))
-                .collect(),
-            free: free.max(0) as usize,
-        })
-    }
-
-    /// Claims up to `n` free sources. Rows another node is claiming at this moment
-    /// are skipped, not waited for; each node starts from a different place in the
-    /// list (ordered by a hash of source and node), so concurrent claims rarely meet.
-    async fn claim(
-        &self,
-        conn: &mut PgConnection,
-        n: usize,
-    ) -> Result<Vec<Acquired>, ClusterError> {
-        let rows: Vec<ClaimedRow> = sqlx::query_as(
-            "UPDATE leases l SET holder = $1, term = l.term + 1, acquired_at = now(), \
-                    expires_at = now() + make_interval(secs => $2) \
-             FROM (SELECT source, holder AS prev_holder, term AS prev_term FROM leases \
-                   WHERE source = ANY($3) \
-                     AND (holder IS NULL OR expires_at IS NULL OR expires_at <= now()) \
-                   ORDER BY md5(source || $1) LIMIT $4 FOR UPDATE SKIP LOCKED) c \
-             WHERE l.source = c.source \
-             RETURNING l.source, l.term, l.expires_at, c.prev_holder, c.prev_term",
-        )
-        .bind(&self.node)
-        .bind(self.ttl.as_secs_f64())
-        .bind(&self.sources)
-        .bind(n as i64)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db("claiming free sources"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let change = match (&r.prev_holder, r.prev_term) {
-                    (_, 0) => Change::ClaimedNew,
-                    (None, _) => Change::ClaimedReleased,
-                    (Some(_), _) => Change::TakenOver,
-                };
-                Acquired {
-                    lease: Lease {
-                        source: r.source,
-                        term: r.term,
-                        expires_at: r.expires_at,
-                    },
-                    previous_holder: r.prev_holder,
-                    previous_term: r.prev_term,
-                    change,
-                }
-            })
-            .collect())
     }
 
     /// Marks `n` more held leases (not already leaving) as handed over, the last by

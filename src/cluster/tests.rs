@@ -412,13 +412,26 @@ async fn fencing_finds_a_lease_lost_to_a_takeover() {
     assert_eq!(view_before.term(&lease.source), Some(lease.term));
     let mut conn = pg.acquire().await.unwrap();
     let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-    let lost = fence_batch(&mut tx, "a", &view_before, [lease.source.as_str()])
+    let src = lease.source.clone();
+    let a_rows = [(src.clone(), None), (src.clone(), Some(lease.term))];
+    let lost = fence_batch(&mut tx, "a", &view_before, &a_rows)
         .await
         .unwrap();
-    assert_eq!(lost, vec![lease.source.clone()]);
+    assert_eq!(lost, a_rows.to_vec());
     // b's own batches pass under the new term.
-    let b_held = vec![(lease.source.clone(), lease.term + 1)];
+    let b_held = vec![(src.clone(), lease.term + 1)];
     assert!(fence(&mut tx, "b", &b_held).await.unwrap().is_empty());
+    // Rows stamped with an earlier term are fenced even on the node that holds the
+    // source now: they were built by a session of a lease that has ended.
+    let b_rows = [
+        (src.clone(), None),
+        (src.clone(), Some(lease.term)),
+        (src.clone(), Some(lease.term + 1)),
+    ];
+    let lost = fence_batch(&mut tx, "b", &b.fence_view(), &b_rows)
+        .await
+        .unwrap();
+    assert_eq!(lost, vec![(src.clone(), Some(lease.term))]);
     tx.rollback().await.unwrap();
     // a's next tick reports the loss and who has it now; the view forgets it.
     let ta = a.tick().await.unwrap();

@@ -14,7 +14,8 @@
 //! briefly between statements so writer transactions interleave. Only tables listed
 //! in [`crate::config::RETENTION_TABLES`] are touched, and a connection is pruned
 //! only once it is closed. This module never deletes a row younger than its table's
-//! limit and never touches the current-state table `security_sessions`.
+//! limit and never touches the current-state tables `security_sessions` and
+//! `tracker_latest`, nor the counts in `events_hourly` (they outlive the history).
 
 use crate::config::RetentionConfig;
 use crate::store::{Backend, Store, format_ts};
@@ -290,8 +291,10 @@ impl Retention {
         Self::spawn(store, cfg, None)
     }
 
-    /// Like [`Retention::start`], for the rows of `sources` only (the configured
-    /// source names, see [`prune_sources`]): no read at all to find them.
+    /// Like [`Retention::start`], but after its first run only for the rows of
+    /// `sources` (the configured source names, see [`prune_sources`]): no read at
+    /// all to find them. The first run still finds every source present, so rows of
+    /// a source since removed from the configuration age out too (at each start).
     pub fn start_for(
         store: Store,
         cfg: RetentionConfig,
@@ -312,6 +315,7 @@ impl Retention {
         let every = cfg.interval.max(Duration::from_millis(10));
         let task = tokio::spawn(async move {
             let mut pruner = Pruner::default();
+            let mut first = true;
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -319,9 +323,11 @@ impl Retention {
                     _ = super::stopped(&mut stop_rx) => return,
                     _ = ticks.tick() => {}
                 }
+                let names = if first { None } else { sources.as_deref() };
+                first = false;
                 tokio::select! {
                     _ = super::stopped(&mut stop_rx) => return,
-                    r = pruner.run(&store, &cfg, sources.as_deref(), Utc::now()) => match r {
+                    r = pruner.run(&store, &cfg, names, Utc::now()) => match r {
                         Ok(counts) => {
                             for (table, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
                                 tracing::info!(table = %table, deleted = n, "retention pruned old rows");

@@ -159,6 +159,22 @@ pub fn event_record(
     }))
 }
 
+/// Links the typed rows among `outputs` (everything one inbound message produced)
+/// to that message's `events` row, if `raw_events` kept one, and to the connection:
+/// the ids exist before anything is written, so "the raw message behind a typed row"
+/// is one join on `event_id` instead of a guess by source and time.
+pub fn link_message(ctx: &Ctx, outputs: &mut [Output]) {
+    let event_id = outputs.iter().find_map(|o| match o {
+        Output::Record(Record::Event(e)) => Some(e.id),
+        _ => None,
+    });
+    for o in outputs {
+        if let Output::Record(r) = o {
+            r.link_to(event_id, Some(ctx.connection_id));
+        }
+    }
+}
+
 /// Builds a `session_events` row emitted by a protocol (subscribe_status,
 /// subscribe_error, …).
 pub fn session_event(

@@ -87,6 +87,8 @@ pub fn redact_record(m: &Matcher, r: &mut Record) {
             movement_status,
             payload,
             origin: _,
+            event_id: _,
+            connection_id: _,
         }) => {
             src(m, source);
             o(m, connection_status);
@@ -105,6 +107,8 @@ pub fn redact_record(m: &Matcher, r: &mut Record) {
             received_at: _,
             payload,
             origin: _,
+            event_id: _,
+            connection_id: _,
         }) => {
             src(m, source);
             s(m, reading_kind);
@@ -119,6 +123,8 @@ pub fn redact_record(m: &Matcher, r: &mut Record) {
             source_id: _,
             lifecycle_event,
             received_at: _,
+            event_id: _,
+            connection_id: _,
         }) => {
             src(m, source);
             s(m, lifecycle_event);
@@ -152,6 +158,8 @@ pub fn redact_record(m: &Matcher, r: &mut Record) {
             session_id: _,
             change,
             observed_at: _,
+            event_id: _,
+            connection_id: _,
         }) => {
             src(m, source);
             s(m, change);

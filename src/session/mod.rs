@@ -133,6 +133,10 @@ pub struct Links {
     pub gaps: Option<crate::backfill::GapNotifier>,
     /// The login both use (Navixy login sources), so a dead hash means one new login.
     pub login: Option<Arc<auth::SharedLogin>>,
+    /// When the previous run's blind period began, if it was killed or crashed while
+    /// recording this source (the `suspended{down}` row the start wrote), so this
+    /// run's first subscription writes the `resumed` row that ends it.
+    pub down_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Starts a session task for `source`, sending its records into `sink`.

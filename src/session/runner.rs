@@ -64,12 +64,16 @@ impl Runner {
             },
             _ => None,
         };
+        let mut life = Lifecycle::new(Policy {
+            login: login.is_some(),
+            only_if_attached: config.only_if_attached,
+            stable_after: config.timing.stable_after,
+        });
+        if let Some(at) = links.down_since {
+            life.after_down(at);
+        }
         Runner {
-            life: Lifecycle::new(Policy {
-                login: login.is_some(),
-                only_if_attached: config.only_if_attached,
-                stable_after: config.timing.stable_after,
-            }),
+            life,
             intake: Intake::new(&config, protocol, sink, status, links.gaps),
             backoff: Backoff::new(config.timing.backoff_initial, config.timing.backoff_max),
             login,

@@ -29,10 +29,21 @@ pub(crate) enum Fate {
     Fenced,
 }
 
-/// The records of one batch and their fates, index for index.
+/// One record in the writer's queue, with the lease term of the session that built
+/// it (cluster mode). A node that loses a source and later gets it back holds it
+/// under a new term; rows its old session queued in between must still be fenced,
+/// which the source alone cannot tell.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    pub record: Record,
+    pub term: Option<i64>,
+}
+
+/// The records of one batch, their lease terms and their fates, index for index.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     pub records: Vec<Record>,
+    pub terms: Vec<Option<i64>>,
     pub fates: Vec<Fate>,
 }
 
@@ -53,22 +64,36 @@ impl Batch {
         is_written(self.fates[i])
     }
 
-    /// The distinct sources of the records still to be written.
-    pub fn live_sources(&self) -> Vec<String> {
-        let mut out: Vec<String> = (0..self.records.len())
+    /// Moves queued records (and their terms) into the batch, emptying `items`.
+    pub fn take(&mut self, items: &mut Vec<Queued>) {
+        for q in items.drain(..) {
+            self.records.push(q.record);
+            self.terms.push(q.term);
+        }
+    }
+
+    /// The lease term record `i` was built under (`None`: not stamped).
+    fn term(&self, i: usize) -> Option<i64> {
+        self.terms.get(i).copied().flatten()
+    }
+
+    /// The distinct (source, term) pairs of the records still to be written.
+    pub fn live_leases(&self) -> Vec<(String, Option<i64>)> {
+        let mut out: Vec<(String, Option<i64>)> = (0..self.records.len())
             .filter(|i| self.is_live(*i))
-            .map(|i| self.records[i].source().to_string())
+            .map(|i| (self.records[i].source().to_string(), self.term(i)))
             .collect();
         out.sort();
         out.dedup();
         out
     }
 
-    /// Marks every live record of `source` as [`Fate::Fenced`]; returns how many.
-    pub fn fence_source(&mut self, source: &str) -> u64 {
+    /// Marks every live record of `source` built under `term` as [`Fate::Fenced`];
+    /// returns how many.
+    pub fn fence_lease(&mut self, source: &str, term: Option<i64>) -> u64 {
         let mut n = 0;
         for i in 0..self.records.len() {
-            if self.is_live(i) && self.records[i].source() == source {
+            if self.is_live(i) && self.term(i) == term && self.records[i].source() == source {
                 self.fates[i] = Fate::Fenced;
                 n += 1;
             }
@@ -106,6 +131,7 @@ impl Batch {
     /// Empties the batch, keeping its allocations for the next one.
     pub fn clear(&mut self) {
         self.records.clear();
+        self.terms.clear();
         self.fates.clear();
     }
 }

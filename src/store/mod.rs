@@ -16,6 +16,7 @@ mod abandoned;
 mod batch;
 mod classify;
 mod database;
+mod derived;
 mod latency;
 mod postgres;
 mod read;
@@ -145,8 +146,17 @@ pub struct Fence {
     pub node: String,
     /// The leases held, kept current by the cluster loop.
     pub view: crate::cluster::FenceView,
-    /// Told the source of every fenced record, so the supervisor stops its session.
-    pub fenced: tokio::sync::mpsc::UnboundedSender<String>,
+    /// How long a write transaction may sit idle (`idle_in_transaction_session_timeout`)
+    /// and how long one statement may run (`statement_timeout`). The fence holds the
+    /// lease rows `FOR SHARE` until commit; a daemon frozen inside a transaction
+    /// (SIGSTOP, a stalled VM) would otherwise hold them, and so block the takeover,
+    /// for as long as it stays frozen. The server ends such a session instead.
+    pub idle_limit: std::time::Duration,
+    /// See `idle_limit`.
+    pub statement_limit: std::time::Duration,
+    /// Told the source (and lease term) of every fenced record, so the supervisor
+    /// stops the session that built it.
+    pub fenced: tokio::sync::mpsc::UnboundedSender<(String, Option<i64>)>,
 }
 
 impl fmt::Debug for Store {

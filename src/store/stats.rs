@@ -5,7 +5,7 @@
 
 use super::batch::{Batch, Fate};
 use super::latency::{LatencyHistogram, LatencySummary};
-use crate::record::{Record, SourceName};
+use crate::record::SourceName;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,11 +44,11 @@ pub struct WriterStats {
     pub wal_checkpoints: Arc<AtomicU64>,
     /// How PostgreSQL batches went in (`COPY` or its fallback); zero on SQLite.
     pub copy: CopyOutcomes,
-    queue: mpsc::WeakSender<Record>,
+    queue: mpsc::WeakSender<super::batch::Queued>,
 }
 
 impl WriterStats {
-    pub(super) fn new(queue: mpsc::WeakSender<Record>) -> Self {
+    pub(super) fn new(queue: mpsc::WeakSender<super::batch::Queued>) -> Self {
         WriterStats {
             committed: Committed::default(),
             batches: AtomicU64::new(0),
@@ -259,7 +259,7 @@ pub struct CopyCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Rejected, Traffic};
+    use crate::record::{Record, Rejected, Traffic};
 
     fn traffic(source: &str) -> Record {
         Record::Traffic(Traffic {
@@ -300,5 +300,59 @@ mod tests {
                 ("a".to_string(), "rejected", 2),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+    use crate::record::{Record, Traffic};
+    use crate::store::batch::Queued;
+
+    fn queued(source: &str, term: Option<i64>) -> Queued {
+        Queued {
+            record: Record::Traffic(Traffic {
+                id: crate::ids::next_id(),
+                source: source.into(),
+                connection_id: None,
+                at: chrono::Utc::now(),
+                direction: "received".into(),
+                payload: "x".into(),
+            }),
+            term,
+        }
+    }
+
+    #[test]
+    fn fencing_one_lease_term_leaves_the_other_terms_of_the_source_alone() {
+        let mut items = vec![
+            queued("a", Some(1)),
+            queued("a", Some(2)),
+            queued("b", None),
+            queued("a", Some(1)),
+        ];
+        let mut batch = Batch::default();
+        batch.take(&mut items);
+        assert!(items.is_empty());
+        batch.reset_fates();
+        assert_eq!(
+            batch.live_leases(),
+            [
+                ("a".to_string(), Some(1)),
+                ("a".to_string(), Some(2)),
+                ("b".to_string(), None)
+            ]
+        );
+        assert_eq!(batch.fence_lease("a", Some(1)), 2);
+        assert_eq!(
+            batch.fates,
+            [Fate::Fenced, Fate::Pending, Fate::Pending, Fate::Fenced]
+        );
+        assert_eq!(
+            batch.live_leases(),
+            [("a".to_string(), Some(2)), ("b".to_string(), None)]
+        );
+        batch.clear();
+        assert!(batch.terms.is_empty() && batch.records.is_empty());
     }
 }

@@ -11,7 +11,7 @@
 //! This module must never drop a record silently: whatever cannot be written is
 //! counted in [`WriterStats::lost`] and logged with the count.
 
-use super::batch::Batch;
+use super::batch::{Batch, Queued};
 use super::classify::{ErrorClass, classify};
 use super::database::BatchWriter;
 use super::stats::{WriterReport, WriterStats};
@@ -64,7 +64,7 @@ impl Writer {
         };
         let task = tokio::spawn(run(store, rx, settings, stats.clone(), force_rx));
         (
-            RecordSink { tx },
+            RecordSink { tx, term: None },
             WriterHandle {
                 task,
                 stats,
@@ -88,25 +88,44 @@ pub struct WriterClosed;
 /// sources share the cost instead of the single writer task paying it.
 #[derive(Clone, Debug)]
 pub struct RecordSink {
-    tx: mpsc::Sender<Record>,
+    tx: mpsc::Sender<Queued>,
+    /// The lease term every record sent through this sink is stamped with.
+    term: Option<i64>,
 }
 
 impl RecordSink {
+    /// A sink whose records carry lease `term` (cluster mode): the writer stores
+    /// them only while this node holds the source under that same term, so a
+    /// session started under an earlier lease can never write under a later one.
+    pub fn with_term(&self, term: i64) -> RecordSink {
+        RecordSink {
+            tx: self.tx.clone(),
+            term: Some(term),
+        }
+    }
+
+    fn queued(&self, mut record: Record) -> Queued {
+        crate::redact::secrets::record(&mut record);
+        Queued {
+            record,
+            term: self.term,
+        }
+    }
+
     /// Queues one record, waiting while the queue is full (back-pressure: the caller
     /// stops reading its socket meanwhile). Fails only when the writer has stopped.
-    pub async fn send(&self, mut r: Record) -> Result<(), WriterClosed> {
-        crate::redact::secrets::record(&mut r);
-        self.tx.send(r).await.map_err(|_| WriterClosed)
+    pub async fn send(&self, r: Record) -> Result<(), WriterClosed> {
+        let q = self.queued(r);
+        self.tx.send(q).await.map_err(|_| WriterClosed)
     }
 
     /// Queues `r` if there is room now (`Ok(None)`); hands it back when the queue is
     /// full (`Ok(Some(r))`), so a session can keep it and stay responsive
     /// (heartbeats, commands) meanwhile.
-    pub fn try_send(&self, mut r: Record) -> Result<Option<Record>, WriterClosed> {
-        crate::redact::secrets::record(&mut r);
-        match self.tx.try_send(r) {
+    pub fn try_send(&self, r: Record) -> Result<Option<Record>, WriterClosed> {
+        match self.tx.try_send(self.queued(r)) {
             Ok(()) => Ok(None),
-            Err(TrySendError::Full(r)) => Ok(Some(r)),
+            Err(TrySendError::Full(q)) => Ok(Some(q.record)),
             Err(TrySendError::Closed(_)) => Err(WriterClosed),
         }
     }
@@ -117,7 +136,7 @@ impl RecordSink {
         self.tx
             .reserve()
             .await
-            .map(SinkPermit)
+            .map(|p| SinkPermit(p, self))
             .map_err(|_| WriterClosed)
     }
 
@@ -139,13 +158,13 @@ impl RecordSink {
 }
 
 /// Room for one record in the writer's queue (see [`RecordSink::reserve`]).
-pub struct SinkPermit<'a>(mpsc::Permit<'a, Record>);
+pub struct SinkPermit<'a>(mpsc::Permit<'a, Queued>, &'a RecordSink);
 
 impl SinkPermit<'_> {
-    /// Queues `r` in the reserved room, secrets masked like [`RecordSink::send`].
-    pub fn send(self, mut r: Record) {
-        crate::redact::secrets::record(&mut r);
-        self.0.send(r);
+    /// Queues `r` in the reserved room, secrets masked and stamped like
+    /// [`RecordSink::send`].
+    pub fn send(self, r: Record) {
+        self.0.send(self.1.queued(r));
     }
 }
 
@@ -204,12 +223,13 @@ async fn forced(force: &mut watch::Receiver<bool>) {
 
 async fn run(
     store: Store,
-    mut rx: mpsc::Receiver<Record>,
+    mut rx: mpsc::Receiver<Queued>,
     s: Settings,
     stats: Arc<WriterStats>,
     mut force: watch::Receiver<bool>,
 ) -> WriterReport {
     let mut batch = Batch::default();
+    let mut items: Vec<Queued> = Vec::with_capacity(s.batch_size);
     let mut gave_up = false;
     let backend = store.backend();
     let mut db = store.batch_writer(stats.clone());
@@ -220,22 +240,26 @@ async fn run(
         }
         batch.clear();
         let got = if is_forced {
-            rx.recv_many(&mut batch.records, s.batch_size).await
+            rx.recv_many(&mut items, s.batch_size).await
         } else {
             tokio::select! {
-                n = rx.recv_many(&mut batch.records, s.batch_size) => n,
+                n = rx.recv_many(&mut items, s.batch_size) => n,
                 () = forced(&mut force) => continue,
             }
         };
         if got == 0 {
             break;
         }
+        batch.take(&mut items);
         stats.busy_since.store(unix_ms(), Ordering::Relaxed);
         let deadline = Instant::now() + s.flush_interval;
         while batch.records.len() < s.batch_size && !*force.borrow() {
             let room = s.batch_size - batch.records.len();
             tokio::select! {
-                n = rx.recv_many(&mut batch.records, room) => if n == 0 { break },
+                n = rx.recv_many(&mut items, room) => {
+                    batch.take(&mut items);
+                    if n == 0 { break }
+                },
                 () = sleep_until(deadline) => break,
                 () = forced(&mut force) => break,
             }

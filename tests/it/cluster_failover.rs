@@ -146,6 +146,12 @@ async fn three_daemons_share_fail_over_take_a_share_and_drain() {
     fleet
         .wait_balanced(&["a", "b", "c"], 2, &[&a, &b, &c])
         .await;
+    // Every node has committed its connections (what a killed node leaves behind).
+    let sql = "SELECT count(DISTINCT source) FROM connections WHERE node IN ('a', 'b', 'c')";
+    wait_until(LIMIT, "every source's first connection row", || async {
+        scalar(&fleet.store, sql).await == SOURCES as i64
+    })
+    .await;
 
     // SIGKILL: a's sources are connected by b and c within lease_ttl + backoff.
     let lost = Fleet::held_by(&fleet.holders().await, "a");
@@ -174,10 +180,20 @@ async fn three_daemons_share_fail_over_take_a_share_and_drain() {
             "SELECT count(*) FROM gaps WHERE source = '{}' AND cause = 'handover'",
             name(*i)
         );
-        wait_until(LIMIT, "the handover gap", || async {
-            scalar(&fleet.store, &sql).await >= 1
-        })
-        .await;
+        let deadline = Instant::now() + LIMIT;
+        while scalar(&fleet.store, &sql).await < 1 {
+            if Instant::now() > deadline {
+                let gaps =
+                    fetch_cells(&fleet.store, "SELECT source, cause, status FROM gaps").await;
+                panic!(
+                    "no handover gap for {}; gaps {gaps:?}; logs:\n{}\n-----\n{}",
+                    name(*i),
+                    tail(&b.log()),
+                    tail(&c.log())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     // A fourth daemon takes its share (b, c and d hold 2 each).

@@ -127,14 +127,15 @@ async fn killed_then_restarted(db: &TestDb) {
     );
 
     // The blind-periods query shows the killed period, ending when the new run
-    // subscribed again.
-    wait_count(&store, Some(&daemon), &format!("session_events WHERE source = 'rpc' AND event = 'subscribed' AND connection_id <> {killed_id}"), |n| n >= 1)
+    // subscribed again: its `resumed` row names the `down` suspension.
+    wait_count(&store, Some(&daemon), &format!("session_events WHERE source = 'rpc' AND event = 'resumed' AND connection_id <> {killed_id}"), |n| n >= 1)
     .await;
     let blind = fetch_cells(&store, &blind_periods(db.backend())).await;
     assert_eq!(blind.len(), 1, "[{label}] {blind:?}");
     assert_eq!(blind[0][1].ts(), end, "[{label}]");
     let until = blind[0][2].opt_ts().expect("the blind period ends");
     assert!(until > end, "[{label}] {until} after {end}");
+    assert_eq!(blind[0][3].opt_text().as_deref(), Some("down"), "[{label}]");
 
     // A clean stop closes the new connection itself; nothing is left open.
     daemon.stop().await;

@@ -241,6 +241,53 @@ async fn a_killed_daemon_leaves_a_down_gap_that_is_filled(backend: Backend) {
     }
 }
 
+each_backend!(a_daemon_killed_before_its_first_frame_was_stored_leaves_a_gap_from_its_connection);
+/// A daemon killed after it connected but before any frame reached the database
+/// (its writer had not committed yet) leaves only its `connections` row; the next
+/// run's blind period starts at that connection, so the frames it lost come back.
+async fn a_daemon_killed_before_its_first_frame_was_stored_leaves_a_gap_from_its_connection(
+    backend: Backend,
+) {
+    for db in test_databases(backend).await {
+        let sim = NavixySim::start("127.0.0.1:0".parse().unwrap(), sim_config(false, TRACKERS))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = db.store().await;
+        let cfg = config(&db.cfg.url, "", "", &source(&sim, false, ""));
+        let daemon = Daemon::start(dir.path(), &cfg);
+        wait_count(
+            &store,
+            Some(&daemon),
+            "session_events WHERE event = 'subscribed'",
+            |n| n == 1,
+        )
+        .await;
+        daemon.signal("KILL");
+        daemon.wait(LIMIT).await;
+        // What a kill before the first commit of frames leaves: the connection only.
+        for table in [
+            "events",
+            "tracker_states",
+            "tracker_readings",
+            "tracker_lifecycle",
+        ] {
+            store
+                .execute(&format!("DELETE FROM {table}"), &[])
+                .await
+                .unwrap();
+        }
+        let opened = fetch_cells(&store, "SELECT max(opened_at) FROM connections").await[0][0].ts();
+        let daemon = Daemon::start(dir.path(), &cfg);
+        wait_gap(&store, &daemon, "down", "done").await;
+        let from = fetch_cells(&store, "SELECT from_time FROM gaps WHERE cause = 'down'").await;
+        assert_eq!(from.len(), 1, "{}", db.label);
+        assert_eq!(time(&from[0][0]), opened, "{}", db.label);
+        daemon.stop().await;
+        sim.shutdown().await;
+    }
+}
+
 each_backend!(rate_limits_and_span_limits_do_not_stop_a_backfill);
 async fn rate_limits_and_span_limits_do_not_stop_a_backfill(backend: Backend) {
     for db in test_databases(backend).await {

@@ -209,3 +209,56 @@ async fn pruning_does_not_stall_the_writer(backend: Backend) {
         store.close().await;
     }
 }
+
+each_backend!(the_daemons_task_prunes_configured_sources_and_at_start_removed_ones);
+/// The daemon's task ([`Retention::start_for`]) prunes the configured sources'
+/// rows without reading which sources a table holds, and at its first run also the
+/// rows of a source no longer configured, which would otherwise stay forever.
+async fn the_daemons_task_prunes_configured_sources_and_at_start_removed_ones(backend: Backend) {
+    for db in test_databases(backend).await {
+        let store = db.store().await;
+        let old = Utc::now() - Age::hours(2);
+        let records = ["kept", "removed"]
+            .iter()
+            .flat_map(|s| (0..5).map(move |i| lifecycle(s, old + Age::seconds(i))))
+            .collect();
+        write_all(&store, &db.cfg, records).await;
+        let cfg = retention(
+            &[("session_events", Age::hours(1))],
+            2,
+            Duration::from_millis(50),
+        );
+        let task = Retention::start_for(store.clone(), cfg, vec!["kept".into()])
+            .expect("a table has a limit");
+        wait_until(Duration::from_secs(20), "the first run", || async {
+            n(&store, "SELECT count(*) FROM session_events").await == 0
+        })
+        .await;
+        // Later runs look at the configured source only. (Newer than what the first
+        // run deleted: a run resumes its walk there.)
+        let again = ["kept", "removed"]
+            .iter()
+            .map(|s| lifecycle(s, old + Age::seconds(10)))
+            .collect();
+        write_all(&store, &db.cfg, again).await;
+        let sql = "SELECT count(*) FROM session_events WHERE source = 'kept'";
+        wait_until(
+            Duration::from_secs(20),
+            "kept's new old row pruned",
+            || async { n(&store, sql).await == 0 },
+        )
+        .await;
+        task.stop().await;
+        assert_eq!(
+            n(
+                &store,
+                "SELECT count(*) FROM session_events WHERE source = 'removed'"
+            )
+            .await,
+            1,
+            "[{}] only the first run looks beyond the configured sources",
+            db.label
+        );
+        store.close().await;
+    }
+}

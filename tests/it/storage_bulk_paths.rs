@@ -9,25 +9,7 @@ use crate::support::*;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use std::sync::Arc;
 use wsvault::record::{Event, Record, TrackerReading, TrackerState};
-use wsvault::store::{Backend, CopyCounts, Store, WriterReport};
-
-/// [`write_all`], also returning how the writer's PostgreSQL batches went in.
-async fn write_counting_copies(
-    store: &Store,
-    cfg: &wsvault::config::StorageConfig,
-    records: Vec<Record>,
-) -> (WriterReport, CopyCounts) {
-    let (sink, handle) = wsvault::store::Writer::spawn(store.clone(), cfg);
-    let stats = handle.stats();
-    for r in records {
-        sink.send(r).await.unwrap();
-    }
-    drop(sink);
-    let report = tokio::time::timeout(std::time::Duration::from_secs(30), handle.join())
-        .await
-        .expect("writer finishes after its sinks are dropped");
-    (report, stats.copy_counts())
-}
+use wsvault::store::{Backend, CopyCounts};
 
 /// A time with a sub-microsecond part; `n` even lands before 2000, odd after.
 fn odd_time(n: i64) -> DateTime<Utc> {
@@ -69,6 +51,8 @@ fn state(n: i64) -> TrackerState {
         movement_status: odd.then(|| "line\nbreak".to_string()),
         payload: format!(r#"{{"n":{n},"s":"tab\there \\ back ✓"}}"#),
         origin: wsvault::record::Origin::Live,
+        event_id: None,
+        connection_id: None,
     }
 }
 
@@ -89,6 +73,8 @@ fn reading(n: i64) -> TrackerReading {
         received_at: at(n, 3),
         payload: format!(r#"{{"label":"sensor {n}","v":[1,2,{{"x":null}}]}}"#),
         origin: wsvault::record::Origin::Live,
+        event_id: None,
+        connection_id: None,
     }
 }
 

@@ -53,6 +53,8 @@ async fn typed_rows_deduplicate_and_events_keep_every_message(backend: Backend) 
             session_id: 9,
             change: "opened".into(),
             observed_at: at(5, 5),
+            event_id: None,
+            connection_id: None,
         });
         let first = security_session("broker", 9, 10, None);
         let mut batch = vec![state.clone(), reading.clone(), change.clone(), first];

@@ -70,7 +70,7 @@ pub async fn fill(
         gaps: 0,
     };
     for src in 0..SOURCES.len() {
-        replay.open(src, shape.start - Duration::seconds(1), false);
+        replay.open(src, shape.start - Duration::seconds(1), None);
     }
     let schedule = shape.schedule();
     let mut next = 0;
@@ -145,9 +145,10 @@ impl Replay<'_> {
                 .collect();
             for chunk in ids.chunks(STATES_PER_MESSAGE) {
                 let at = base + shape.offset(chunk[0]) + Duration::seconds(1);
-                self.message(fleet, at, "state_batch", chunk.len());
+                let (event, conn) = self.message(fleet, at, "state_batch", chunk.len());
                 for &i in chunk {
-                    let s = self.state(fleet, i, k, base + shape.offset(i), at);
+                    let mut s = self.state(fleet, i, k, base + shape.offset(i), at);
+                    s.link_to(event, conn);
                     self.push(s);
                 }
             }
@@ -159,28 +160,38 @@ impl Replay<'_> {
             let Some(kind) = reading else { continue };
             for chunk in ids.chunks(READINGS_PER_MESSAGE) {
                 let at = base + shape.offset(chunk[0]) + Duration::milliseconds(1500);
-                self.message(fleet, at, "readings_batch", chunk.len());
+                let (event, conn) = self.message(fleet, at, "readings_batch", chunk.len());
                 for &i in chunk {
-                    let r = self.reading(fleet, i, k, kind, base + shape.offset(i), at);
+                    let mut r = self.reading(fleet, i, k, kind, base + shape.offset(i), at);
+                    r.link_to(event, conn);
                     self.push(r);
                 }
             }
         }
     }
 
-    /// The `events` row of one message (envelope only, as `raw_events = "envelope"`).
-    fn message(&mut self, src: usize, at: DateTime<Utc>, kind: &str, items: usize) {
+    /// The `events` row of one message (envelope only, as `raw_events = "envelope"`);
+    /// returns its id and connection for the typed rows' link.
+    fn message(
+        &mut self,
+        src: usize,
+        at: DateTime<Utc>,
+        kind: &str,
+        items: usize,
+    ) -> (Option<i64>, Option<i64>) {
         let c = &self.conns[src];
+        let link = (Some(crate::ids::next_id()), Some(c.id));
         let ev = Record::Event(Event {
-            id: crate::ids::next_id(),
+            id: link.0.unwrap_or_default(),
             source: c.source.clone(),
-            connection_id: Some(c.id),
+            connection_id: link.1,
             received_at: at,
             kind: kind.to_string(),
             payload: format!(r#"{{"type":"event","event":"{kind}"}}"#),
             item_count: Some(items as i64),
         });
         self.push(ev);
+        link
     }
 
     fn state(&self, fleet: usize, i: u64, k: u64, t: DateTime<Utc>, at: DateTime<Utc>) -> Record {
@@ -210,6 +221,8 @@ impl Replay<'_> {
             movement_status: Some(moving.into()),
             payload,
             origin: Origin::Live,
+            event_id: None,
+            connection_id: None,
         })
     }
 
@@ -243,6 +256,8 @@ impl Replay<'_> {
                 navixy_time(t)
             ),
             origin: Origin::Live,
+            event_id: None,
+            connection_id: None,
         })
     }
 
@@ -262,8 +277,10 @@ impl Replay<'_> {
         self.push(ev);
     }
 
-    /// A new connection of source `src` opened at `at`, subscribed right after.
-    fn open(&mut self, src: usize, at: DateTime<Utc>, resumed: bool) {
+    /// A new connection of source `src` opened at `at`, subscribed right after; a
+    /// resume of the suspension at `resumes` when given (its `resumed` row names it,
+    /// as the session's does).
+    fn open(&mut self, src: usize, at: DateTime<Utc>, resumes: Option<DateTime<Utc>>) {
         let c = &mut self.conns[src];
         c.id = crate::ids::next_id();
         c.opened = at;
@@ -281,8 +298,14 @@ impl Replay<'_> {
         self.lifecycle(src, at, "opened", false);
         let sub = at + Duration::milliseconds(300);
         self.lifecycle(src, sub, "subscribed", false);
-        if resumed {
+        if let Some(dropped) = resumes {
             self.lifecycle(src, sub, "resumed", false);
+            if let Some((_, Record::SessionEvent(e))) = self.out.last_mut() {
+                e.detail = Some(format!(
+                    r#"{{"suspended_at":"{}","initiator":"network"}}"#,
+                    crate::store::format_ts(&dropped)
+                ));
+            }
         }
     }
 
@@ -319,7 +342,7 @@ impl Replay<'_> {
                 self.push(closed);
             }
             Sparse::Resume { src, dropped } => {
-                self.open(src, at, true);
+                self.open(src, at, Some(dropped));
                 let nth = self.conns[src].drops;
                 self.conns[src].drops += 1;
                 if src < FLEETS.len() {
@@ -403,6 +426,8 @@ impl Replay<'_> {
             session_id: s.session_id,
             change: if end { "ended" } else { "opened" }.into(),
             observed_at: if end { at } else { seen },
+            event_id: None,
+            connection_id: None,
         }));
     }
 }

@@ -114,6 +114,8 @@ fn state(ctx: &Ctx, tz: Tz, s: &Value) -> Result<TrackerState, &'static str> {
         movement_status: text(o.get("movement_status")),
         payload: s.to_string(),
         origin: crate::record::Origin::Live,
+        event_id: None,
+        connection_id: None,
     })
 }
 
@@ -190,6 +192,8 @@ fn readings(ctx: &Ctx, tz: Tz, obj: &Map<String, Value>) -> Result<Vec<Record>, 
                 received_at: ctx.now,
                 payload: entry.to_string(),
                 origin: crate::record::Origin::Live,
+                event_id: None,
+                connection_id: None,
             }));
         }
     }
@@ -208,5 +212,7 @@ pub fn lifecycle(ctx: &Ctx, data: Option<&Value>) -> Result<TrackerLifecycle, &'
         source_id,
         lifecycle_event: event,
         received_at: ctx.now,
+        event_id: None,
+        connection_id: None,
     })
 }

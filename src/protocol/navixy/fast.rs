@@ -187,6 +187,8 @@ fn state_row(ctx: &Ctx, tz: Tz, it: &Item, raw: &RawValue) -> Option<TrackerStat
         movement_status: owned(it.movement_status.as_ref()),
         payload: raw.get().to_string(),
         origin: crate::record::Origin::Live,
+        event_id: None,
+        connection_id: None,
     })
 }
 
@@ -223,6 +225,8 @@ fn readings(ctx: &Ctx, tz: Tz, it: &Item, out: &mut Vec<Record>) -> Option<()> {
                 received_at: ctx.now,
                 payload: raw.get().to_string(),
                 origin: crate::record::Origin::Live,
+                event_id: None,
+                connection_id: None,
             }));
         }
     }

@@ -6,7 +6,9 @@
 
 use super::{MAX_WARNED, NavixyProtocol, decode, fast, subscribe};
 use crate::config::RawEvents;
-use crate::protocol::{Ctx, Output, Protocol, event_record, session_event, text_as_json};
+use crate::protocol::{
+    Ctx, Output, Protocol, event_record, link_message, session_event, text_as_json,
+};
 use crate::redact::Redactor;
 use serde_json::Value;
 
@@ -56,6 +58,7 @@ impl NavixyProtocol {
             items,
             envelope,
         } = d;
+        let start = out.len();
         self.keep_typed(
             ctx,
             name,
@@ -65,6 +68,7 @@ impl NavixyProtocol {
             out,
         );
         out.extend(items.records.into_iter().map(Output::Record));
+        link_message(ctx, &mut out[start..]);
         self.mark_subscribed(out);
     }
 
@@ -82,7 +86,14 @@ impl NavixyProtocol {
         )));
     }
 
+    /// One parsed message; its typed rows are linked to its `events` row.
     pub(super) fn dispatch(&mut self, ctx: &Ctx, raw: &str, value: Value, out: &mut Vec<Output>) {
+        let start = out.len();
+        self.dispatch_unlinked(ctx, raw, value, out);
+        link_message(ctx, &mut out[start..]);
+    }
+
+    fn dispatch_unlinked(&mut self, ctx: &Ctx, raw: &str, value: Value, out: &mut Vec<Output>) {
         match value.get("type").and_then(Value::as_str) {
             Some("event") => self.on_event(ctx, raw, value, out),
             Some("response") => self.on_response(ctx, raw, &value, out),

@@ -44,7 +44,7 @@ pub use sessions::{ENDED, OPENED};
 
 use crate::config::{SourceConfig, TradernetConfig};
 use crate::protocol::{
-    CommonOptions, Ctx, Output, Protocol, event_record, session_event, text_as_json,
+    CommonOptions, Ctx, Output, Protocol, event_record, link_message, session_event, text_as_json,
 };
 use crate::record::SecuritySession;
 use crate::redact::Redactor;
@@ -233,6 +233,7 @@ impl TradernetProtocol {
             );
         }
         out.extend(outcome.records.into_iter().map(Output::Record));
+        link_message(ctx, &mut out);
         out
     }
 

@@ -111,6 +111,8 @@ fn change(ctx: &Ctx, session_id: i64, change: &str) -> Record {
         session_id,
         change: change.to_string(),
         observed_at: ctx.now,
+        event_id: None,
+        connection_id: None,
     })
 }
 

@@ -330,3 +330,30 @@ fn sessions_data_that_is_not_a_list_changes_nothing() {
         "it still answered the subscribe"
     );
 }
+
+#[test]
+fn session_changes_link_to_their_sessions_frame_and_connection() {
+    for raw in [RawEvents::Envelope, RawEvents::Full, RawEvents::Off] {
+        let clock = Clock::new();
+        let mut p = proto(raw);
+        let ctx = clock.at(0.0);
+        p.on_open(&ctx);
+        let out = p.on_text(&clock.at(1.0), &push(&[obj(1, 600_000), obj(2, 600_000)]));
+        let event = events(&out).first().map(|e| e.id);
+        assert_eq!(event.is_some(), raw != RawEvents::Off, "{raw:?}");
+        let links: Vec<(Option<i64>, Option<i64>)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Record(Record::SecuritySessionChange(c)) => {
+                    Some((c.event_id, c.connection_id))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(links.len(), 2, "{raw:?}");
+        assert!(
+            links.iter().all(|l| *l == (event, Some(ctx.connection_id))),
+            "{raw:?}: {links:?}"
+        );
+    }
+}

@@ -21,7 +21,7 @@ mod tests;
 
 pub use effects::{Delay, Effect};
 pub use inputs::{Input, LoginRetry, Now, Policy};
-pub use rows::{Conn, EventName, EventRow, Initiator, Row};
+pub use rows::{Conn, EventName, EventRow, Initiator, Row, Suspension};
 
 use super::{Command, State};
 use crate::backfill::Cause;
@@ -68,8 +68,9 @@ pub struct Lifecycle {
     need_login: bool,
     /// A connection opened before (later attempts publish `retrying`).
     opened_once: bool,
-    /// A suspension happened and no `subscribed` has confirmed it is over.
-    pending_resume: bool,
+    /// A suspension happened and no `subscribed` has confirmed it is over: the
+    /// first such suspension, which the `resumed` row names.
+    pending_resume: Option<Suspension>,
     /// The last connection ended on an oversized message.
     refused_too_large: bool,
     first_frame: Option<DateTime<Utc>>,
@@ -89,13 +90,24 @@ impl Lifecycle {
             phase: Phase::Idle,
             wanted: Command::Run,
             opened_once: false,
-            pending_resume: false,
+            pending_resume: None,
             refused_too_large: false,
             first_frame: None,
             last_frame: None,
             run_reported: false,
             blind: None,
         }
+    }
+
+    /// The previous run of the daemon ended without recording it (killed or
+    /// crashed) and the next start wrote its `suspended` row at `at`: the first
+    /// subscription of this run is then a resume, and its `resumed` row names
+    /// that suspension, so the blind period is one row like any other.
+    pub fn after_down(&mut self, at: DateTime<Utc>) {
+        self.pending_resume.get_or_insert(Suspension {
+            at,
+            initiator: Initiator::Down,
+        });
     }
 
     /// Whether a socket is open (the runner pumps it while nothing else is due).
@@ -224,7 +236,7 @@ impl Lifecycle {
             Command::Suspend => {
                 out.push(Effect::Publish(State::Suspended));
                 out.extend(unconnected(self.wanted, now.wall).map(Effect::Record));
-                self.suspension(Cause::Manual);
+                self.suspension(Cause::Manual, now.wall);
                 self.phase = Phase::Suspended;
             }
             Command::Run if self.need_login => {
@@ -252,8 +264,9 @@ impl Lifecycle {
         out.push(Effect::Publish(State::Subscribed));
         let row = EventRow::bare(EventName::Subscribed, id, now.wall);
         out.push(Effect::Record(Row::Event(row)));
-        if std::mem::take(&mut self.pending_resume) {
-            let row = EventRow::bare(EventName::Resumed, id, now.wall);
+        if let Some(suspension) = self.pending_resume.take() {
+            let mut row = EventRow::bare(EventName::Resumed, id, now.wall);
+            row.resumes = Some(suspension);
             out.push(Effect::Record(Row::Event(row)));
         }
         if !std::mem::replace(&mut self.run_reported, true) {
@@ -325,7 +338,7 @@ impl Lifecycle {
         match end {
             End::Stop | End::Handover => self.done(out),
             End::Suspend => {
-                self.suspension(Cause::Manual);
+                self.suspension(Cause::Manual, now.wall);
                 self.phase = Phase::Suspended;
                 out.push(Effect::Publish(State::Suspended));
                 // A command that came while closing is acted on now.
@@ -334,12 +347,12 @@ impl Lifecycle {
                 }
             }
             End::Network { .. } => {
-                self.suspension(Cause::Network);
+                self.suspension(Cause::Network, now.wall);
                 out.push(Effect::Publish(State::Retrying));
                 self.wait(Delay::Next, true, out);
             }
             End::CredentialDead { .. } => {
-                self.suspension(Cause::Network);
+                self.suspension(Cause::Network, now.wall);
                 out.push(Effect::Publish(State::Retrying));
                 let mut row = EventRow::bare(EventName::Suspended, id, at);
                 row.initiator = Some(Initiator::Network);
@@ -359,10 +372,16 @@ impl Lifecycle {
         }
     }
 
-    /// A suspension began: `resumed` is due at the next subscription, and a blind
-    /// period starts at the last frame received (kept if one is open already).
-    fn suspension(&mut self, cause: Cause) {
-        self.pending_resume = true;
+    /// A suspension began at `at` (its `suspended` row's time): `resumed` is due at
+    /// the next subscription, and a blind period starts at the last frame received
+    /// (both kept if one is open already).
+    fn suspension(&mut self, cause: Cause, at: DateTime<Utc>) {
+        let initiator = match cause {
+            Cause::Manual => Initiator::Manual,
+            Cause::Network | Cause::Down | Cause::Handover => Initiator::Network,
+        };
+        self.pending_resume
+            .get_or_insert(Suspension { at, initiator });
         if self.blind.is_none()
             && let Some(last) = self.last_frame
         {

@@ -55,6 +55,10 @@ pub enum Initiator {
     /// The source's lease went to another daemon (issue 13): this daemon stops
     /// recording it and the new holder carries on.
     Handover,
+    /// wsvault itself was not running (killed or crashed): the `suspended` row is
+    /// written at the next start (`store/abandoned.rs`), and the first subscription
+    /// of that run writes the `resumed` row naming it.
+    Down,
 }
 
 impl Initiator {
@@ -64,6 +68,7 @@ impl Initiator {
             Initiator::Manual => "manual",
             Initiator::Network => "network",
             Initiator::Handover => "handover",
+            Initiator::Down => "down",
         }
     }
 }
@@ -79,6 +84,31 @@ pub struct EventRow {
     pub initiator: Option<Initiator>,
     pub code: Option<i64>,
     pub reason: Option<String>,
+    /// On a `resumed` row: the suspension it ends, stored in `detail`, so a blind
+    /// period is one row read by a range scan instead of a pairing of rows.
+    pub resumes: Option<Suspension>,
+}
+
+/// When a suspension began and who began it: what a `resumed` row carries in its
+/// `detail` as `{"suspended_at": …, "initiator": …}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Suspension {
+    /// The time of the `suspended` row that began it (the first one, when several
+    /// came before the resume).
+    pub at: DateTime<Utc>,
+    pub initiator: Initiator,
+}
+
+impl Suspension {
+    /// The `detail` JSON of the `resumed` row (times in the storage text format,
+    /// which PostgreSQL also reads as `timestamptz`).
+    pub fn detail(&self) -> String {
+        serde_json::json!({
+            "suspended_at": crate::store::time::format_ts(&self.at),
+            "initiator": self.initiator.as_str(),
+        })
+        .to_string()
+    }
 }
 
 impl EventRow {
@@ -91,6 +121,7 @@ impl EventRow {
             initiator: None,
             code: None,
             reason: None,
+            resumes: None,
         }
     }
 }
@@ -160,7 +191,7 @@ impl Row {
                 initiator: e.initiator.map(|i| i.as_str().to_string()),
                 code: e.code,
                 reason: e.reason,
-                detail: None,
+                detail: e.resumes.map(|s| s.detail()),
             }),
         }
     }

@@ -180,14 +180,14 @@ pub(super) fn events(rows: &[&Event]) -> Result<Vec<u8>, Unencodable> {
 /// Column list of `tracker_states`' `COPY` statement; the order of [`tracker_states`].
 pub(super) const TRACKER_STATES: &str = "COPY tracker_states \
     (source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status, payload, origin) \
+     connection_status, movement_status, payload, origin, event_id, connection_id) \
     FROM STDIN (FORMAT binary)";
 
 /// Encodes `rows` for [`TRACKER_STATES`].
 pub(super) fn tracker_states(rows: &[&TrackerState]) -> Result<Vec<u8>, Unencodable> {
     let mut c = CopyBuf::new(rows.iter().map(|r| r.payload.len() + 160).sum());
     for r in rows {
-        c.row(12);
+        c.row(14);
         c.text(&r.source)?;
         c.i64(r.source_id);
         c.ts(r.state_time)?;
@@ -200,6 +200,8 @@ pub(super) fn tracker_states(rows: &[&TrackerState]) -> Result<Vec<u8>, Unencoda
         c.opt_text(r.movement_status.as_deref())?;
         c.jsonb(&r.payload)?;
         c.text(r.origin.as_str())?;
+        c.opt_i64(r.event_id);
+        c.opt_i64(r.connection_id);
     }
     Ok(c.finish())
 }
@@ -207,7 +209,7 @@ pub(super) fn tracker_states(rows: &[&TrackerState]) -> Result<Vec<u8>, Unencoda
 /// Column list of `tracker_readings`' `COPY` statement; the order of [`tracker_readings`].
 pub(super) const TRACKER_READINGS: &str = "COPY tracker_readings \
     (source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-     received_at, payload, origin) \
+     received_at, payload, origin, event_id, connection_id) \
     FROM STDIN (FORMAT binary)";
 
 /// Encodes `rows` for [`TRACKER_READINGS`].
@@ -215,7 +217,7 @@ pub(super) fn tracker_readings(rows: &[&TrackerReading]) -> Result<Vec<u8>, Unen
     let size = |r: &&TrackerReading| r.payload.len() + r.name.len() + r.value.len() + 160;
     let mut c = CopyBuf::new(rows.iter().map(size).sum());
     for r in rows {
-        c.row(11);
+        c.row(13);
         c.text(&r.source)?;
         c.i64(r.tracker_id);
         c.text(&r.reading_kind)?;
@@ -227,6 +229,8 @@ pub(super) fn tracker_readings(rows: &[&TrackerReading]) -> Result<Vec<u8>, Unen
         c.ts(r.received_at)?;
         c.jsonb(&r.payload)?;
         c.text(r.origin.as_str())?;
+        c.opt_i64(r.event_id);
+        c.opt_i64(r.connection_id);
     }
     Ok(c.finish())
 }

@@ -194,6 +194,7 @@ pub(super) async fn write_groups(
     );
     if let Some(data) = &streams.events {
         copy_in(conn, super::copy::EVENTS, data).await?;
+        super::derived::events_hourly_copied(conn, &g.events).await?;
     } else {
         unnest!(
             conn,
@@ -216,7 +217,7 @@ pub(super) async fn write_groups(
             conn,
             TRACKER_STATES,
             g.tracker_states,
-            row_size!(r; r.source, r.payload, r.connection_status, r.movement_status; 12),
+            row_size!(r; r.source, r.payload, r.connection_status, r.movement_status; 14),
             |r| &*r.source,
             |r| r.source_id,
             |r| r.state_time,
@@ -228,9 +229,12 @@ pub(super) async fn write_groups(
             |r| r.connection_status.as_deref(),
             |r| r.movement_status.as_deref(),
             |r| r.payload.as_str(),
-            |r| r.origin.as_str()
+            |r| r.origin.as_str(),
+            |r| r.event_id,
+            |r| r.connection_id
         );
     }
+    super::derived::tracker_latest(conn, &g.tracker_states).await?;
     if let Some(data) = &streams.tracker_readings {
         copy_in(conn, super::copy::TRACKER_READINGS, data).await?;
     } else {
@@ -238,7 +242,7 @@ pub(super) async fn write_groups(
             conn,
             TRACKER_READINGS,
             g.tracker_readings,
-            row_size!(r; r.source, r.reading_kind, r.name, r.value, r.units, r.payload; 11),
+            row_size!(r; r.source, r.reading_kind, r.name, r.value, r.units, r.payload; 13),
             |r| &*r.source,
             |r| r.tracker_id,
             |r| r.reading_kind.as_str(),
@@ -249,19 +253,23 @@ pub(super) async fn write_groups(
             |r| r.update_time,
             |r| r.received_at,
             |r| r.payload.as_str(),
-            |r| r.origin.as_str()
+            |r| r.origin.as_str(),
+            |r| r.event_id,
+            |r| r.connection_id
         );
     }
     unnest!(
         conn,
         TRACKER_LIFECYCLE,
         g.tracker_lifecycle,
-        row_size!(r; r.source, r.lifecycle_event; 5),
+        row_size!(r; r.source, r.lifecycle_event; 7),
         |r| r.id,
         |r| &*r.source,
         |r| r.source_id,
         |r| r.lifecycle_event.as_str(),
-        |r| r.received_at
+        |r| r.received_at,
+        |r| r.event_id,
+        |r| r.connection_id
     );
     for r in &g.security_sessions {
         sqlx::query(SECURITY_SESSIONS)
@@ -286,11 +294,13 @@ pub(super) async fn write_groups(
         conn,
         SECURITY_SESSION_CHANGES,
         g.security_session_changes,
-        row_size!(r; r.source, r.change; 4),
+        row_size!(r; r.source, r.change; 6),
         |r| &*r.source,
         |r| r.session_id,
         |r| r.change.as_str(),
-        |r| r.observed_at
+        |r| r.observed_at,
+        |r| r.event_id,
+        |r| r.connection_id
     );
     unnest!(
         conn,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod copy;
+mod derived;
 mod insert;
 pub(crate) mod reader;
 mod sql;

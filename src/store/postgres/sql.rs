@@ -32,47 +32,54 @@ pub(super) const SESSION_EVENTS: &str = "INSERT INTO session_events \
     AS u(id, source, connection_id, occurred_at, event, initiator, code, reason, detail) \
     ON CONFLICT DO NOTHING";
 
-pub(super) const EVENTS: &str = "INSERT INTO events \
+/// Also adds the rows it inserted (its `RETURNING` never names a skipped duplicate)
+/// to `events_hourly`, in the same statement.
+pub(super) const EVENTS: &str = "WITH ins AS (INSERT INTO events \
     (id, source, connection_id, received_at, kind, payload, item_count) \
     SELECT id, source, connection_id, received_at, kind, payload::jsonb, item_count \
     FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[], \
                 $6::text[], $7::bigint[]) \
     AS u(id, source, connection_id, received_at, kind, payload, item_count) \
-    ON CONFLICT DO NOTHING";
+    ON CONFLICT DO NOTHING RETURNING source, kind, received_at) \
+    INSERT INTO events_hourly AS h (source, kind, hour, n) \
+    SELECT source, kind, date_trunc('hour', received_at, 'UTC'), count(*) FROM ins \
+    GROUP BY 1, 2, 3 \
+    ON CONFLICT (source, kind, hour) DO UPDATE SET n = h.n + excluded.n";
 
 pub(super) const TRACKER_STATES: &str = "INSERT INTO tracker_states \
     (source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status, payload, origin) \
+     connection_status, movement_status, payload, origin, event_id, connection_id) \
     SELECT source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status, payload::jsonb, origin \
+     connection_status, movement_status, payload::jsonb, origin, event_id, connection_id \
     FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], \
                 $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::text[], \
-                $10::text[], $11::text[], $12::text[]) \
+                $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[]) \
     AS u(source, source_id, state_time, received_at, lat, lng, speed, heading, \
-         connection_status, movement_status, payload, origin) \
+         connection_status, movement_status, payload, origin, event_id, connection_id) \
     ON CONFLICT DO NOTHING";
 
 pub(super) const TRACKER_READINGS: &str = "INSERT INTO tracker_readings \
     (source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-     received_at, payload, origin) \
+     received_at, payload, origin, event_id, connection_id) \
     SELECT source, tracker_id, reading_kind, name, value::jsonb, value_num, units, \
-     update_time, received_at, payload::jsonb, origin \
+     update_time, received_at, payload::jsonb, origin, event_id, connection_id \
     FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
                 $6::float8[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[], \
-                $11::text[]) \
+                $11::text[], $12::bigint[], $13::bigint[]) \
     AS u(source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-         received_at, payload, origin) \
+         received_at, payload, origin, event_id, connection_id) \
     ON CONFLICT DO NOTHING";
 
 pub(super) const TRACKER_LIFECYCLE: &str = "INSERT INTO tracker_lifecycle \
-    (id, source, source_id, lifecycle_event, received_at) \
+    (id, source, source_id, lifecycle_event, received_at, event_id, connection_id) \
     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
-                         $5::timestamptz[]) \
+                         $5::timestamptz[], $6::bigint[], $7::bigint[]) \
     ON CONFLICT DO NOTHING";
 
 pub(super) const SECURITY_SESSION_CHANGES: &str = "INSERT INTO security_session_changes \
-    (source, session_id, change, observed_at) \
-    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::timestamptz[]) \
+    (source, session_id, change, observed_at, event_id, connection_id) \
+    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::timestamptz[], \
+                         $5::bigint[], $6::bigint[]) \
     ON CONFLICT DO NOTHING";
 
 pub(super) const NOTIFICATIONS: &str = "INSERT INTO notifications \

@@ -38,30 +38,38 @@ impl TxSetup {
     /// records of sources whose lease is no longer this node's as fenced. A fenced
     /// record is never unmarked: a lease does not come back under the same term.
     async fn prepare(&self, conn: &mut PgConnection, batch: &mut Batch) -> Result<(), sqlx::Error> {
-        if let Some(node) = self.node.get() {
-            sqlx::query("SELECT set_config('wsvault.node', $1, true)")
-                .bind(node.as_str())
-                .execute(&mut *conn)
-                .await?;
+        let node = self.node.get().map(String::as_str);
+        let fence = self.fence.get();
+        if node.is_some() || fence.is_some() {
+            let ms = |d: std::time::Duration| format!("{}ms", d.as_millis().max(1));
+            // One round trip: `set_config(…, true)` lasts until the transaction ends;
+            // a NULL value leaves that setting alone.
+            sqlx::query(
+                "SELECT CASE WHEN $1::text IS NOT NULL \
+                    THEN set_config('wsvault.node', $1, true) END, \
+                        CASE WHEN $2::text IS NOT NULL \
+                    THEN set_config('idle_in_transaction_session_timeout', $2, true) END, \
+                        CASE WHEN $3::text IS NOT NULL \
+                    THEN set_config('statement_timeout', $3, true) END",
+            )
+            .bind(node)
+            .bind(fence.map(|f| ms(f.idle_limit)))
+            .bind(fence.map(|f| ms(f.statement_limit)))
+            .execute(&mut *conn)
+            .await?;
         }
-        let Some(fence) = self.fence.get() else {
+        let Some(fence) = fence else {
             return Ok(());
         };
-        let sources = batch.live_sources();
-        if sources.is_empty() {
+        let leases = batch.live_leases();
+        if leases.is_empty() {
             return Ok(());
         }
-        let lost = crate::cluster::fence_batch(
-            conn,
-            &fence.node,
-            &fence.view,
-            sources.iter().map(String::as_str),
-        )
-        .await?;
-        for source in lost {
-            let n = batch.fence_source(&source);
+        let lost = crate::cluster::fence_batch(conn, &fence.node, &fence.view, &leases).await?;
+        for (source, term) in lost {
+            let n = batch.fence_lease(&source, term);
             crate::cluster::metrics::fenced_records(&source, n);
-            let _ = fence.fenced.send(source);
+            let _ = fence.fenced.send((source, term));
         }
         Ok(())
     }

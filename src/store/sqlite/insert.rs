@@ -4,6 +4,7 @@
 //! comes near SQLite's 32 766-parameter limit (256 rows × 15 columns at most). Times
 //! are bound as the storage text ([`format_ts`]). The caller owns the transaction.
 
+use super::derived;
 use super::sql::*;
 use crate::record::{
     Connection, Event, Notification, Rejected, SecuritySession, SecuritySessionChange,
@@ -94,7 +95,7 @@ pub(super) async fn write_groups(
         },
     )
     .await?;
-    insert(conn, &EVENTS, &g.events, |q, r: &Event| {
+    let inserted = derived::insert_returning(conn, &EVENTS, &g.events, |q, r: &Event| {
         q.bind(r.id)
             .bind(r.source.clone())
             .bind(r.connection_id)
@@ -104,6 +105,7 @@ pub(super) async fn write_groups(
             .bind(r.item_count)
     })
     .await?;
+    derived::events_hourly(conn, &inserted).await?;
     insert(
         conn,
         &TRACKER_STATES,
@@ -121,9 +123,12 @@ pub(super) async fn write_groups(
                 .bind(r.movement_status.as_deref())
                 .bind(r.payload.as_str())
                 .bind(r.origin.as_str())
+                .bind(r.event_id)
+                .bind(r.connection_id)
         },
     )
     .await?;
+    derived::tracker_latest(conn, &g.tracker_states).await?;
     insert(
         conn,
         &TRACKER_READINGS,
@@ -140,6 +145,8 @@ pub(super) async fn write_groups(
                 .bind(format_ts(&r.received_at))
                 .bind(r.payload.as_str())
                 .bind(r.origin.as_str())
+                .bind(r.event_id)
+                .bind(r.connection_id)
         },
     )
     .await?;
@@ -153,6 +160,8 @@ pub(super) async fn write_groups(
                 .bind(r.source_id)
                 .bind(r.lifecycle_event.as_str())
                 .bind(format_ts(&r.received_at))
+                .bind(r.event_id)
+                .bind(r.connection_id)
         },
     )
     .await?;
@@ -187,6 +196,8 @@ pub(super) async fn write_groups(
                 .bind(r.session_id)
                 .bind(r.change.as_str())
                 .bind(format_ts(&r.observed_at))
+                .bind(r.event_id)
+                .bind(r.connection_id)
         },
     )
     .await?;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod checkpoint;
+mod derived;
 mod files;
 mod insert;
 mod sql;

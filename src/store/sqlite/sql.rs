@@ -84,27 +84,32 @@ pub(super) static SESSION_EVENTS: Spec = Spec::new(
     "id, source, connection_id, occurred_at, event, initiator, code, reason, detail",
     9,
 );
-pub(super) static EVENTS: Spec = Spec::new(
+/// Returns the rows it inserted (never the duplicates it skipped), for
+/// `events_hourly` (`derived.rs`).
+pub(super) static EVENTS: Spec = Spec::with_tail(
     "events",
     "id, source, connection_id, received_at, kind, payload, item_count",
     7,
+    "ON CONFLICT DO NOTHING \
+     RETURNING source, kind, substr(received_at, 1, 13) || ':00:00.000000Z'",
+    true,
 );
 pub(super) static TRACKER_STATES: Spec = Spec::new(
     "tracker_states",
     "source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status, payload, origin",
-    12,
+     connection_status, movement_status, payload, origin, event_id, connection_id",
+    14,
 );
 pub(super) static TRACKER_READINGS: Spec = Spec::new(
     "tracker_readings",
     "source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-     received_at, payload, origin",
-    11,
+     received_at, payload, origin, event_id, connection_id",
+    13,
 );
 pub(super) static TRACKER_LIFECYCLE: Spec = Spec::new(
     "tracker_lifecycle",
-    "id, source, source_id, lifecycle_event, received_at",
-    5,
+    "id, source, source_id, lifecycle_event, received_at, event_id, connection_id",
+    7,
 );
 pub(super) static SECURITY_SESSIONS: Spec = Spec::with_tail(
     "security_sessions",
@@ -121,8 +126,8 @@ pub(super) static SECURITY_SESSIONS: Spec = Spec::with_tail(
 );
 pub(super) static SECURITY_SESSION_CHANGES: Spec = Spec::new(
     "security_session_changes",
-    "source, session_id, change, observed_at",
-    4,
+    "source, session_id, change, observed_at, event_id, connection_id",
+    6,
 );
 pub(super) static NOTIFICATIONS: Spec = Spec::new(
     "notifications",

@@ -2,6 +2,7 @@
 //! Navixy's public API documentation and a hand-advanced clock.
 
 mod events;
+mod links;
 mod responses;
 mod transport;
 

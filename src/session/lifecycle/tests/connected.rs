@@ -47,7 +47,7 @@ fn network_drop_is_suspended_network_then_resumed() {
     );
     assert_eq!(t.feed(610, connected(2))[0], Reopened);
     // The blind period runs from the last frame before the drop.
-    let resumed = t.resumed(620, 2, 40, Cause::Network);
+    let resumed = t.resumed(620, 2, (50, Initiator::Network), 40, Cause::Network);
     assert_eq!(t.feed(620, Input::Subscribed), resumed);
 }
 
@@ -113,7 +113,7 @@ fn manual_suspend_closes_4000_and_run_resumes() {
     // SIGUSR2: reconnect at once; the blind period ends at the new subscription.
     assert_eq!(t.cmd(70, Command::Run), [Publish(State::Retrying), Connect]);
     t.feed(80, connected(2));
-    let resumed = t.resumed(90, 2, 45, Cause::Manual);
+    let resumed = t.resumed(90, 2, (50, Initiator::Manual), 45, Cause::Manual);
     assert_eq!(t.feed(90, Input::Subscribed), resumed);
 }
 
@@ -146,7 +146,7 @@ fn dead_credential_closes_1000_and_logs_in_again() {
         [Publish(State::Retrying), Connect]
     );
     t.feed(520, connected(2));
-    let resumed = t.resumed(530, 2, 25, Cause::Network);
+    let resumed = t.resumed(530, 2, (40, Initiator::Network), 25, Cause::Network);
     assert_eq!(t.feed(530, Input::Subscribed), resumed);
 }
 
@@ -183,7 +183,7 @@ fn refused_subscribe_keeps_the_resume_pending_and_the_backoff_growing() {
     assert!(!ended.contains(&ResetBackoff), "{ended:?}");
     t.feed(200_000, Input::WaitOver);
     t.feed(200_010, connected(3));
-    let resumed = t.resumed(200_020, 3, 30, Cause::Network);
+    let resumed = t.resumed(200_020, 3, (40, Initiator::Network), 30, Cause::Network);
     assert_eq!(t.feed(200_020, Input::Subscribed), resumed);
 }
 

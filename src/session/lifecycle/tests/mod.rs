@@ -132,13 +132,32 @@ impl T {
         self.feed(ms + 10, Input::Subscribed)
     }
 
-    /// The effects of a resuming subscription after the first: its rows and the
-    /// end of the blind period that began at `from`.
-    fn resumed(&self, ms: u64, id: i64, from: u64, cause: Cause) -> Vec<Effect> {
+    /// The `resumed` row at `ms` on connection `id`, naming the suspension that
+    /// began at `suspended_ms`.
+    fn resumed_row(&self, ms: u64, id: i64, suspended_ms: u64, initiator: Initiator) -> Effect {
+        let mut row = EventRow::bare(Resumed, Some(id), self.at(ms));
+        row.resumes = Some(Suspension {
+            at: self.at(suspended_ms),
+            initiator,
+        });
+        Effect::Record(Row::Event(row))
+    }
+
+    /// The effects of a resuming subscription after the first: its rows (the
+    /// `resumed` one naming the suspension at `suspended`) and the end of the blind
+    /// period that began at `from`.
+    fn resumed(
+        &self,
+        ms: u64,
+        id: i64,
+        suspended: (u64, Initiator),
+        from: u64,
+        cause: Cause,
+    ) -> Vec<Effect> {
         vec![
             Publish(State::Subscribed),
             self.event(ms, Subscribed, Some(id)),
-            self.event(ms, Resumed, Some(id)),
+            self.resumed_row(ms, id, suspended.0, suspended.1),
             Effect::GapEnded {
                 from: self.at(from),
                 to: self.at(ms),

@@ -36,7 +36,12 @@ fn connect_failures_back_off_and_count_as_failed_attempts() {
     // A connection after failed attempts is no resume: nothing was suspended.
     t.feed(530, connected(1));
     let subscribed = t.feed(540, Input::Subscribed);
-    assert!(!subscribed.contains(&t.event(540, Resumed, Some(1))));
+    assert!(
+        !subscribed
+            .iter()
+            .any(|e| matches!(e, Effect::Record(Row::Event(r)) if r.event == Resumed)),
+        "{subscribed:?}"
+    );
 }
 
 #[test]
@@ -62,7 +67,7 @@ fn suspend_while_not_connected_has_no_connection_or_code() {
     let resumed = [
         Publish(State::Subscribed),
         t.event(50, Subscribed, Some(1)),
-        t.event(50, Resumed, Some(1)),
+        t.resumed_row(50, 1, 20, Initiator::Manual),
         Effect::FirstFrame(t.at(50)),
     ];
     assert_eq!(t.feed(50, Input::Subscribed), resumed);
@@ -191,6 +196,42 @@ fn a_blind_period_starts_at_the_first_suspension_and_keeps_its_cause() {
     t.cmd(50, Command::Suspend);
     t.cmd(60, Command::Run);
     t.feed(70, connected(2));
-    let resumed = t.resumed(80, 2, 30, Cause::Network);
+    let resumed = t.resumed(80, 2, (40, Initiator::Network), 30, Cause::Network);
     assert_eq!(t.feed(80, Input::Subscribed), resumed);
+}
+
+#[test]
+fn resumed_names_when_the_suspension_began_and_who_began_it() {
+    let mut t = T::plain();
+    t.subscribe(0, 1);
+    t.cmd(40, Command::Suspend);
+    t.feed(50, Input::Closed);
+    t.cmd(70, Command::Run);
+    t.feed(80, connected(2));
+    let effects = t.feed(90, Input::Subscribed);
+    let detail = effects.iter().find_map(|e| match e {
+        Effect::Record(Row::Event(r)) if r.event == Resumed => r.resumes.map(|s| s.detail()),
+        _ => None,
+    });
+    let detail: serde_json::Value =
+        serde_json::from_str(&detail.expect("a resumed row with its suspension")).unwrap();
+    assert_eq!(detail["suspended_at"], "2026-03-02T12:00:00.050000Z");
+    assert_eq!(detail["initiator"], "manual");
+    // The `resumed` row carries it as `detail` once it becomes a record.
+    let row = effects.iter().find_map(|e| match e {
+        Effect::Record(r @ Row::Event(ev)) if ev.event == Resumed => Some(r.clone()),
+        _ => None,
+    });
+    let record = row.unwrap().into_record(&"s".into());
+    let crate::record::Record::SessionEvent(ev) = record else {
+        panic!("a session event")
+    };
+    assert_eq!(
+        ev.detail
+            .as_deref()
+            .map(serde_json::from_str::<serde_json::Value>)
+            .unwrap()
+            .unwrap(),
+        detail
+    );
 }

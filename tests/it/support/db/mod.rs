@@ -247,3 +247,22 @@ pub async fn write_all(
         .await
         .expect("writer finishes after its sinks are dropped")
 }
+
+/// [`write_all`], also returning how the writer's PostgreSQL batches went in
+/// (`COPY` or its `ON CONFLICT` fallback).
+pub async fn write_counting_copies(
+    store: &Store,
+    cfg: &StorageConfig,
+    records: Vec<wsvault::record::Record>,
+) -> (wsvault::store::WriterReport, wsvault::store::CopyCounts) {
+    let (sink, handle) = wsvault::store::Writer::spawn(store.clone(), cfg);
+    let stats = handle.stats();
+    for r in records {
+        sink.send(r).await.unwrap();
+    }
+    drop(sink);
+    let report = tokio::time::timeout(Duration::from_secs(30), handle.join())
+        .await
+        .expect("writer finishes after its sinks are dropped");
+    (report, stats.copy_counts())
+}

@@ -143,18 +143,22 @@ pub async fn read_table(store: &Store, table: &str) -> Vec<Record> {
         "events" => "id, source, connection_id, received_at, kind, payload, item_count",
         "tracker_states" => {
             "source, source_id, state_time, received_at, lat, lng, speed, heading, \
-             connection_status, movement_status, payload"
+             connection_status, movement_status, payload, event_id, connection_id"
         }
         "tracker_readings" => {
             "source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
-             received_at, payload"
+             received_at, payload, event_id, connection_id"
         }
-        "tracker_lifecycle" => "id, source, source_id, lifecycle_event, received_at",
+        "tracker_lifecycle" => {
+            "id, source, source_id, lifecycle_event, received_at, event_id, connection_id"
+        }
         "security_sessions" => {
             "source, session_id, owner_login, user_login, safety_type_id, key_current, \
              started_at, expires_at, ip, ip_client, first_seen_at, last_seen_at, ended_at, payload"
         }
-        "security_session_changes" => "source, session_id, change, observed_at",
+        "security_session_changes" => {
+            "source, session_id, change, observed_at, event_id, connection_id"
+        }
         "notifications" => "id, source, connection_id, seq, received_at, method, params",
         "traffic" => "id, source, connection_id, at, direction, payload",
         "rejected" => "id, source, kind, received_at, error, payload",
@@ -208,6 +212,8 @@ fn to_record(table: &str, c: &[Cell]) -> Record {
             movement_status: c[9].opt_text(),
             payload: c[10].text(),
             origin: wsvault::record::Origin::Live,
+            event_id: c[11].opt_i64(),
+            connection_id: c[12].opt_i64(),
         }),
         "tracker_readings" => Record::TrackerReading(TrackerReading {
             source: c[0].source(),
@@ -221,6 +227,8 @@ fn to_record(table: &str, c: &[Cell]) -> Record {
             received_at: c[8].ts(),
             payload: c[9].text(),
             origin: wsvault::record::Origin::Live,
+            event_id: c[10].opt_i64(),
+            connection_id: c[11].opt_i64(),
         }),
         "tracker_lifecycle" => Record::TrackerLifecycle(TrackerLifecycle {
             id: c[0].i64(),
@@ -228,6 +236,8 @@ fn to_record(table: &str, c: &[Cell]) -> Record {
             source_id: c[2].i64(),
             lifecycle_event: c[3].text(),
             received_at: c[4].ts(),
+            event_id: c[5].opt_i64(),
+            connection_id: c[6].opt_i64(),
         }),
         "security_sessions" => Record::SecuritySession(SecuritySession {
             source: c[0].source(),
@@ -250,6 +260,8 @@ fn to_record(table: &str, c: &[Cell]) -> Record {
             session_id: c[1].i64(),
             change: c[2].text(),
             observed_at: c[3].ts(),
+            event_id: c[4].opt_i64(),
+            connection_id: c[5].opt_i64(),
         }),
         "notifications" => Record::Notification(Notification {
             id: c[0].i64(),

@@ -44,6 +44,8 @@ pub fn tracker_state(source: &str, source_id: i64, n: i64) -> Record {
         movement_status: Some("moving".into()),
         payload: format!(r#"{{"gps":{{"lat":52.5}},"n":{n},"source_id":{source_id}}}"#),
         origin: wsvault::record::Origin::Live,
+        event_id: None,
+        connection_id: None,
     })
 }
 
@@ -61,6 +63,8 @@ pub fn tracker_reading(source: &str, kind: &str, n: i64) -> Record {
         received_at: at(n, 2),
         payload: format!(r#"{{"label":"fuel","value":{n}.5}}"#),
         origin: wsvault::record::Origin::Live,
+        event_id: None,
+        connection_id: None,
     })
 }
 
@@ -117,6 +121,8 @@ pub fn one_of_each(source: &str) -> Vec<Record> {
             source_id: 77,
             lifecycle_event: "block".into(),
             received_at: at(6, 666_666),
+            event_id: None,
+            connection_id: None,
         }),
         security_session(source, 5001, 7, None),
         Record::SecuritySessionChange(SecuritySessionChange {
@@ -124,6 +130,8 @@ pub fn one_of_each(source: &str) -> Vec<Record> {
             session_id: 5001,
             change: "opened".into(),
             observed_at: at(8, 888_888),
+            event_id: None,
+            connection_id: None,
         }),
         Record::Notification(Notification {
             id: next_id_(),
