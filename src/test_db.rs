@@ -48,6 +48,8 @@ pub(crate) fn storage(url: String) -> StorageConfig {
     StorageConfig {
         url,
         batch_size: 500,
+        commit_max_rows: crate::config::DEFAULT_COMMIT_MAX_ROWS,
+        commit_max_bytes: crate::config::DEFAULT_COMMIT_MAX_BYTES,
         flush_interval: Duration::from_millis(20),
         queue_capacity: 10_000,
         raw_events: RawEvents::Envelope,

@@ -48,6 +48,8 @@ pub fn harness_storage(url: &str) -> StorageConfig {
     StorageConfig {
         url: url.to_string(),
         batch_size: 500,
+        commit_max_rows: crate::config::DEFAULT_COMMIT_MAX_ROWS,
+        commit_max_bytes: crate::config::DEFAULT_COMMIT_MAX_BYTES,
         flush_interval: Duration::from_millis(100),
         queue_capacity: 1000,
         raw_events: RawEvents::Envelope,

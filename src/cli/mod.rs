@@ -157,9 +157,11 @@ pub fn main(cli: Cli) -> ExitCode {
             Ok(cfg) => {
                 let mut text = format!("{}: OK\n", a.config.display());
                 text.push_str(&format!(
-                    "storage: {} (batch_size {}, flush_interval {:?}, queue_capacity {})\n",
+                    "storage: {} (batch_size {}, commit_max_rows {}, commit_max_bytes {}, flush_interval {:?}, queue_capacity {})\n",
                     crate::redact::redact_url_str(&cfg.storage.url),
                     cfg.storage.batch_size,
+                    cfg.storage.commit_max_rows,
+                    cfg.storage.commit_max_bytes,
                     cfg.storage.flush_interval,
                     cfg.storage.queue_capacity
                 ));

@@ -36,6 +36,8 @@ const TOP_KEYS: &[&str] = &[
 const STORAGE_KEYS: &[&str] = &[
     "url",
     "batch_size",
+    "commit_max_rows",
+    "commit_max_bytes",
     "flush_interval",
     "queue_capacity",
     "raw_events",
@@ -201,6 +203,7 @@ fn storage(n: &Node<'_>, base: &Path) -> Result<StorageConfig, ConfigError> {
             message: format!("{queue_capacity} is smaller than batch_size {batch_size}"),
         });
     }
+    let (commit_max_rows, commit_max_bytes) = commit_caps(n, batch_size)?;
     let raw_events = match n.string("raw_events")?.as_deref() {
         None | Some("envelope") => RawEvents::Envelope,
         Some("full") => RawEvents::Full,
@@ -216,6 +219,8 @@ fn storage(n: &Node<'_>, base: &Path) -> Result<StorageConfig, ConfigError> {
     Ok(StorageConfig {
         url,
         batch_size,
+        commit_max_rows,
+        commit_max_bytes,
         flush_interval: n
             .duration("flush_interval")?
             .unwrap_or(Duration::from_millis(100)),
@@ -264,6 +269,35 @@ fn partition(n: &Node<'_>) -> Result<Duration, ConfigError> {
         )));
     }
     Ok(d)
+}
+
+/// Default of `commit_max_rows`: four default batches per transaction while a
+/// backlog lasts (issue 15: the commit, not the insert, was the per-batch cost). Not
+/// more, because peak RSS at full rate grows with it (BENCHMARKS.md: 5 000 went
+/// past 64 MiB on PostgreSQL).
+pub const DEFAULT_COMMIT_MAX_ROWS: usize = 2_000;
+/// Default of `commit_max_bytes`: bounds what one group commit holds in memory
+/// (records plus their encoded copy) whatever the records' size.
+pub const DEFAULT_COMMIT_MAX_BYTES: usize = 2 << 20;
+
+/// `commit_max_rows` / `commit_max_bytes`: how far a transaction may grow past
+/// `batch_size` while records are queued. A cap below `batch_size` would make the
+/// two knobs contradict each other, so it is refused rather than silently raised.
+fn commit_caps(n: &Node<'_>, batch_size: usize) -> Result<(usize, usize), ConfigError> {
+    let rows = n
+        .int("commit_max_rows", 1..=1_000_000)?
+        .map_or(DEFAULT_COMMIT_MAX_ROWS.max(batch_size), |v| v as usize);
+    if rows < batch_size {
+        return Err(ConfigError::BadValue {
+            key: "commit_max_rows".into(),
+            place: n.place().into(),
+            message: format!("{rows} is smaller than batch_size {batch_size}"),
+        });
+    }
+    let bytes = n
+        .int("commit_max_bytes", 65_536..=1 << 30)?
+        .map_or(DEFAULT_COMMIT_MAX_BYTES, |v| v as usize);
+    Ok((rows, bytes))
 }
 
 /// `drain_timeout` must leave the drain some time: zero would count every queued

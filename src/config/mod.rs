@@ -10,8 +10,8 @@ mod types;
 mod value;
 
 pub use build::{
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_PARTITION, DEFAULT_TIMING, RETENTION_TABLES, USER_AGENT,
-    default_user_agent,
+    DEFAULT_COMMIT_MAX_BYTES, DEFAULT_COMMIT_MAX_ROWS, DEFAULT_DRAIN_TIMEOUT, DEFAULT_PARTITION,
+    DEFAULT_TIMING, RETENTION_TABLES, USER_AGENT, default_user_agent,
 };
 pub use cluster::{DEFAULT_LEASE_TTL, MIN_LEASE_TTL, host_name};
 pub use load::*;

@@ -92,6 +92,12 @@ pub struct StorageConfig {
     /// `sqlite://path` or `postgres://…`; may hold a password, so `Debug` redacts it.
     pub url: String,
     pub batch_size: usize,
+    /// While more than a batch is queued, one transaction takes what is queued up to
+    /// this many records: a backlog drains in fewer, larger commits (group commit).
+    pub commit_max_rows: usize,
+    /// … and up to about this many bytes of record text, so a backlog of large
+    /// records does not grow one transaction's memory without bound.
+    pub commit_max_bytes: usize,
     pub flush_interval: Duration,
     pub queue_capacity: usize,
     pub raw_events: RawEvents,
@@ -141,6 +147,8 @@ impl fmt::Debug for StorageConfig {
         f.debug_struct("StorageConfig")
             .field("url", &masked_url(&self.url))
             .field("batch_size", &self.batch_size)
+            .field("commit_max_rows", &self.commit_max_rows)
+            .field("commit_max_bytes", &self.commit_max_bytes)
             .field("flush_interval", &self.flush_interval)
             .field("queue_capacity", &self.queue_capacity)
             .field("raw_events", &self.raw_events)

@@ -17,6 +17,7 @@ mod batch;
 mod classify;
 mod database;
 mod derived;
+mod group;
 mod latency;
 mod postgres;
 mod read;

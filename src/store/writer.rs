@@ -4,7 +4,9 @@
 //! queue makes `send` wait, which is the back-pressure of ARCHITECTURE.md §1.
 //! One task takes records off the queue and commits them in batches, one transaction
 //! each, when a batch reaches `batch_size` records or `flush_interval` after its
-//! first record. A retriable failure retries the *same* batch with capped
+//! first record; a batch that filled while more records wait takes those too, up to
+//! `commit_max_rows` / `commit_max_bytes` (group commit, [`super::group`]), so a
+//! backlog drains in fewer, larger transactions. A retriable failure retries the *same* batch with capped
 //! exponential backoff while the queue absorbs new records; a permanent failure
 //! rewrites the batch record by record so only the refused records go to `rejected`.
 //! On shutdown (every sink dropped) the queue is drained before the task ends.
@@ -14,6 +16,7 @@
 use super::batch::{Batch, Queued};
 use super::classify::{ErrorClass, classify};
 use super::database::BatchWriter;
+use super::group::{self, Caps};
 use super::stats::{WriterReport, WriterStats};
 use super::{Backend, Store};
 use crate::config::StorageConfig;
@@ -59,6 +62,10 @@ impl Writer {
         let stats = Arc::new(WriterStats::new(tx.downgrade()));
         let settings = Settings {
             batch_size: cfg.batch_size.max(1),
+            caps: Caps {
+                rows: cfg.commit_max_rows.max(cfg.batch_size.max(1)),
+                bytes: cfg.commit_max_bytes.max(1),
+            },
             flush_interval: cfg.flush_interval,
             retry_max: cfg.retry_max.max(Duration::from_millis(1)),
         };
@@ -210,6 +217,8 @@ impl WriterHandle {
 #[derive(Debug, Clone, Copy)]
 struct Settings {
     batch_size: usize,
+    /// Group commit: how far a full batch grows with what is already queued.
+    caps: Caps,
     flush_interval: Duration,
     retry_max: Duration,
 }
@@ -263,6 +272,20 @@ async fn run(
                 () = sleep_until(deadline) => break,
                 () = forced(&mut force) => break,
             }
+        }
+        // Group commit: a batch that filled while more records wait takes them too,
+        // up to the caps, without waiting for more. Not after a force-stop: each
+        // remaining batch then gets one quick attempt, better kept small.
+        if batch.records.len() >= s.batch_size && !*force.borrow() {
+            let held = batch.records.iter().map(group::weight).sum();
+            group::take_queued(
+                &mut rx,
+                (batch.records.len(), held),
+                s.caps,
+                |q| group::weight(&q.record),
+                |q| items.push(q),
+            );
+            batch.take(&mut items);
         }
         if gave_up {
             stats

@@ -176,6 +176,27 @@ fn partition_size_must_be_whole_hours_up_to_a_year() {
 }
 
 #[test]
+fn group_commit_caps_default_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = check(&write(dir.path(), GOOD), &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("commit_max_rows 2000, commit_max_bytes 2097152"),
+        "{out}"
+    );
+    let p = write(dir.path(), GOOD);
+    let (ok, out) = check(&p, &[("WSVAULT__STORAGE__COMMIT_MAX_ROWS", "100")]);
+    assert!(!ok);
+    assert!(out.contains("100 is smaller than batch_size 200"), "{out}");
+    let (ok, out) = check(&p, &[("WSVAULT__STORAGE__COMMIT_MAX_BYTES", "1000")]);
+    assert!(!ok);
+    assert!(out.contains("commit_max_bytes"), "{out}");
+    let (ok, out) = check(&p, &[("WSVAULT__STORAGE__COMMIT_MAX_ROWS", "800")]);
+    assert!(ok, "{out}");
+    assert!(out.contains("commit_max_rows 800"), "{out}");
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), GOOD);

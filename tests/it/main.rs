@@ -45,6 +45,7 @@ mod sim_tradernet;
 mod storage_bulk_paths;
 mod storage_cookbook;
 mod storage_faults;
+mod storage_group_commit;
 mod storage_latest;
 mod storage_outage;
 mod storage_partitions;

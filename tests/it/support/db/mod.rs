@@ -104,6 +104,8 @@ pub fn storage_config(url: impl Into<String>) -> StorageConfig {
     StorageConfig {
         url: url.into(),
         batch_size: 500,
+        commit_max_rows: wsvault::config::DEFAULT_COMMIT_MAX_ROWS,
+        commit_max_bytes: wsvault::config::DEFAULT_COMMIT_MAX_BYTES,
         flush_interval: Duration::from_millis(20),
         queue_capacity: 10_000,
         raw_events: RawEvents::Envelope,
