@@ -29,8 +29,7 @@
 //! This module must never hold a slot it did not claim, and never run on the hot
 //! path: it is a few statements per minute.
 
-use crate::store::{Store, format_ts};
-use chrono::{DateTime, Utc};
+use crate::store::Store;
 use std::time::Duration;
 
 /// How long a slot must have gone without renewal before another process may claim
@@ -85,9 +84,6 @@ fn db(what: &'static str) -> impl FnOnce(sqlx::Error) -> IdSlotError {
 fn stale_text(stale: Duration) -> String {
     humantime::format_duration(stale).to_string()
 }
-
-/// `seen_at` of a released slot on SQLite: before every real renewal.
-const NEVER_SQLITE: &str = "0000-01-01T00:00:00.000000Z";
 
 /// A claimed slot: the node number of this process's ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,44 +212,10 @@ pub async fn claim_and_install(store: &Store, holder: &str) -> Result<IdSlot, Id
 /// Claims a slot without installing it (tests use short stale windows).
 pub async fn claim(store: &Store, holder: &str, stale: Duration) -> Result<IdSlot, IdSlotError> {
     let token = rand::random::<i64>();
-    let row: Option<(i64, i64, i64)> = if let Some(pool) = store.postgres_pool() {
-        sqlx::query_as(
-            "UPDATE id_slots s SET holder = $1, token = $2, claimed_at = now(), seen_at = now() \
-             FROM (SELECT slot FROM id_slots \
-                   WHERE seen_at < now() - make_interval(secs => $3) \
-                   ORDER BY seen_at, slot LIMIT 1 FOR UPDATE SKIP LOCKED) c \
-             WHERE s.slot = c.slot \
-             RETURNING s.slot::bigint, s.high_water, \
-                       (extract(epoch FROM now()) * 1000)::bigint",
-        )
-        .bind(holder)
-        .bind(token)
-        .bind(stale.as_secs_f64())
-        .fetch_optional(pool)
-        .await
-        .map_err(db("claiming an id slot"))?
-    } else if let Some(pool) = store.sqlite_pool() {
-        let now = Utc::now();
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "UPDATE id_slots SET holder = ?1, token = ?2, claimed_at = ?3, seen_at = ?3 \
-             WHERE slot = (SELECT slot FROM id_slots WHERE seen_at < ?4 \
-                           ORDER BY seen_at, slot LIMIT 1) \
-             RETURNING slot, high_water",
-        )
-        .bind(holder)
-        .bind(token)
-        .bind(format_ts(&now))
-        .bind(format_ts(&before(now, stale)))
-        .fetch_optional(pool)
+    let row = store
+        .claim_id_slot(holder, token, stale)
         .await
         .map_err(db("claiming an id slot"))?;
-        row.map(|(slot, hw)| (slot, hw, now.timestamp_millis()))
-    } else {
-        return Err(IdSlotError::Db {
-            what: "claiming an id slot",
-            source: sqlx::Error::PoolClosed,
-        });
-    };
     let Some((slot, high_water, now_ms)) = row else {
         return Err(IdSlotError::Exhausted {
             n: crate::ids::NODE_COUNT,
@@ -280,46 +242,13 @@ fn floor_of_millis(ms: u64) -> i64 {
     (first as i64).saturating_sub(1)
 }
 
-fn before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    t - chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
-}
-
 /// Renews `slot`, recording `high_water`; returns the database time in Unix ms.
 pub async fn renew_with(store: &Store, slot: &IdSlot, high_water: i64) -> Result<u64, IdSlotError> {
     let what = "renewing the id slot";
-    let now_ms: Option<i64> = if let Some(pool) = store.postgres_pool() {
-        sqlx::query_scalar(
-            "UPDATE id_slots SET seen_at = now(), high_water = greatest(high_water, $3) \
-             WHERE slot = $1 AND token = $2 \
-             RETURNING (extract(epoch FROM now()) * 1000)::bigint",
-        )
-        .bind(i32::from(slot.slot))
-        .bind(slot.token)
-        .bind(high_water)
-        .fetch_optional(pool)
+    let now_ms = store
+        .renew_id_slot(slot.slot, slot.token, high_water)
         .await
-        .map_err(db(what))?
-    } else if let Some(pool) = store.sqlite_pool() {
-        let now = Utc::now();
-        let n = sqlx::query(
-            "UPDATE id_slots SET seen_at = ?1, high_water = max(high_water, ?2) \
-             WHERE slot = ?3 AND token = ?4",
-        )
-        .bind(format_ts(&now))
-        .bind(high_water)
-        .bind(i64::from(slot.slot))
-        .bind(slot.token)
-        .execute(pool)
-        .await
-        .map_err(db(what))?
-        .rows_affected();
-        (n == 1).then(|| now.timestamp_millis())
-    } else {
-        return Err(IdSlotError::Db {
-            what,
-            source: sqlx::Error::PoolClosed,
-        });
-    };
+        .map_err(db(what))?;
     match now_ms {
         Some(ms) => Ok(ms.max(0) as u64),
         None => Err(IdSlotError::Lost {
@@ -336,30 +265,10 @@ pub async fn release_with(
     high_water: i64,
 ) -> Result<(), IdSlotError> {
     let what = "releasing the id slot";
-    if let Some(pool) = store.postgres_pool() {
-        sqlx::query(
-            "UPDATE id_slots SET holder = NULL, token = NULL, seen_at = '-infinity', \
-             high_water = greatest(high_water, $3) WHERE slot = $1 AND token = $2",
-        )
-        .bind(i32::from(slot.slot))
-        .bind(slot.token)
-        .bind(high_water)
-        .execute(pool)
+    store
+        .release_id_slot(slot.slot, slot.token, high_water)
         .await
         .map_err(db(what))?;
-    } else if let Some(pool) = store.sqlite_pool() {
-        sqlx::query(
-            "UPDATE id_slots SET holder = NULL, token = NULL, seen_at = ?1, \
-             high_water = max(high_water, ?2) WHERE slot = ?3 AND token = ?4",
-        )
-        .bind(NEVER_SQLITE)
-        .bind(high_water)
-        .bind(i64::from(slot.slot))
-        .bind(slot.token)
-        .execute(pool)
-        .await
-        .map_err(db(what))?;
-    }
     Ok(())
 }
 

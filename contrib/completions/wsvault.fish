@@ -114,7 +114,7 @@ complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l rate -d 'Offer
 complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l seconds -d 'Length of each latency run, in seconds' -r
 complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l stall -d 'Length of the database stall during the memory run, in seconds; 0 skips it' -r
 complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l repeat -d 'Throughput runs (ingest + ceiling) per backend; min and median are reported' -r
-complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l batch-size -d '`[storage] batch_size` of the daemon (and batch size of the ceiling)' -r
+complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l batch-size -d '`[storage] batch_size` of the daemon (and commit size of the per-batch ceiling)' -r
 complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l queue-capacity -d '`[storage] queue_capacity` of the daemon; default: the daemon\'s default' -r
 complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l soak -d 'Run the fault soak for this long instead of the benchmarks (e.g. "5m")' -r
 complete -c wsvault -n "__fish_wsvault_using_subcommand bench" -l seed -d 'Seed of the soak\'s fault schedule' -r

@@ -21,6 +21,7 @@ use sqlx::FromRow;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One bound parameter of a statement written above the seam.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,6 +63,9 @@ impl Rows {
 /// One retention step's outcome: rows deleted and, where the backend resumes its
 /// walk (PostgreSQL), the newest walk time deleted.
 pub type Pruned = (u64, Option<DateTime<Utc>>);
+
+/// A claimed id slot: (slot, high water, now in Unix ms by the backend's clock).
+pub type IdSlotRow = (i64, i64, i64);
 
 /// One backend: its pool, migrations, dialect and write path.
 pub(crate) trait Database: Send + Sync + 'static {
@@ -110,6 +114,33 @@ pub(crate) trait Database: Send + Sync + 'static {
         lower: DateTime<Utc>,
         cutoff: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Pruned, sqlx::Error>>;
+
+    /// Claims the least recently seen id slot not renewed within `stale` (see
+    /// `crate::id_slots`); `(slot, high water, now in Unix ms)` by the backend's
+    /// clock, `None` when every slot is taken.
+    fn claim_id_slot<'a>(
+        &'a self,
+        holder: &'a str,
+        token: i64,
+        stale: Duration,
+    ) -> BoxFuture<'a, Result<Option<IdSlotRow>, sqlx::Error>>;
+
+    /// Renews `slot` held with `token`, raising its high water; now in Unix ms, or
+    /// `None` when another process holds the slot now.
+    fn renew_id_slot(
+        &self,
+        slot: u16,
+        token: i64,
+        high_water: i64,
+    ) -> BoxFuture<'_, Result<Option<i64>, sqlx::Error>>;
+
+    /// Releases `slot` held with `token`, recording its high water.
+    fn release_id_slot(
+        &self,
+        slot: u16,
+        token: i64,
+        high_water: i64,
+    ) -> BoxFuture<'_, Result<(), sqlx::Error>>;
 
     /// The write path's state for one writer task (held connection, `COPY` gate);
     /// `stats` receives the backend's own counters.

@@ -334,6 +334,36 @@ impl Store {
 
     /// A `WHERE` condition selecting at most `$3` rows of `table` with `source = $1`
     /// and `time_col < $2` (SQLite `rowid`, PostgreSQL `ctid`), for bounded deletes.
+    /// Claims an id slot (see [`Database::claim_id_slot`]).
+    pub async fn claim_id_slot(
+        &self,
+        holder: &str,
+        token: i64,
+        stale: std::time::Duration,
+    ) -> Result<Option<database::IdSlotRow>, sqlx::Error> {
+        self.db.claim_id_slot(holder, token, stale).await
+    }
+
+    /// Renews an id slot (see [`Database::renew_id_slot`]).
+    pub async fn renew_id_slot(
+        &self,
+        slot: u16,
+        token: i64,
+        high_water: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        self.db.renew_id_slot(slot, token, high_water).await
+    }
+
+    /// Releases an id slot (see [`Database::release_id_slot`]).
+    pub async fn release_id_slot(
+        &self,
+        slot: u16,
+        token: i64,
+        high_water: i64,
+    ) -> Result<(), sqlx::Error> {
+        self.db.release_id_slot(slot, token, high_water).await
+    }
+
     /// Retention's bounded delete statement for this backend (see
     /// [`Database::prune_statement`]).
     pub fn prune_statement(&self, table: &str, walk: &str, age: &str, batch: usize) -> String {

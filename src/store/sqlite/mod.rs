@@ -23,6 +23,7 @@ use std::time::Duration;
 mod checkpoint;
 mod derived;
 mod files;
+mod id_slots;
 mod insert;
 mod prune;
 mod sql;
@@ -163,6 +164,33 @@ impl Database for SqliteDb {
         cutoff: chrono::DateTime<chrono::Utc>,
     ) -> BoxFuture<'a, Result<super::database::Pruned, sqlx::Error>> {
         Box::pin(async move { prune::step(&self.pool, sql, source, cutoff).await })
+    }
+
+    fn claim_id_slot<'a>(
+        &'a self,
+        holder: &'a str,
+        token: i64,
+        stale: Duration,
+    ) -> BoxFuture<'a, Result<Option<super::database::IdSlotRow>, sqlx::Error>> {
+        Box::pin(id_slots::claim(&self.pool, holder, token, stale))
+    }
+
+    fn renew_id_slot(
+        &self,
+        slot: u16,
+        token: i64,
+        high_water: i64,
+    ) -> BoxFuture<'_, Result<Option<i64>, sqlx::Error>> {
+        Box::pin(id_slots::renew(&self.pool, slot, token, high_water))
+    }
+
+    fn release_id_slot(
+        &self,
+        slot: u16,
+        token: i64,
+        high_water: i64,
+    ) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        Box::pin(id_slots::release(&self.pool, slot, token, high_water))
     }
 
     fn batch_writer(&self, stats: Arc<WriterStats>) -> Box<dyn BatchWriter> {
