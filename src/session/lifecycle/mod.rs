@@ -311,67 +311,6 @@ impl Lifecycle {
         }
     }
 
-    /// Records how a connection ended and takes the next step.
-    fn ended(
-        &mut self,
-        conn: Conn,
-        subscribed: Option<Instant>,
-        end: End,
-        now: Now,
-        out: &mut Vec<Effect>,
-    ) {
-        let stable = subscribed
-            .is_some_and(|t| now.mono.saturating_duration_since(t) >= self.policy.stable_after);
-        // A server that re-sends a message we refuse as too large ends every
-        // connection the same way, however long each one looked healthy: from the
-        // second such ending in a row the backoff keeps growing instead of starting
-        // over, so the reconnects slow down to `backoff_max`.
-        let too_large = end.too_large();
-        let repeated_refusal = too_large && self.refused_too_large;
-        self.refused_too_large = too_large;
-        if stable && !repeated_refusal {
-            out.push(Effect::ResetBackoff);
-        }
-        let id = Some(conn.id);
-        let at = now.wall;
-        out.extend(end.rows(conn, at).map(Effect::Record));
-        match end {
-            End::Stop | End::Handover => self.done(out),
-            End::Suspend => {
-                self.suspension(Cause::Manual, now.wall);
-                self.phase = Phase::Suspended;
-                out.push(Effect::Publish(State::Suspended));
-                // A command that came while closing is acted on now.
-                if self.wanted != Command::Suspend {
-                    self.proceed(now, out);
-                }
-            }
-            End::Network { .. } => {
-                self.suspension(Cause::Network, now.wall);
-                out.push(Effect::Publish(State::Retrying));
-                self.wait(Delay::Next, true, out);
-            }
-            End::CredentialDead { .. } => {
-                self.suspension(Cause::Network, now.wall);
-                out.push(Effect::Publish(State::Retrying));
-                let mut row = EventRow::bare(EventName::Suspended, id, at);
-                row.initiator = Some(Initiator::Network);
-                row.code = Some(1000);
-                row.reason = Some("credential dead".into());
-                out.push(Effect::Record(Row::Event(row)));
-                // A login source gets a fresh credential; anything else can only
-                // wait for the upstream to accept the old one again.
-                let delay = if self.policy.login && !self.policy.only_if_attached {
-                    self.need_login = true;
-                    Delay::Next
-                } else {
-                    Delay::Cap
-                };
-                self.wait(delay, false, out);
-            }
-        }
-    }
-
     /// A suspension began at `at` (its `suspended` row's time): `resumed` is due at
     /// the next subscription, and a blind period starts at the last frame received
     /// (both kept if one is open already).
