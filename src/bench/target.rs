@@ -186,11 +186,14 @@ pub struct SqliteLock {
 }
 
 impl SqliteLock {
-    /// Takes the write lock (`BEGIN EXCLUSIVE`), waiting up to 5 s for it.
+    /// Takes the write lock (`BEGIN EXCLUSIVE`), waiting up to 30 s for it: a writer
+    /// working off a backlog commits back to back (group commit), and SQLite's busy
+    /// handler, which polls, can miss many of the short gaps between its
+    /// transactions on a loaded machine.
     pub async fn take(path: &Path) -> Result<SqliteLock, BenchError> {
         let opts = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(path)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(30));
         let mut conn = sqlx::SqliteConnection::connect_with(&opts)
             .await
             .map_err(BenchError::sql("opening a second SQLite connection"))?;

@@ -38,6 +38,9 @@ pub async fn maintain(
     Ok(created)
 }
 
+/// How long [`Maintainer::stop`] lets a maintenance pass in flight finish.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
 /// The partition task of the daemon (PostgreSQL only); [`Maintainer::stop`] ends it.
 pub struct Maintainer {
     stop: watch::Sender<bool>,
@@ -73,28 +76,35 @@ impl Maintainer {
                     _ = crate::ops::stopped(&mut stop_rx) => return,
                     _ = ticks.tick() => {}
                 }
-                tokio::select! {
-                    _ = crate::ops::stopped(&mut stop_rx) => return,
-                    r = maintain(&pool, period, Utc::now()) => match r {
-                        Ok(made) if !made.is_empty() => {
-                            tracing::info!(partitions = %made.join(", "), "partitions created");
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(
-                            "creating partitions failed: {e}; retried at the next tick \
-                             (rows meanwhile go to the default partition)"
-                        ),
-                    },
+                // A pass in flight is let finish (see `stop`): cut off mid-statement,
+                // its DDL would go on at the server, holding the table locks, while
+                // the client had already moved on.
+                match maintain(&pool, period, Utc::now()).await {
+                    Ok(made) if !made.is_empty() => {
+                        tracing::info!(partitions = %made.join(", "), "partitions created");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        "creating partitions failed: {e}; retried at the next tick \
+                         (rows meanwhile go to the default partition)"
+                    ),
                 }
             }
         });
         Some(Maintainer { stop, task })
     }
 
-    /// Stops the task; a statement in flight is abandoned (each step is one
-    /// transaction, so nothing is left half-done).
-    pub async fn stop(self) {
+    /// Stops the task between passes; a pass in flight gets [`STOP_WAIT`] to finish
+    /// (each step is one short transaction with lock and idle limits), then it is
+    /// abandoned (each step is one transaction, so nothing is left half-done).
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        if tokio::time::timeout(STOP_WAIT, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+            let _ = self.task.await;
+        }
     }
 }
