@@ -46,6 +46,7 @@ mod storage_bulk_paths;
 mod storage_cookbook;
 mod storage_faults;
 mod storage_latest;
+mod storage_latest_edges;
 mod storage_outage;
 mod storage_partitions;
 mod storage_reader_grants;

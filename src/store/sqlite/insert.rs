@@ -106,7 +106,7 @@ pub(super) async fn write_groups(
     })
     .await?;
     derived::events_hourly(conn, &inserted).await?;
-    insert(
+    let stored = derived::insert_returning(
         conn,
         &TRACKER_STATES,
         &g.tracker_states,
@@ -128,7 +128,7 @@ pub(super) async fn write_groups(
         },
     )
     .await?;
-    derived::tracker_latest(conn, &g.tracker_states).await?;
+    derived::tracker_latest(conn, &g.tracker_states, &stored).await?;
     insert(
         conn,
         &TRACKER_READINGS,
