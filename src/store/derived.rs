@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 /// The newest state of each (source, tracker) among `states`, one per key, in no
 /// particular order. PostgreSQL refuses to upsert one key twice in a statement, and
-/// it spares the older states of a copied batch the lookup of their stored id.
+/// on both backends it spares the older states of a batch a lookup.
 pub(crate) fn newest_per_tracker<'a>(states: &[&'a TrackerState]) -> Vec<&'a TrackerState> {
     let mut newest: HashMap<(&str, i64), &'a TrackerState> = HashMap::with_capacity(states.len());
     for s in states {

@@ -1,7 +1,7 @@
-//! `tracker_latest` now takes its values and the stored id from the batch and the
-//! insert's `RETURNING` instead of looking each state up again: the cases where the
-//! batch's newest state of a tracker is not the one stored — a redelivered duplicate
-//! beside a new but older state — and one `source_id` under two sources in one batch.
+//! `tracker_latest` where the batch's newest state of a tracker is not the one
+//! stored — a redelivered duplicate beside a new but older state — and one
+//! `source_id` under two sources in one batch (PostgreSQL: the `UNNEST … ON
+//! CONFLICT` statement, which upserts `tracker_latest` from its own `RETURNING`).
 
 use crate::storage_latest::{latest, micros, state, stored_id};
 use crate::support::*;

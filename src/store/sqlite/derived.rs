@@ -1,21 +1,20 @@
 //! SQLite: `tracker_latest` and `events_hourly`, kept in the batch's transaction
 //! (see `store/derived.rs` for why there).
 //!
-//! `tracker_latest` takes the newest state per tracker among the rows the
-//! tracker_states insert stored (its `RETURNING` names them with their ids; a
-//! redelivered state is skipped, keeping the first row's id) from the batch's own
-//! values, with no second lookup of `tracker_states`, and upserts only where
+//! `tracker_latest` joins the batch's newest state per tracker back to
+//! `tracker_states` by the natural key, so it takes the id of the row actually
+//! stored (a redelivered state keeps the first row's id), and upserts only where
 //! the stored state is older. `events_hourly` counts the rows the events insert
 //! returned: `INSERT … ON CONFLICT DO NOTHING RETURNING` returns only rows it
 //! inserted, so a retried batch adds nothing.
 
-use super::sql::{CHUNKS, Spec, TRACKER_LATEST};
+use super::sql::{CHUNKS, Spec};
 use crate::record::TrackerState;
-use crate::store::derived::Hourly;
+use crate::store::derived::{Hourly, newest_per_tracker};
 use crate::store::time::format_ts;
-use sqlx::Row;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnection, SqliteRow};
-use std::collections::HashMap;
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr, SqlStr};
+use std::sync::{Arc, OnceLock};
 
 type Q = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
 
@@ -46,60 +45,69 @@ pub(super) async fn insert_returning<T>(
     Ok(out)
 }
 
-/// Moves each tracker of `states` forward to its newest state among those the
-/// tracker_states insert actually stored (`inserted`: its `RETURNING id, source,
-/// source_id, state_time` rows), with that row's id, from the batch's own values.
-///
-/// A state the insert skipped as a duplicate is left out: it was stored by an earlier
-/// committed batch, whose transaction moved `tracker_latest` to it or past it, so it
-/// cannot move the tracker forward now. Looking the stored row up again by its natural
-/// key (what this did before) cost an index probe per state for nothing.
+/// `tracker_latest` from the newest state per tracker of `(?,?,?)` keys, `n` keys.
+fn latest_sql(n: usize) -> SqlStr {
+    static SQL: OnceLock<Vec<SqlStr>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        CHUNKS
+            .iter()
+            .map(|n| {
+                let values = vec!["(?,?,?)"; *n].join(",");
+                let text = format!(
+                    "INSERT INTO tracker_latest (source, source_id, state_id, state_time, \
+                     received_at, lat, lng, speed, heading, connection_status, movement_status) \
+                     SELECT s.source, s.source_id, s.id, s.state_time, s.received_at, s.lat, \
+                     s.lng, s.speed, s.heading, s.connection_status, s.movement_status \
+                     FROM (VALUES {values}) AS b \
+                     JOIN tracker_states AS s ON s.source = b.column1 \
+                     AND s.source_id = b.column2 AND s.state_time = b.column3 \
+                     WHERE true \
+                     ON CONFLICT (source, source_id) DO UPDATE SET \
+                     state_id = excluded.state_id, state_time = excluded.state_time, \
+                     received_at = excluded.received_at, lat = excluded.lat, \
+                     lng = excluded.lng, speed = excluded.speed, heading = excluded.heading, \
+                     connection_status = excluded.connection_status, \
+                     movement_status = excluded.movement_status \
+                     WHERE excluded.state_time > tracker_latest.state_time"
+                );
+                AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
+            })
+            .collect()
+    });
+    let idx = CHUNKS
+        .iter()
+        .position(|c| *c == n)
+        .unwrap_or(CHUNKS.len() - 1);
+    all[idx].clone()
+}
+
+/// Moves each tracker of `states` (already inserted) forward to its newest state.
 pub(super) async fn tracker_latest(
     conn: &mut SqliteConnection,
     states: &[&TrackerState],
-    inserted: &[SqliteRow],
 ) -> Result<(), sqlx::Error> {
-    if inserted.is_empty() {
+    if states.is_empty() {
         return Ok(());
     }
-    let mut ids: HashMap<(&str, i64, &str), i64> = HashMap::with_capacity(inserted.len());
-    for row in inserted {
-        ids.insert(
-            (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?),
-            row.try_get(0)?,
-        );
+    let newest = newest_per_tracker(states);
+    let mut rest = &newest[..];
+    while !rest.is_empty() {
+        let n = CHUNKS
+            .iter()
+            .copied()
+            .find(|c| *c <= rest.len())
+            .unwrap_or(1);
+        let (chunk, tail) = rest.split_at(n);
+        let mut q: Q = sqlx::query(latest_sql(n));
+        for s in chunk {
+            q = q
+                .bind(s.source.clone())
+                .bind(s.source_id)
+                .bind(format_ts(&s.state_time));
+        }
+        q.execute(&mut *conn).await?;
+        rest = tail;
     }
-    let mut newest: HashMap<(&str, i64), (i64, &TrackerState)> = HashMap::with_capacity(ids.len());
-    for s in states {
-        let time = format_ts(&s.state_time);
-        let Some(id) = ids.get(&(&*s.source, s.source_id, time.as_str())) else {
-            continue;
-        };
-        newest
-            .entry((&*s.source, s.source_id))
-            .and_modify(|kept| {
-                if s.state_time > kept.1.state_time {
-                    *kept = (*id, s);
-                }
-            })
-            .or_insert((*id, s));
-    }
-    let rows: Vec<(i64, &TrackerState)> = newest.into_values().collect();
-    let refs: Vec<&(i64, &TrackerState)> = rows.iter().collect();
-    insert_returning(conn, &TRACKER_LATEST, &refs, |q, (id, s)| {
-        q.bind(s.source.clone())
-            .bind(s.source_id)
-            .bind(*id)
-            .bind(format_ts(&s.state_time))
-            .bind(format_ts(&s.received_at))
-            .bind(s.lat)
-            .bind(s.lng)
-            .bind(s.speed)
-            .bind(s.heading)
-            .bind(s.connection_status.clone())
-            .bind(s.movement_status.clone())
-    })
-    .await?;
     Ok(())
 }
 

@@ -106,7 +106,7 @@ pub(super) async fn write_groups(
     })
     .await?;
     derived::events_hourly(conn, &inserted).await?;
-    let stored = derived::insert_returning(
+    insert(
         conn,
         &TRACKER_STATES,
         &g.tracker_states,
@@ -128,7 +128,7 @@ pub(super) async fn write_groups(
         },
     )
     .await?;
-    derived::tracker_latest(conn, &g.tracker_states, &stored).await?;
+    derived::tracker_latest(conn, &g.tracker_states).await?;
     insert(
         conn,
         &TRACKER_READINGS,

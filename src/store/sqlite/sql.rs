@@ -94,33 +94,11 @@ pub(super) static EVENTS: Spec = Spec::with_tail(
      RETURNING source, kind, substr(received_at, 1, 13) || ':00:00.000000Z'",
     true,
 );
-/// Returns the key and id of each row it inserted (never of a skipped duplicate), so
-/// `tracker_latest` takes the stored id without looking the state up again
-/// (`derived.rs`).
-pub(super) static TRACKER_STATES: Spec = Spec::with_tail(
+pub(super) static TRACKER_STATES: Spec = Spec::new(
     "tracker_states",
     "source, source_id, state_time, received_at, lat, lng, speed, heading, \
      connection_status, movement_status, payload, origin, event_id, connection_id",
     14,
-    "ON CONFLICT DO NOTHING RETURNING id, source, source_id, state_time",
-    true,
-);
-/// The newest inserted state per tracker, straight from the batch's values; the
-/// guard keeps a tracker's row from going back in time. One row per key per
-/// statement (`derived::newest_per_tracker`), so multi-row statements are safe.
-pub(super) static TRACKER_LATEST: Spec = Spec::with_tail(
-    "tracker_latest",
-    "source, source_id, state_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status",
-    11,
-    "ON CONFLICT (source, source_id) DO UPDATE SET \
-     state_id = excluded.state_id, state_time = excluded.state_time, \
-     received_at = excluded.received_at, lat = excluded.lat, lng = excluded.lng, \
-     speed = excluded.speed, heading = excluded.heading, \
-     connection_status = excluded.connection_status, \
-     movement_status = excluded.movement_status \
-     WHERE excluded.state_time > tracker_latest.state_time",
-    true,
 );
 pub(super) static TRACKER_READINGS: Spec = Spec::new(
     "tracker_readings",
