@@ -47,6 +47,7 @@ mod storage_cookbook;
 mod storage_faults;
 mod storage_group_commit;
 mod storage_latest;
+mod storage_latest_edges;
 mod storage_outage;
 mod storage_partitions;
 mod storage_reader_grants;

@@ -17,7 +17,7 @@ use wsvault::record::{Event, Origin, Record};
 use wsvault::store::{Backend, Param, Store};
 
 /// A state of `source`/`id` at `t` (received a second later) with latitude `lat`.
-fn state(source: &str, id: i64, t: DateTime<Utc>, lat: f64) -> Record {
+pub(crate) fn state(source: &str, id: i64, t: DateTime<Utc>, lat: f64) -> Record {
     match tracker_state(source, id, 0) {
         Record::TrackerState(mut s) => {
             s.state_time = t;
@@ -30,7 +30,11 @@ fn state(source: &str, id: i64, t: DateTime<Utc>, lat: f64) -> Record {
 }
 
 /// (state_id, state_time, lat) of `source`/`id` in `tracker_latest`, if listed.
-async fn latest(store: &Store, source: &str, id: i64) -> Option<(i64, DateTime<Utc>, f64)> {
+pub(crate) async fn latest(
+    store: &Store,
+    source: &str,
+    id: i64,
+) -> Option<(i64, DateTime<Utc>, f64)> {
     let rows = fetch_cells(
         store,
         &format!(
@@ -44,7 +48,7 @@ async fn latest(store: &Store, source: &str, id: i64) -> Option<(i64, DateTime<U
 }
 
 /// The id of the stored state `source`/`id`/`t`.
-async fn stored_id(store: &Store, source: &str, id: i64, t: DateTime<Utc>) -> i64 {
+pub(crate) async fn stored_id(store: &Store, source: &str, id: i64, t: DateTime<Utc>) -> i64 {
     let rows: Vec<(i64,)> = store
         .fetch_all(
             "SELECT id FROM tracker_states WHERE source = $1 AND source_id = $2 \
@@ -56,7 +60,7 @@ async fn stored_id(store: &Store, source: &str, id: i64, t: DateTime<Utc>) -> i6
     rows.first().map(|r| r.0).expect("the state is stored")
 }
 
-fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(TimeDelta::microseconds(1)).unwrap()
 }
 

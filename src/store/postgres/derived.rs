@@ -1,12 +1,13 @@
 //! PostgreSQL: `tracker_latest` and `events_hourly`, kept in the batch's transaction
 //! (see `store/derived.rs` for why there).
 //!
-//! `tracker_latest` joins the batch's newest state per tracker back to
-//! `tracker_states` by the natural key, so it works after `COPY` and after
-//! `UNNEST … ON CONFLICT` alike and takes the id of the row actually stored (a
-//! redelivered state keeps the first row's id); it updates only where the stored
-//! state is older. `events_hourly`: after a `COPY` every event of the batch is new
-//! (a duplicate makes the server refuse the whole `COPY`), so they are counted in
+//! `tracker_latest`: the `UNNEST … ON CONFLICT` insert keeps it in the same
+//! statement from the ids its `RETURNING` gives (`sql::TRACKER_STATES`). After a
+//! `COPY` (which returns nothing) [`tracker_latest_copied`] joins the batch's newest
+//! state per tracker back to `tracker_states` by the natural key to get the stored
+//! ids (every row of a successful `COPY` is new: a duplicate makes the server refuse
+//! the whole `COPY`); it updates only where the stored state is older.
+//! `events_hourly`: after a `COPY` every event of the batch is new, so they are counted in
 //! memory ([`events_hourly_copied`]); the `UNNEST` statement counts the rows its
 //! `RETURNING` gives, in the same statement (`sql::EVENTS`).
 
@@ -18,12 +19,11 @@ use sqlx::postgres::PgConnection;
 const TRACKER_LATEST: &str = "INSERT INTO tracker_latest AS l \
     (source, source_id, state_id, state_time, received_at, lat, lng, speed, heading, \
      connection_status, movement_status) \
-    SELECT DISTINCT ON (s.source, s.source_id) s.source, s.source_id, s.id, s.state_time, \
+    SELECT s.source, s.source_id, s.id, s.state_time, \
      s.received_at, s.lat, s.lng, s.speed, s.heading, s.connection_status, s.movement_status \
     FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[]) AS b(source, source_id, state_time) \
     JOIN tracker_states AS s \
       ON s.source = b.source AND s.source_id = b.source_id AND s.state_time = b.state_time \
-    ORDER BY s.source, s.source_id, s.state_time DESC \
     ON CONFLICT (source, source_id) DO UPDATE SET \
     state_id = excluded.state_id, state_time = excluded.state_time, \
     received_at = excluded.received_at, lat = excluded.lat, lng = excluded.lng, \
@@ -37,8 +37,10 @@ const EVENTS_HOURLY: &str = "INSERT INTO events_hourly AS h (source, kind, hour,
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::bigint[]) \
     ON CONFLICT (source, kind, hour) DO UPDATE SET n = h.n + excluded.n";
 
-/// Moves each tracker of `states` (already inserted) forward to its newest state.
-pub(super) async fn tracker_latest(
+/// Moves each tracker of `states` (just copied) forward to its newest state. The
+/// keys are unique (one newest state per tracker, found in memory), so the join
+/// gives at most one row per key and needs no `DISTINCT ON`.
+pub(super) async fn tracker_latest_copied(
     conn: &mut PgConnection,
     states: &[&TrackerState],
 ) -> Result<(), sqlx::Error> {

@@ -212,7 +212,9 @@ pub(super) async fn write_groups(
     }
     if let Some(data) = &streams.tracker_states {
         copy_in(conn, super::copy::TRACKER_STATES, data).await?;
+        super::derived::tracker_latest_copied(conn, &g.tracker_states).await?;
     } else {
+        // Keeps `tracker_latest` in the same statement (`sql::TRACKER_STATES`).
         unnest!(
             conn,
             TRACKER_STATES,
@@ -234,7 +236,6 @@ pub(super) async fn write_groups(
             |r| r.connection_id
         );
     }
-    super::derived::tracker_latest(conn, &g.tracker_states).await?;
     if let Some(data) = &streams.tracker_readings {
         copy_in(conn, super::copy::TRACKER_READINGS, data).await?;
     } else {

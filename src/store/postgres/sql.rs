@@ -46,7 +46,11 @@ pub(super) const EVENTS: &str = "WITH ins AS (INSERT INTO events \
     GROUP BY 1, 2, 3 \
     ON CONFLICT (source, kind, hour) DO UPDATE SET n = h.n + excluded.n";
 
-pub(super) const TRACKER_STATES: &str = "INSERT INTO tracker_states \
+/// Also moves `tracker_latest` to the newest state per tracker among the rows it
+/// inserted, in the same statement: its `RETURNING` gives the stored ids and never
+/// names a skipped duplicate (one stored by an earlier batch, whose transaction
+/// already moved `tracker_latest` to it or past it), so nothing is looked up again.
+pub(super) const TRACKER_STATES: &str = "WITH ins AS (INSERT INTO tracker_states \
     (source, source_id, state_time, received_at, lat, lng, speed, heading, \
      connection_status, movement_status, payload, origin, event_id, connection_id) \
     SELECT source, source_id, state_time, received_at, lat, lng, speed, heading, \
@@ -56,7 +60,22 @@ pub(super) const TRACKER_STATES: &str = "INSERT INTO tracker_states \
                 $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[]) \
     AS u(source, source_id, state_time, received_at, lat, lng, speed, heading, \
          connection_status, movement_status, payload, origin, event_id, connection_id) \
-    ON CONFLICT DO NOTHING";
+    ON CONFLICT DO NOTHING \
+    RETURNING id, source, source_id, state_time, received_at, lat, lng, speed, heading, \
+     connection_status, movement_status) \
+    INSERT INTO tracker_latest AS l \
+    (source, source_id, state_id, state_time, received_at, lat, lng, speed, heading, \
+     connection_status, movement_status) \
+    SELECT DISTINCT ON (source, source_id) source, source_id, id, state_time, received_at, \
+     lat, lng, speed, heading, connection_status, movement_status \
+    FROM ins ORDER BY source, source_id, state_time DESC \
+    ON CONFLICT (source, source_id) DO UPDATE SET \
+    state_id = excluded.state_id, state_time = excluded.state_time, \
+    received_at = excluded.received_at, lat = excluded.lat, lng = excluded.lng, \
+    speed = excluded.speed, heading = excluded.heading, \
+    connection_status = excluded.connection_status, \
+    movement_status = excluded.movement_status \
+    WHERE excluded.state_time > l.state_time";
 
 pub(super) const TRACKER_READINGS: &str = "INSERT INTO tracker_readings \
     (source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
