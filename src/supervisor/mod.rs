@@ -171,7 +171,6 @@ impl Supervisor {
             sup.config.retention.clone(),
             source_names(&sup.config),
         );
-        sup.watchdog = Watchdog::start(sup.registry.clone());
         tracing::info!(
             sources = total,
             subscribed,
@@ -182,6 +181,9 @@ impl Supervisor {
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status),
         ]);
+        // After READY: the watchdog's first ping is immediate, and a ping before
+        // READY would be a daemon claiming health before it says it started.
+        sup.watchdog = Watchdog::start(sup.registry.clone());
         Ok(sup)
     }
 

@@ -270,11 +270,16 @@ async fn a_frozen_daemon_writes_nothing_for_the_sources_it_lost_and_rejoins() {
     fleet.wait_balanced(&["a", "b"], 2, &[&a, &b]).await;
     let lost = Fleet::held_by(&fleet.holders().await, "a");
     a.signal("STOP");
-    wait_until(LIMIT, "b to take a's sources", || async {
-        let h = fleet.holders().await;
-        lost.iter()
-            .all(|i| h.get(&name(*i)).is_some_and(|x| x == "b"))
-    })
+    wait_for(
+        LIMIT,
+        "b to take a's sources (b's log below)",
+        Some(&b),
+        || fleet.holders(),
+        |h: &BTreeMap<String, String>| {
+            lost.iter()
+                .all(|i| h.get(&name(*i)).is_some_and(|x| x == "b"))
+        },
+    )
     .await;
     // The moment b took them, by the database clock.
     let names: Vec<String> = lost.iter().map(|i| format!("'{}'", name(*i))).collect();
