@@ -4,11 +4,13 @@
 //! A daemon frozen (SIGSTOP, a long pause, a partition) past its lease's expiry may
 //! wake with records of that source in its queue while another daemon already
 //! records the stream. Local deadlines stop its sessions, but only the database can
-//! say for sure that the lease moved: [`fence`] reads the lease rows `FOR KEY SHARE`
-//! inside the writer's batch transaction, so a takeover (an `UPDATE` of the row) waits
-//! until the batch commits, and a batch that starts after the takeover sees the new
-//! holder or term and drops those rows. The writer knows which term each source is
-//! held under from a [`FenceView`], which the [`super::Cluster`] keeps current.
+//! say for sure that the lease moved. In the writer's batch transaction,
+//! [`fence_batch`] first reads the leases (no lock) and drops the rows of sources no
+//! longer held; [`confirm_batch`], just before the commit, locks the lease rows `FOR
+//! KEY SHARE`, so a takeover (an `UPDATE` of the term) waits until the batch commits,
+//! and fails the attempt if a lease moved meanwhile. The writer knows which term each
+//! source is held under from a [`FenceView`], which the [`super::Cluster`] keeps
+//! current.
 
 use sqlx::postgres::PgConnection;
 use std::collections::HashMap;
@@ -62,23 +64,40 @@ pub async fn fence(
     node: &str,
     held: &[(String, i64)],
 ) -> Result<Vec<String>, sqlx::Error> {
+    not_held(conn, node, held, true).await
+}
+
+/// Which of `held` are no longer `node`'s under that term; with `lock`, the
+/// still-held rows are locked `FOR KEY SHARE` as [`fence`] describes.
+async fn not_held(
+    conn: &mut PgConnection,
+    node: &str,
+    held: &[(String, i64)],
+    lock: bool,
+) -> Result<Vec<String>, sqlx::Error> {
     if held.is_empty() {
         return Ok(Vec::new());
     }
     let sources: Vec<&str> = held.iter().map(|(s, _)| s.as_str()).collect();
     let terms: Vec<i64> = held.iter().map(|(_, t)| *t).collect();
-    let still: Vec<String> = sqlx::query_scalar(
+    let sql = if lock {
         "SELECT l.source FROM leases l \
          JOIN UNNEST($2::text[], $3::bigint[]) AS h(source, term) \
            ON l.source = h.source AND l.term = h.term \
          WHERE l.holder = $1 \
-         FOR KEY SHARE OF l",
-    )
-    .bind(node)
-    .bind(&sources)
-    .bind(&terms)
-    .fetch_all(&mut *conn)
-    .await?;
+         FOR KEY SHARE OF l"
+    } else {
+        "SELECT l.source FROM leases l \
+         JOIN UNNEST($2::text[], $3::bigint[]) AS h(source, term) \
+           ON l.source = h.source AND l.term = h.term \
+         WHERE l.holder = $1"
+    };
+    let still: Vec<String> = sqlx::query_scalar(sql)
+        .bind(node)
+        .bind(&sources)
+        .bind(&terms)
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(held
         .iter()
         .filter(|(s, _)| !still.contains(s))
@@ -111,13 +130,40 @@ pub async fn fence_batch(
             (None, _) => lost.push((source.clone(), *stamped)),
         }
     }
-    let gone = fence(conn, node, &check).await?;
+    let gone = not_held(conn, node, &check, false).await?;
     for (source, stamped) in leases {
         if gone.contains(source) && !lost.iter().any(|(s, t)| s == source && t == stamped) {
             lost.push((source.clone(), *stamped));
         }
     }
     Ok(lost)
+}
+
+/// Just before a batch commits: locks the lease rows of every (source, term) whose
+/// rows the batch writes (`FOR KEY SHARE`, see [`fence`]) and returns the sources
+/// whose lease moved since [`fence_batch`] looked. Holding the lock only from here
+/// to the commit matters: a daemon frozen while it streams a `COPY` leaves its
+/// server backend waiting for data, which no timeout ends, and a lock taken before
+/// the `COPY` would block the takeover for as long as the freeze lasts.
+pub async fn confirm_batch(
+    conn: &mut PgConnection,
+    node: &str,
+    view: &FenceView,
+    leases: &[(String, Option<i64>)],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut check: Vec<(String, i64)> = Vec::new();
+    let mut moved: Vec<String> = Vec::new();
+    for (source, stamped) in leases {
+        match stamped.or_else(|| view.term(source)) {
+            Some(term) if !check.iter().any(|(s, t)| s == source && *t == term) => {
+                check.push((source.clone(), term));
+            }
+            Some(_) => {}
+            None => moved.push(source.clone()),
+        }
+    }
+    moved.extend(fence(conn, node, &check).await?);
+    Ok(moved)
 }
 
 /// Inside a write transaction: gives up `source` (held by `node` under `term`), so

@@ -32,7 +32,7 @@ pub mod share;
 pub use driver::{Event, Handle, spawn};
 pub use error::ClusterError;
 use error::{db, fmt};
-pub use fence::{FenceView, fence, fence_batch, release_in};
+pub use fence::{FenceView, confirm_batch, fence, fence_batch, release_in};
 pub use lease::{Acquired, Lease, Lost, Tick};
 pub use metrics::Change;
 

@@ -73,6 +73,27 @@ impl TxSetup {
         }
         Ok(())
     }
+
+    /// Inside `conn`'s transaction, just before its commit: locks the lease rows of
+    /// the batch's sources and fails the attempt (retriable) when one moved since
+    /// [`TxSetup::prepare`]; the retry's `prepare` then fences those rows.
+    async fn confirm(&self, conn: &mut PgConnection, batch: &Batch) -> Result<(), sqlx::Error> {
+        let Some(fence) = self.fence.get() else {
+            return Ok(());
+        };
+        let leases = batch.live_leases();
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let moved = crate::cluster::confirm_batch(conn, &fence.node, &fence.view, &leases).await?;
+        if moved.is_empty() {
+            return Ok(());
+        }
+        Err(sqlx::Error::Protocol(format!(
+            "the lease of {} moved while the batch was being written; retrying so its rows are fenced",
+            moved.join(", ")
+        )))
+    }
 }
 
 /// The writer's PostgreSQL state, kept from batch to batch.
@@ -113,6 +134,7 @@ impl PgWriter {
             None => Streams::default(),
         };
         write_groups(&mut tx, &groups, &streams).await?;
+        self.setup.confirm(&mut tx, batch).await?;
         transact::commit(tx).await
     }
 }
@@ -159,6 +181,7 @@ impl BatchWriter for PgWriter {
             let mut tx = self.pool.begin().await?;
             self.setup.prepare(&mut tx, batch).await?;
             transact::write_each(&mut tx, batch).await?;
+            self.setup.confirm(&mut tx, batch).await?;
             transact::commit(tx).await
         })
     }
