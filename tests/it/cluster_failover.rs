@@ -147,10 +147,18 @@ async fn three_daemons_share_fail_over_take_a_share_and_drain() {
         .wait_balanced(&["a", "b", "c"], 2, &[&a, &b, &c])
         .await;
     // Every node has committed its connections (what a killed node leaves behind).
-    let sql = "SELECT count(DISTINCT source) FROM connections WHERE node IN ('a', 'b', 'c')";
-    wait_until(LIMIT, "every source's first connection row", || async {
-        scalar(&fleet.store, sql).await == SOURCES as i64
-    })
+    // (Sources move while nodes join, so all sources covered does not yet mean
+    // every node committed one.)
+    let sources = "SELECT count(DISTINCT source) FROM connections";
+    let nodes = "SELECT count(DISTINCT node) FROM connections WHERE node IN ('a', 'b', 'c')";
+    wait_until(
+        LIMIT,
+        "every source's and every node's first connection row",
+        || async {
+            scalar(&fleet.store, sources).await == SOURCES as i64
+                && scalar(&fleet.store, nodes).await == 3
+        },
+    )
     .await;
 
     // SIGKILL: a's sources are connected by b and c within lease_ttl + backoff.
