@@ -188,24 +188,30 @@ async fn a_dropped_connection_is_filled_with_exactly_the_history(backend: Backen
     }
 }
 
+/// A simulator of [`TRACKERS`] trackers and a daemon recording it into `db` (migrated
+/// first: two first migrations at once race, issue 16), once it has subscribed.
+async fn subscribed(db: &TestDb) -> (NavixySim, tempfile::TempDir, Store, String, Daemon) {
+    let sim = NavixySim::start("127.0.0.1:0".parse().unwrap(), sim_config(false, TRACKERS))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = db.store().await;
+    let cfg = config(&db.cfg.url, "", "", &source(&sim, false, ""));
+    let daemon = Daemon::start(dir.path(), &cfg);
+    wait_count(
+        &store,
+        Some(&daemon),
+        "session_events WHERE event = 'subscribed'",
+        |n| n == 1,
+    )
+    .await;
+    (sim, dir, store, cfg, daemon)
+}
+
 each_backend!(a_killed_daemon_leaves_a_down_gap_that_is_filled);
 async fn a_killed_daemon_leaves_a_down_gap_that_is_filled(backend: Backend) {
     for db in test_databases(backend).await {
-        let sim = NavixySim::start("127.0.0.1:0".parse().unwrap(), sim_config(false, TRACKERS))
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        // Migrated before the daemon starts: two first migrations at once race (issue 16).
-        let store = db.store().await;
-        let cfg = config(&db.cfg.url, "", "", &source(&sim, false, ""));
-        let daemon = Daemon::start(dir.path(), &cfg);
-        wait_count(
-            &store,
-            Some(&daemon),
-            "session_events WHERE event = 'subscribed'",
-            |n| n == 1,
-        )
-        .await;
+        let (sim, dir, store, cfg, daemon) = subscribed(&db).await;
         let k = sim.control().fleet()[0].latest_update;
         wait_until(LIMIT, "live states", || async {
             sim.control().fleet()[0].latest_update >= k + 2
@@ -249,20 +255,7 @@ async fn a_daemon_killed_before_its_first_frame_was_stored_leaves_a_gap_from_its
     backend: Backend,
 ) {
     for db in test_databases(backend).await {
-        let sim = NavixySim::start("127.0.0.1:0".parse().unwrap(), sim_config(false, TRACKERS))
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = db.store().await;
-        let cfg = config(&db.cfg.url, "", "", &source(&sim, false, ""));
-        let daemon = Daemon::start(dir.path(), &cfg);
-        wait_count(
-            &store,
-            Some(&daemon),
-            "session_events WHERE event = 'subscribed'",
-            |n| n == 1,
-        )
-        .await;
+        let (sim, dir, store, cfg, daemon) = subscribed(&db).await;
         daemon.signal("KILL");
         daemon.wait(LIMIT).await;
         // What a kill before the first commit of frames leaves: the connection only.
