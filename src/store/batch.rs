@@ -79,13 +79,15 @@ impl Batch {
 
     /// The distinct (source, term) pairs of the records still to be written.
     pub fn live_leases(&self) -> Vec<(String, Option<i64>)> {
-        let mut out: Vec<(String, Option<i64>)> = (0..self.records.len())
+        // Borrowed while sorting: a batch holds few distinct pairs, so only those
+        // are copied.
+        let mut pairs: Vec<(&str, Option<i64>)> = (0..self.records.len())
             .filter(|i| self.is_live(*i))
-            .map(|i| (self.records[i].source().to_string(), self.term(i)))
+            .map(|i| (self.records[i].source(), self.term(i)))
             .collect();
-        out.sort();
-        out.dedup();
-        out
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs.into_iter().map(|(s, t)| (s.to_string(), t)).collect()
     }
 
     /// Marks every live record of `source` built under `term` as [`Fate::Fenced`];
