@@ -12,20 +12,22 @@ use crate::record::TrackerState;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use std::collections::HashMap;
 
-/// The newest state of each (source, tracker) among `states`, one per key, in no
-/// particular order. PostgreSQL refuses to upsert one key twice in a statement, and
-/// on both backends it spares the older states of a batch a lookup.
-pub(crate) fn newest_per_tracker<'a>(states: &[&'a TrackerState]) -> Vec<&'a TrackerState> {
-    let mut newest: HashMap<(&str, i64), &'a TrackerState> = HashMap::with_capacity(states.len());
-    for s in states {
+/// The index in `states` of the newest state of each (source, tracker), one per
+/// key, in no particular order (the first of equal times). PostgreSQL refuses to
+/// upsert one key twice in a statement, and on both backends it spares the older
+/// states of a batch a write. Indexes, not references, so a caller can pair each
+/// state with what it holds per row (the ids minted for a `COPY`).
+pub(crate) fn newest_per_tracker(states: &[&TrackerState]) -> Vec<usize> {
+    let mut newest: HashMap<(&str, i64), usize> = HashMap::with_capacity(states.len());
+    for (i, s) in states.iter().enumerate() {
         newest
             .entry((&*s.source, s.source_id))
             .and_modify(|kept| {
-                if s.state_time > kept.state_time {
-                    *kept = s;
+                if s.state_time > states[*kept].state_time {
+                    *kept = i;
                 }
             })
-            .or_insert(s);
+            .or_insert(i);
     }
     newest.into_values().collect()
 }
@@ -98,6 +100,7 @@ mod tests {
         let refs: Vec<&TrackerState> = rows.iter().collect();
         let mut got: Vec<(String, i64, i64)> = newest_per_tracker(&refs)
             .into_iter()
+            .map(|i| refs[i])
             .map(|s| (s.source.to_string(), s.source_id, s.state_time.timestamp()))
             .collect();
         got.sort();

@@ -8,8 +8,9 @@
 //! ([`crate::bench::cookbook`]) is run once to warm the caches and then three times,
 //! the best time counts; its plan is read with `EXPLAIN` and any full scan of a
 //! history table is reported ([`plan`]). Last come the retention runs, with the
-//! daemon's own retention code: one that removes the oldest 30 % of the history,
-//! then a steady-state one that removes the next five minutes of it.
+//! daemon's own retention code: one that removes the oldest ~30 % of the history
+//! (up to the nearest midnight), then a steady-state one that removes the next five
+//! minutes of it.
 //!
 //! Like every bench mode it only touches the databases it created.
 

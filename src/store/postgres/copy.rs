@@ -178,16 +178,49 @@ pub(super) fn events(rows: &[&Event]) -> Result<Vec<u8>, Unencodable> {
 }
 
 /// Column list of `tracker_states`' `COPY` statement; the order of [`tracker_states`].
+/// The ids are minted from the table's identity sequence in the transaction and
+/// written into the stream ([`StatesStream::set_ids`]), so `tracker_latest` can be
+/// kept from the batch's own values without looking the rows up again.
 pub(super) const TRACKER_STATES: &str = "COPY tracker_states \
-    (source, source_id, state_time, received_at, lat, lng, speed, heading, \
+    (id, source, source_id, state_time, received_at, lat, lng, speed, heading, \
      connection_status, movement_status, payload, origin, event_id, connection_id) \
     FROM STDIN (FORMAT binary)";
 
-/// Encodes `rows` for [`TRACKER_STATES`].
-pub(super) fn tracker_states(rows: &[&TrackerState]) -> Result<Vec<u8>, Unencodable> {
-    let mut c = CopyBuf::new(rows.iter().map(|r| r.payload.len() + 160).sum());
+/// `tracker_states`' `COPY` stream and where each row's id goes in it.
+pub(super) struct StatesStream {
+    data: Vec<u8>,
+    /// Offset of each row's 8 id bytes, in row order.
+    id_at: Vec<usize>,
+}
+
+impl StatesStream {
+    /// Rows in the stream (ids it needs).
+    pub(super) fn rows(&self) -> usize {
+        self.id_at.len()
+    }
+
+    /// Writes `ids` (one per row, in row order) into the stream. A retried batch
+    /// writes its new ids over the old ones.
+    pub(super) fn set_ids(&mut self, ids: &[i64]) {
+        for (at, id) in self.id_at.iter().zip(ids) {
+            self.data[*at..*at + 8].copy_from_slice(&id.to_be_bytes());
+        }
+    }
+
+    /// The stream to send.
+    pub(super) fn data(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+/// Encodes `rows` for [`TRACKER_STATES`], ids left at zero until [`StatesStream::set_ids`].
+pub(super) fn tracker_states(rows: &[&TrackerState]) -> Result<StatesStream, Unencodable> {
+    let mut c = CopyBuf::new(rows.iter().map(|r| r.payload.len() + 172).sum());
+    let mut id_at = Vec::with_capacity(rows.len());
     for r in rows {
-        c.row(14);
+        c.row(15);
+        id_at.push(c.buf.len() + 4);
+        c.i64(0);
         c.text(&r.source)?;
         c.i64(r.source_id);
         c.ts(r.state_time)?;
@@ -203,7 +236,10 @@ pub(super) fn tracker_states(rows: &[&TrackerState]) -> Result<Vec<u8>, Unencoda
         c.opt_i64(r.event_id);
         c.opt_i64(r.connection_id);
     }
-    Ok(c.finish())
+    Ok(StatesStream {
+        data: c.finish(),
+        id_at,
+    })
 }
 
 /// Column list of `tracker_readings`' `COPY` statement; the order of [`tracker_readings`].
@@ -278,6 +314,41 @@ mod tests {
         want.extend_from_slice(&[0xff, 0xff]);
         assert_eq!(out, want);
         assert_eq!(HEADER.len(), 19);
+    }
+
+    #[test]
+    fn state_ids_are_written_into_their_rows() {
+        use crate::record::Origin;
+        let t = Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap();
+        let state = |id| TrackerState {
+            source: "s".into(),
+            source_id: id,
+            state_time: t,
+            received_at: t,
+            lat: None,
+            lng: None,
+            speed: None,
+            heading: None,
+            connection_status: None,
+            movement_status: None,
+            payload: "{}".into(),
+            origin: Origin::Live,
+            event_id: None,
+            connection_id: None,
+        };
+        let (a, b) = (state(1), state(2));
+        let mut stream = tracker_states(&[&a, &b]).unwrap();
+        assert_eq!(stream.rows(), 2);
+        stream.set_ids(&[41, 42]);
+        let data = stream.data();
+        // Each row starts with its field count (15), then the id as a length-8 field.
+        let first = HEADER.len();
+        assert_eq!(&data[first..first + 2], &15i16.to_be_bytes());
+        assert_eq!(&data[first + 2..first + 6], &8i32.to_be_bytes());
+        assert_eq!(&data[first + 6..first + 14], &41i64.to_be_bytes());
+        let second = stream.id_at[1];
+        assert_eq!(&data[second..second + 8], &42i64.to_be_bytes());
+        assert_eq!(&data[second - 6..second - 4], &15i16.to_be_bytes());
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! (see `store/derived.rs` for why there).
 //!
 //! `tracker_latest`: the `UNNEST … ON CONFLICT` insert keeps it in the same
-//! statement from the ids its `RETURNING` gives (`sql::TRACKER_STATES`). After a
-//! `COPY` (which returns nothing) [`tracker_latest_copied`] joins the batch's newest
-//! state per tracker back to `tracker_states` by the natural key to get the stored
-//! ids (every row of a successful `COPY` is new: a duplicate makes the server refuse
-//! the whole `COPY`); it updates only where the stored state is older.
+//! statement from the ids its `RETURNING` gives (`sql::TRACKER_STATES`). A `COPY`
+//! returns nothing, so its rows' ids are minted from the identity sequence before it
+//! (`insert::mint_state_ids`), and [`tracker_latest_copied`] upserts the batch's
+//! newest state per tracker from the batch's own values: every row of a successful
+//! `COPY` is new (a duplicate makes the server refuse the whole `COPY`), so no row
+//! needs looking up again. It updates only where the stored state is older.
 //! `events_hourly`: after a `COPY` every event of the batch is new, so they are counted in
 //! memory ([`events_hourly_copied`]); the `UNNEST` statement counts the rows its
 //! `RETURNING` gives, in the same statement (`sql::EVENTS`).
@@ -19,11 +20,9 @@ use sqlx::postgres::PgConnection;
 const TRACKER_LATEST: &str = "INSERT INTO tracker_latest AS l \
     (source, source_id, state_id, state_time, received_at, lat, lng, speed, heading, \
      connection_status, movement_status) \
-    SELECT s.source, s.source_id, s.id, s.state_time, \
-     s.received_at, s.lat, s.lng, s.speed, s.heading, s.connection_status, s.movement_status \
-    FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[]) AS b(source, source_id, state_time) \
-    JOIN tracker_states AS s \
-      ON s.source = b.source AND s.source_id = b.source_id AND s.state_time = b.state_time \
+    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], \
+     $5::timestamptz[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], \
+     $10::text[], $11::text[]) \
     ON CONFLICT (source, source_id) DO UPDATE SET \
     state_id = excluded.state_id, state_time = excluded.state_time, \
     received_at = excluded.received_at, lat = excluded.lat, lng = excluded.lng, \
@@ -37,24 +36,58 @@ const EVENTS_HOURLY: &str = "INSERT INTO events_hourly AS h (source, kind, hour,
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::bigint[]) \
     ON CONFLICT (source, kind, hour) DO UPDATE SET n = h.n + excluded.n";
 
-/// Moves each tracker of `states` (just copied) forward to its newest state. The
-/// keys are unique (one newest state per tracker, found in memory), so the join
-/// gives at most one row per key and needs no `DISTINCT ON`.
+/// Moves each tracker of `states` (just copied, `ids[i]` being the id of
+/// `states[i]`) forward to its newest state. Every row of a successful `COPY` is
+/// stored, under the id minted for it, so the values come from the batch itself
+/// and nothing is looked up; the keys are unique (one newest state per tracker,
+/// found in memory), as one upsert statement needs.
 pub(super) async fn tracker_latest_copied(
     conn: &mut PgConnection,
     states: &[&TrackerState],
+    ids: &[i64],
 ) -> Result<(), sqlx::Error> {
-    if states.is_empty() {
+    let newest = newest_per_tracker(states);
+    if newest.is_empty() {
         return Ok(());
     }
-    let newest = newest_per_tracker(states);
-    let sources: Vec<&str> = newest.iter().map(|s| &*s.source).collect();
-    let ids: Vec<i64> = newest.iter().map(|s| s.source_id).collect();
-    let times: Vec<DateTime<Utc>> = newest.iter().map(|s| s.state_time).collect();
+    let pick = |f: fn(&TrackerState) -> Option<f64>| -> Vec<Option<f64>> {
+        newest.iter().map(|i| f(states[*i])).collect()
+    };
+    let text = |f: fn(&TrackerState) -> Option<&str>| -> Vec<Option<&str>> {
+        newest.iter().map(|i| f(states[*i])).collect()
+    };
     sqlx::query(TRACKER_LATEST)
-        .bind(sources)
-        .bind(ids)
-        .bind(times)
+        .bind(text(|s| Some(&*s.source)))
+        .bind(
+            newest
+                .iter()
+                .map(|i| states[*i].source_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            newest
+                .iter()
+                .map(|i| ids.get(*i).copied())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            newest
+                .iter()
+                .map(|i| states[*i].state_time)
+                .collect::<Vec<DateTime<Utc>>>(),
+        )
+        .bind(
+            newest
+                .iter()
+                .map(|i| states[*i].received_at)
+                .collect::<Vec<DateTime<Utc>>>(),
+        )
+        .bind(pick(|s| s.lat))
+        .bind(pick(|s| s.lng))
+        .bind(pick(|s| s.speed))
+        .bind(pick(|s| s.heading))
+        .bind(text(|s| s.connection_status.as_deref()))
+        .bind(text(|s| s.movement_status.as_deref()))
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -27,7 +27,7 @@ impl WriteDialect for Postgres {
         conn: &'c mut PgConnection,
         groups: &'c Groups<'c>,
     ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
-        Box::pin(async move { write_groups(conn, groups, &Streams::default()).await })
+        Box::pin(async move { write_groups(conn, groups, &mut Streams::default()).await })
     }
 }
 
@@ -116,7 +116,7 @@ impl TextLen for Option<String> {
 #[derive(Default)]
 pub(super) struct Streams {
     events: Option<Vec<u8>>,
-    tracker_states: Option<Vec<u8>>,
+    tracker_states: Option<super::copy::StatesStream>,
     tracker_readings: Option<Vec<u8>>,
 }
 
@@ -129,10 +129,10 @@ impl Streams {
     }
 
     fn try_encode(g: &Groups<'_>) -> Result<Streams, super::copy::Unencodable> {
-        fn one<T>(
+        fn one<T, S>(
             rows: &[&T],
-            encode: impl Fn(&[&T]) -> Result<Vec<u8>, super::copy::Unencodable>,
-        ) -> Result<Option<Vec<u8>>, super::copy::Unencodable> {
+            encode: impl Fn(&[&T]) -> Result<S, super::copy::Unencodable>,
+        ) -> Result<Option<S>, super::copy::Unencodable> {
             if rows.len() < super::copy::MIN_ROWS {
                 return Ok(None);
             }
@@ -150,6 +150,30 @@ impl Streams {
     }
 }
 
+/// `n` new ids from `tracker_states`' identity sequence, for the rows of its `COPY`
+/// stream. Minted in the batch's transaction, one round trip: a rolled-back batch
+/// leaves a gap in the ids, as a rolled-back insert does. The sequence is looked up
+/// once (`MATERIALIZED`: inlined, the lookup ran once per id and cost ten times the
+/// `nextval`); the ids need no order, each row just needs its own.
+async fn mint_state_ids(conn: &mut PgConnection, n: usize) -> Result<Vec<i64>, sqlx::Error> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "WITH q AS MATERIALIZED \
+         (SELECT pg_get_serial_sequence('tracker_states', 'id')::regclass AS seq) \
+         SELECT array_agg(nextval(q.seq)) FROM q, generate_series(1, $1)",
+    )
+    .bind(n)
+    .fetch_one(&mut *conn)
+    .await?;
+    if i64::try_from(ids.len()).ok() != Some(n) {
+        return Err(sqlx::Error::Protocol(format!(
+            "asked tracker_states' id sequence for {n} ids and got {}",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
 /// Runs one `COPY … FROM STDIN` with `data` as its whole input.
 async fn copy_in(conn: &mut PgConnection, statement: &str, data: &[u8]) -> Result<(), sqlx::Error> {
     let mut copy = conn.copy_in_raw(statement).await?;
@@ -163,7 +187,7 @@ async fn copy_in(conn: &mut PgConnection, statement: &str, data: &[u8]) -> Resul
 pub(super) async fn write_groups(
     conn: &mut PgConnection,
     g: &Groups<'_>,
-    streams: &Streams,
+    streams: &mut Streams,
 ) -> Result<(), sqlx::Error> {
     for r in &g.connections {
         sqlx::query(CONNECTIONS)
@@ -210,9 +234,11 @@ pub(super) async fn write_groups(
             |r| r.item_count
         );
     }
-    if let Some(data) = &streams.tracker_states {
-        copy_in(conn, super::copy::TRACKER_STATES, data).await?;
-        super::derived::tracker_latest_copied(conn, &g.tracker_states).await?;
+    if let Some(stream) = &mut streams.tracker_states {
+        let ids = mint_state_ids(conn, stream.rows()).await?;
+        stream.set_ids(&ids);
+        copy_in(conn, super::copy::TRACKER_STATES, stream.data()).await?;
+        super::derived::tracker_latest_copied(conn, &g.tracker_states, &ids).await?;
     } else {
         // Keeps `tracker_latest` in the same statement (`sql::TRACKER_STATES`).
         unnest!(

@@ -125,7 +125,7 @@ impl PgWriter {
         let mut tx = self.pool.begin().await?;
         self.setup.prepare(&mut tx, batch).await?;
         let groups = Groups::of(batch);
-        let streams = match copied {
+        let mut streams = match copied {
             Some(flag) => {
                 let streams = Streams::encode(&groups);
                 *flag = !streams.is_empty();
@@ -133,7 +133,7 @@ impl PgWriter {
             }
             None => Streams::default(),
         };
-        write_groups(&mut tx, &groups, &streams).await?;
+        write_groups(&mut tx, &groups, &mut streams).await?;
         self.setup.confirm(&mut tx, batch).await?;
         transact::commit(tx).await
     }

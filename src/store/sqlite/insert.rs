@@ -128,7 +128,6 @@ pub(super) async fn write_groups(
         },
     )
     .await?;
-    derived::tracker_latest(conn, &g.tracker_states).await?;
     insert(
         conn,
         &TRACKER_READINGS,
