@@ -59,7 +59,7 @@ fn bench_queries_prints_every_question_and_retention_run() {
             }
         }
         for run in [
-            "retention: the oldest ~30 % (to a midnight)",
+            "retention: the oldest ~30 % (whole days)",
             "retention: steady state (the next 5 minutes)",
         ] {
             assert!(cell(&stdout, run, col).is_some(), "{run}:\n{stdout}");
@@ -68,11 +68,11 @@ fn bench_queries_prints_every_question_and_retention_run() {
             .lines()
             .find(|l| {
                 l.starts_with(label)
-                    && l.contains("retention: the oldest ~30 % (to a midnight): deleted")
+                    && l.contains("retention: the oldest ~30 % (whole days): deleted")
             })
             .unwrap_or_else(|| panic!("no retention line:\n{stdout}"));
-        // The cutoff is the midnight nearest to 70 % kept: 23–37 % of the week, so
-        // of the 5 rounds of 400 states one or two are (partly) before it.
+        // The cutoff is 5 minutes past the midnight nearest to 70 % kept: 23–37 % of
+        // the week, so of the 5 rounds of 400 states one or two are (partly) before it.
         let states: u64 = deleted
             .split(": deleted ")
             .nth(1)

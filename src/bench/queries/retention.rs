@@ -34,22 +34,23 @@ const TABLES: [&str; 7] = [
 /// `[retention] batch`, the daemon's default.
 const BATCH: usize = 5_000;
 
-/// The first run's cutoff: the UTC midnight nearest to the point that leaves 70 %
-/// of the history, so it removes whole days (23–37 % of the week). On PostgreSQL
-/// that run then drops whole daily partitions, as the daemon's routine runs do once
-/// a day (their cutoff moves 5 minutes at a time across each day boundary); a
-/// cutoff in mid-day would add that day's part deleted row by row, a cost set by
-/// the chance position of the clock, not by the 30 %. The history itself still ends
+/// The first run's cutoff: five minutes past the UTC midnight nearest to the point
+/// that leaves 70 % of the history, so it removes whole days (23–37 % of the week).
+/// That is where a routine run (every 5 minutes) first finds a day's partition
+/// wholly expired: the five minutes cover the states of the day's last seconds that
+/// were received after midnight. On PostgreSQL the run then drops whole daily
+/// partitions and nothing else, whatever the clock; the history itself still ends
 /// now, as the cookbook's `now()`-relative questions need.
 pub(super) fn first_cutoff(shape: &Shape) -> DateTime<Utc> {
     use chrono::{Duration, DurationRound};
     let at = shape.end - (shape.end - shape.start) * 7 / 10;
     let day = Duration::days(1);
-    match at.duration_trunc(day) {
-        Ok(midnight) if at - midnight >= Duration::hours(12) => midnight + day,
-        Ok(midnight) => midnight,
+    let midnight = match at.duration_trunc(day) {
+        Ok(m) if at - m >= Duration::hours(12) => m + day,
+        Ok(m) => m,
         Err(_) => at,
-    }
+    };
+    midnight + Duration::minutes(5)
 }
 
 /// The two runs, each as one line of the result table.
@@ -75,7 +76,7 @@ pub async fn run(target: &Target, shape: &Shape) -> Result<Vec<Measured>, BenchE
         &mut pruner,
         &cfg,
         shape.end,
-        "retention: the oldest ~30 % (to a midnight)",
+        "retention: the oldest ~30 % (whole days)",
         &scans,
     )
     .await?;
@@ -227,14 +228,15 @@ mod tests {
     use chrono::{Duration, TimeZone, Timelike};
 
     #[test]
-    fn first_cutoff_is_the_midnight_nearest_to_seventy_percent_kept() {
+    fn first_cutoff_is_five_minutes_past_the_midnight_nearest_to_seventy_percent_kept() {
         for (h, m) in [(0, 0), (3, 10), (11, 59), (12, 1), (23, 59)] {
             let end = Utc.with_ymd_and_hms(2026, 11, 28, h, m, 0).unwrap();
             let shape = Shape::new(1_000, end);
             let cut = first_cutoff(&shape);
-            assert_eq!((cut.hour(), cut.minute(), cut.second()), (0, 0, 0), "{end}");
+            assert_eq!((cut.hour(), cut.minute(), cut.second()), (0, 5, 0), "{end}");
             let at = end - (end - shape.start) * 7 / 10;
-            assert!((cut - at).abs() <= Duration::hours(12), "{cut} for {at}");
+            let midnight = cut - Duration::minutes(5);
+            assert!((midnight - at).abs() <= Duration::hours(12), "{cut} for {at}");
             let share = (cut - shape.start).num_minutes() as f64 / (7.0 * 1440.0);
             assert!((0.22..=0.38).contains(&share), "{share} for {end}");
         }

@@ -79,6 +79,18 @@ pub async fn is_partitioned(pool: &PgPool, table: &str) -> Result<bool, sqlx::Er
     Ok(kind == Some(b'p' as i8))
 }
 
+/// The DEFAULT partition of `parent`, if it has one: where rows outside every range
+/// wait until the next pass moves them (retention walks it row by row meanwhile).
+pub async fn default_partition(pool: &PgPool, parent: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = to_regclass($1) AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'",
+    )
+    .bind(parent)
+    .fetch_optional(pool)
+    .await
+}
+
 /// The range partitions of `parent`, oldest first (the DEFAULT partition is not
 /// listed). Bounds are read back through PostgreSQL's own cast of the bound text.
 pub async fn list(pool: &PgPool, parent: &str) -> Result<Vec<Part>, sqlx::Error> {
@@ -355,7 +367,14 @@ pub async fn drop_expired(
         let mut tx = pool.begin().await?;
         limit(&mut tx).await?;
         let rows: f32 =
-            sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)")
+            sqlx::query_scalar(
+                // `reltuples` is -1 until the partition was first analyzed; the
+                // activity statistics' live count stands in then.
+                "SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples \
+                 ELSE coalesce(s.n_live_tup, 0)::real END \
+                 FROM pg_class AS c LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid \
+                 WHERE c.oid = to_regclass($1)",
+            )
                 .bind(&part.name)
                 .fetch_optional(&mut *tx)
                 .await?
