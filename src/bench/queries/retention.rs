@@ -236,7 +236,10 @@ mod tests {
             assert_eq!((cut.hour(), cut.minute(), cut.second()), (0, 5, 0), "{end}");
             let at = end - (end - shape.start) * 7 / 10;
             let midnight = cut - Duration::minutes(5);
-            assert!((midnight - at).abs() <= Duration::hours(12), "{cut} for {at}");
+            assert!(
+                (midnight - at).abs() <= Duration::hours(12),
+                "{cut} for {at}"
+            );
             let share = (cut - shape.start).num_minutes() as f64 / (7.0 * 1440.0);
             assert!((0.22..=0.38).contains(&share), "{share} for {end}");
         }

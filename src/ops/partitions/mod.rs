@@ -366,19 +366,18 @@ pub async fn drop_expired(
         }
         let mut tx = pool.begin().await?;
         limit(&mut tx).await?;
-        let rows: f32 =
-            sqlx::query_scalar(
-                // `reltuples` is -1 until the partition was first analyzed; the
-                // activity statistics' live count stands in then.
-                "SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples \
+        let rows: f32 = sqlx::query_scalar(
+            // `reltuples` is -1 until the partition was first analyzed; the
+            // activity statistics' live count stands in then.
+            "SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples \
                  ELSE coalesce(s.n_live_tup, 0)::real END \
                  FROM pg_class AS c LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid \
                  WHERE c.oid = to_regclass($1)",
-            )
-                .bind(&part.name)
-                .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or(0.0);
+        )
+        .bind(&part.name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or(0.0);
         sqlx::query(AssertSqlSafe(format!(
             "DROP TABLE IF EXISTS \"{}\"",
             part.name
