@@ -257,10 +257,32 @@ async fn raw_message_lookup_follows_event_id_and_survives_pruning(backend: Backe
             unreachable!()
         };
         let event_id = e.id;
-        let mut linked = state("fleet-eu", 7, t, 1.0);
+        // As the daemon stamps them: the typed rows of a message carry its receipt time.
+        let same_time = |mut r: Record| {
+            if let Record::TrackerState(s) = &mut r {
+                s.received_at = t;
+            }
+            r
+        };
+        let mut linked = same_time(state("fleet-eu", 7, t, 1.0));
         linked.link_to(Some(event_id), Some(1));
-        let unlinked = state("fleet-eu", 8, t, 2.0); // raw_events = "off", backfill
+        let unlinked = same_time(state("fleet-eu", 8, t, 2.0)); // raw_events = "off", backfill
         write_all(&store, &db.cfg, vec![message, linked, unlinked]).await;
+
+        // The other way, README's statement: the typed rows of the message, found by
+        // the (source, received_at) index and picked out by event_id.
+        let reverse = format!(
+            "SELECT s.source_id FROM events AS e JOIN tracker_states AS s \
+             ON s.source = e.source AND s.received_at = e.received_at AND s.event_id = e.id \
+             WHERE e.id = {event_id}"
+        );
+        let rows = fetch_cells(&store, &reverse).await;
+        assert_eq!(
+            rows.len(),
+            1,
+            "[{l}] one typed row of the message: {rows:?}"
+        );
+        assert_eq!(rows[0][0].opt_i64(), Some(7), "[{l}] the linked state");
 
         // The cookbook's statement, for each of the two states.
         let q = wsvault::bench::cookbook::QUESTIONS
