@@ -64,28 +64,36 @@ impl<K: std::hash::Hash + Eq> Hourly<K> {
     }
 }
 
+/// A bare tracker state (no position, `{}` payload) at `secs` past the epoch, for
+/// the unit tests of the derived tables and of the encoders that feed them.
+#[cfg(test)]
+pub(crate) fn sample_state(source: &str, id: i64, secs: i64) -> TrackerState {
+    use chrono::TimeZone;
+    TrackerState {
+        source: source.into(),
+        source_id: id,
+        state_time: Utc.timestamp_opt(secs, 0).unwrap(),
+        received_at: Utc.timestamp_opt(1_000, 0).unwrap(),
+        lat: None,
+        lng: None,
+        speed: None,
+        heading: None,
+        connection_status: None,
+        movement_status: None,
+        payload: "{}".into(),
+        origin: Default::default(),
+        event_id: None,
+        connection_id: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
 
     fn state(source: &str, id: i64, secs: i64) -> TrackerState {
-        TrackerState {
-            source: source.into(),
-            source_id: id,
-            state_time: Utc.timestamp_opt(secs, 0).unwrap(),
-            received_at: Utc.timestamp_opt(1_000, 0).unwrap(),
-            lat: None,
-            lng: None,
-            speed: None,
-            heading: None,
-            connection_status: None,
-            movement_status: None,
-            payload: "{}".into(),
-            origin: Default::default(),
-            event_id: None,
-            connection_id: None,
-        }
+        sample_state(source, id, secs)
     }
 
     #[test]

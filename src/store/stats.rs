@@ -261,7 +261,7 @@ mod tests {
     use super::*;
     use crate::record::{Record, Rejected, Traffic};
 
-    fn traffic(source: &str) -> Record {
+    pub(super) fn traffic(source: &str) -> Record {
         Record::Traffic(Traffic {
             id: crate::ids::next_id(),
             source: source.into(),
@@ -306,19 +306,11 @@ mod tests {
 #[cfg(test)]
 mod lease_tests {
     use super::*;
-    use crate::record::{Record, Traffic};
     use crate::store::batch::Queued;
 
     fn queued(source: &str, term: Option<i64>) -> Queued {
         Queued {
-            record: Record::Traffic(Traffic {
-                id: crate::ids::next_id(),
-                source: source.into(),
-                connection_id: None,
-                at: chrono::Utc::now(),
-                direction: "received".into(),
-                payload: "x".into(),
-            }),
+            record: super::tests::traffic(source),
             term,
         }
     }

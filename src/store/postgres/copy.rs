@@ -318,24 +318,7 @@ mod tests {
 
     #[test]
     fn state_ids_are_written_into_their_rows() {
-        use crate::record::Origin;
-        let t = Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap();
-        let state = |id| TrackerState {
-            source: "s".into(),
-            source_id: id,
-            state_time: t,
-            received_at: t,
-            lat: None,
-            lng: None,
-            speed: None,
-            heading: None,
-            connection_status: None,
-            movement_status: None,
-            payload: "{}".into(),
-            origin: Origin::Live,
-            event_id: None,
-            connection_id: None,
-        };
+        let state = |id| crate::store::derived::sample_state("s", id, 1_795_000_000);
         let (a, b) = (state(1), state(2));
         let mut stream = tracker_states(&[&a, &b]).unwrap();
         assert_eq!(stream.rows(), 2);

@@ -12,24 +12,19 @@
 //! memory ([`events_hourly_copied`]); the `UNNEST` statement counts the rows its
 //! `RETURNING` gives, in the same statement (`sql::EVENTS`).
 
+use super::sql::{latest_forward, latest_insert};
 use crate::record::{Event, TrackerState};
 use crate::store::derived::{Hourly, hour_of, newest_per_tracker};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnection;
 
-const TRACKER_LATEST: &str = "INSERT INTO tracker_latest AS l \
-    (source, source_id, state_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status) \
-    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], \
+const TRACKER_LATEST: &str = concat!(
+    latest_insert!(),
+    "SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], \
      $5::timestamptz[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], \
-     $10::text[], $11::text[]) \
-    ON CONFLICT (source, source_id) DO UPDATE SET \
-    state_id = excluded.state_id, state_time = excluded.state_time, \
-    received_at = excluded.received_at, lat = excluded.lat, lng = excluded.lng, \
-    speed = excluded.speed, heading = excluded.heading, \
-    connection_status = excluded.connection_status, \
-    movement_status = excluded.movement_status \
-    WHERE excluded.state_time > l.state_time";
+     $10::text[], $11::text[]) ",
+    latest_forward!()
+);
 
 /// Adds counted events to `events_hourly`.
 const EVENTS_HOURLY: &str = "INSERT INTO events_hourly AS h (source, kind, hour, n) \

@@ -46,11 +46,38 @@ pub(super) const EVENTS: &str = "WITH ins AS (INSERT INTO events \
     GROUP BY 1, 2, 3 \
     ON CONFLICT (source, kind, hour) DO UPDATE SET n = h.n + excluded.n";
 
+/// The head of every `tracker_latest` upsert (alias `l`), for `concat!`: the `UNNEST`
+/// path here and the `COPY` path in `derived.rs` write the same columns.
+macro_rules! latest_insert {
+    () => {
+        "INSERT INTO tracker_latest AS l \
+         (source, source_id, state_id, state_time, received_at, lat, lng, speed, heading, \
+          connection_status, movement_status) "
+    };
+}
+pub(super) use latest_insert;
+
+/// The tail of every `tracker_latest` upsert: a tracker's row only ever moves forward
+/// in time, so an older or backfilled state never replaces a newer one.
+macro_rules! latest_forward {
+    () => {
+        "ON CONFLICT (source, source_id) DO UPDATE SET \
+         state_id = excluded.state_id, state_time = excluded.state_time, \
+         received_at = excluded.received_at, lat = excluded.lat, lng = excluded.lng, \
+         speed = excluded.speed, heading = excluded.heading, \
+         connection_status = excluded.connection_status, \
+         movement_status = excluded.movement_status \
+         WHERE excluded.state_time > l.state_time"
+    };
+}
+pub(super) use latest_forward;
+
 /// Also moves `tracker_latest` to the newest state per tracker among the rows it
 /// inserted, in the same statement: its `RETURNING` gives the stored ids and never
 /// names a skipped duplicate (one stored by an earlier batch, whose transaction
 /// already moved `tracker_latest` to it or past it), so nothing is looked up again.
-pub(super) const TRACKER_STATES: &str = "WITH ins AS (INSERT INTO tracker_states \
+pub(super) const TRACKER_STATES: &str = concat!(
+    "WITH ins AS (INSERT INTO tracker_states \
     (source, source_id, state_time, received_at, lat, lng, speed, heading, \
      connection_status, movement_status, payload, origin, event_id, connection_id) \
     SELECT source, source_id, state_time, received_at, lat, lng, speed, heading, \
@@ -62,20 +89,13 @@ pub(super) const TRACKER_STATES: &str = "WITH ins AS (INSERT INTO tracker_states
          connection_status, movement_status, payload, origin, event_id, connection_id) \
     ON CONFLICT DO NOTHING \
     RETURNING id, source, source_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status) \
-    INSERT INTO tracker_latest AS l \
-    (source, source_id, state_id, state_time, received_at, lat, lng, speed, heading, \
-     connection_status, movement_status) \
-    SELECT DISTINCT ON (source, source_id) source, source_id, id, state_time, received_at, \
+     connection_status, movement_status) ",
+    latest_insert!(),
+    "SELECT DISTINCT ON (source, source_id) source, source_id, id, state_time, received_at, \
      lat, lng, speed, heading, connection_status, movement_status \
-    FROM ins ORDER BY source, source_id, state_time DESC \
-    ON CONFLICT (source, source_id) DO UPDATE SET \
-    state_id = excluded.state_id, state_time = excluded.state_time, \
-    received_at = excluded.received_at, lat = excluded.lat, lng = excluded.lng, \
-    speed = excluded.speed, heading = excluded.heading, \
-    connection_status = excluded.connection_status, \
-    movement_status = excluded.movement_status \
-    WHERE excluded.state_time > l.state_time";
+    FROM ins ORDER BY source, source_id, state_time DESC ",
+    latest_forward!()
+);
 
 pub(super) const TRACKER_READINGS: &str = "INSERT INTO tracker_readings \
     (source, tracker_id, reading_kind, name, value, value_num, units, update_time, \
